@@ -1,0 +1,65 @@
+"""
+Server settings and the validation of their values.
+
+Kept apart from the twistd options so that the rules (what a valid interval is, that the
+idle timeout must outlast the ping interval) are plain functions, testable without Twisted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+
+class ConfigError(ValueError):
+    """A setting has a value the server cannot run with; the message names the option."""
+
+
+def parse_seconds(option: str, text: str) -> float:
+    """A positive, finite number of seconds, e.g. ``30`` or ``0.5``."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--{option} must be a number of seconds, not {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"--{option} must be a positive number of seconds, not {text!r}")
+    return value
+
+
+def parse_count(option: str, text: str) -> int:
+    """A positive whole number."""
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--{option} must be a whole number, not {text!r}") from None
+    if value <= 0:
+        raise ConfigError(f"--{option} must be a positive whole number, not {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything the chat factory needs to know; defaults are the documented ones."""
+
+    ping: float = 30.0
+    timeout: float = 90.0
+    register_timeout: float = 10.0
+    max_line: int = 4096
+    max_clients: int = 10000
+    history: int = 1000
+    listen: tuple[str, ...] = field(default=("tcp:6464",))
+
+    def __post_init__(self) -> None:
+        if self.timeout <= self.ping:
+            raise ConfigError(
+                f"--timeout ({format_number(self.timeout)}) must be greater than --ping ({format_number(self.ping)})"
+            )
+
+
+def format_number(value: float) -> str:
+    """The shortest plain decimal for a number: ``30``, ``0.5``, ``2.25``; never an exponent."""
+    text = format(Decimal(repr(float(value))), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text

@@ -1,0 +1,325 @@
+"""
+The hbchat server: one protocol instance per connection, one factory for the whole chat.
+
+The factory holds the registered users (by nick, regardless of case), the event sequence
+and its history, and broadcasts through a :class:`~hbchat.fanout.Fanout` so that every
+event is encoded once and every connection gets one write per reactor turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.protocol import Factory, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from hbchat import wire
+from hbchat.config import ServerConfig
+from hbchat.fanout import Fanout
+from hbchat.heartbeat import HeartbeatProtocol
+from hbchat.history import History
+from hbchat.sockopts import enable_keepalive
+
+#: How long a connection closed on purpose may take to flush its last line before it is
+#: aborted: a peer that does not read must not hold its socket, or a shutdown, for long.
+CLOSE_GRACE = 3.0
+
+
+def describe_peer(address: IAddress) -> str:
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is not None and port is not None:
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    name = getattr(address, "name", None)
+    return f"unix:{name.decode(errors='replace') if isinstance(name, bytes) else name or '?'}"
+
+
+class ChatServerProtocol(HeartbeatProtocol):
+    """One client connection: registration, commands, heartbeat, and how it ends."""
+
+    log = Logger()
+    factory: ChatFactory
+
+    nick: bytes | None = None
+    token: str | None = None
+    peer = "?"
+    #: Set once the connection is finished as far as the chat is concerned: no more input
+    #: is handled and no more output is queued.
+    done = False
+    _closeTimer: IDelayedCall | None = None
+
+    def __init__(self, factory: ChatFactory) -> None:
+        self.factory = factory
+        self.clock = factory.clock
+        self._framer = wire.LineFramer(factory.config.max_line)
+
+    # --- connection lifecycle ---
+
+    def connectionMade(self) -> None:
+        factory = self.factory
+        self.peer = describe_peer(self.link.getPeer())
+        if not factory.admit(self):
+            self.log.warn(
+                "refused {peer}: server full ({limit} connections)", peer=self.peer, limit=factory.config.max_clients
+            )
+            self.done = True
+            self._writeAndClose(wire.ERR_SERVER_FULL)
+            return
+        config = factory.config
+        self.lastReceived = self.clock.seconds()
+        self.setTimeout(config.register_timeout)
+        try:
+            enable_keepalive(self.transport, config.timeout)
+        except OSError as error:
+            self.log.debug("keepalive not set for {peer}: {error}", peer=self.peer, error=error)
+        self.log.info("connection from {peer}", peer=self.peer)
+        self.link.write(wire.hello(config.ping, config.timeout))
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._closeTimer is not None and self._closeTimer.active():
+            self._closeTimer.cancel()
+        self._closeTimer = None
+        self._finish("error")
+        self.factory.connectionLost(self, reason)
+
+    def deliver(self, data: bytes) -> None:
+        # Hot path (every connection, every turn): skip the checked ``link`` property.
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def sendLine(self, line: bytes) -> None:
+        if not self.done:
+            self.factory.fanout.send(self, line)
+
+    # --- input ---
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.done:
+            return
+        self.noteTraffic()
+        lines, overflowed = self._framer.feed(data)
+        commands = self._commands
+        for line in lines:
+            if not line:
+                continue
+            if not line.isascii():
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    self.sendLine(wire.ERR_INVALID_UTF8)
+                    continue
+            verb, _, rest = line.partition(b" ")
+            verb = verb.upper()
+            if self.nick is None and verb not in wire.PRE_REGISTRATION_VERBS:
+                self.sendLine(wire.ERR_REGISTER_FIRST)
+                continue
+            command = commands.get(verb)
+            if command is None:
+                self.sendLine(wire.err_unknown_command(verb))
+                continue
+            command(self, rest)
+            if self.done:
+                return
+        if overflowed:
+            self.log.info("{peer} sent a line over {limit} bytes", peer=self.peer, limit=self._framer.max_line)
+            self.closeWith(wire.ERR_LINE_TOO_LONG, "error")
+
+    # --- commands; each gets the bytes after the verb and its space ---
+
+    def do_PING(self, rest: bytes) -> None:
+        self.answerPing(b" " + rest if rest else b"")
+
+    def do_PONG(self, rest: bytes) -> None:
+        self.pongReceived(rest)
+
+    def do_NICK(self, rest: bytes) -> None:
+        if self.nick is not None:
+            self.sendLine(wire.ERR_ALREADY_REGISTERED)
+            return
+        arguments = rest.split(b" ")
+        if len(arguments) > 2:
+            self.sendLine(wire.ERR_NICK_ARGUMENTS)
+            return
+        nick = arguments[0]
+        if not wire.is_valid_nick(nick):
+            self.sendLine(wire.ERR_ERRONEOUS_NICKNAME)
+        elif not self.factory.register(self, nick):
+            self.sendLine(wire.ERR_NICK_IN_USE)
+
+    def do_SAY(self, rest: bytes) -> None:
+        if not rest:
+            self.sendLine(wire.ERR_EMPTY_MESSAGE)
+            return
+        assert self.nick is not None
+        self.factory.say(self.nick, rest)
+
+    def do_TELL(self, rest: bytes) -> None:
+        target_nick, _, text = rest.partition(b" ")
+        if not text:
+            self.sendLine(wire.ERR_EMPTY_MESSAGE)
+            return
+        target = self.factory.users.get(wire.nick_key(target_nick))
+        if target is None:
+            self.sendLine(wire.ERR_NO_SUCH_NICK)
+            return
+        assert self.nick is not None
+        target.sendLine(wire.priv(self.nick, text))
+
+    def do_WHO(self, rest: bytes) -> None:
+        self.sendLine(self.factory.who())
+
+    def do_QUIT(self, rest: bytes) -> None:
+        if self.nick is not None:
+            self.log.info("{nick} quit ({peer})", nick=self.nick.decode(), peer=self.peer)
+        self.closeWith(wire.bye("quit"), "quit")
+
+    _commands: dict[bytes, Callable[[ChatServerProtocol, bytes], None]] = {}
+
+    # --- heartbeat and endings ---
+
+    def registered(self, nick: bytes, token: str) -> None:
+        """The factory accepted our NICK: switch from the registration deadline to the heartbeat."""
+        self.nick = nick
+        self.token = token
+        config = self.factory.config
+        self.startHeartbeat(config.ping, config.timeout)
+        self.log.info("{nick} registered from {peer}", nick=nick.decode(), peer=self.peer)
+
+    def timeoutConnection(self) -> None:
+        if self.done:
+            return
+        if self.nick is None:
+            self.log.info(
+                "{peer} did not register within {limit}s", peer=self.peer, limit=self.factory.config.register_timeout
+            )
+            self.closeWith(wire.ERR_REGISTRATION_TIMEOUT, "error")
+            return
+        super().timeoutConnection()
+
+    def heartbeatTimedOut(self, idle: float) -> None:
+        self.log.info(
+            "{nick} ({peer}) timed out after {idle:.1f}s of silence",
+            nick=(self.nick or b"-").decode(),
+            peer=self.peer,
+            idle=idle,
+        )
+        self._finish("timeout")
+
+    def closeWith(self, line: bytes, reason: str) -> None:
+        """
+        End the connection on purpose: everything queued for it, then ``line`` (a BYE or
+        the ERR that explains the close), then nothing more.
+        """
+        if self.done:
+            return
+        pending = self.factory.fanout.take(self)
+        self._finish(reason)
+        self._writeAndClose(pending + line)
+
+    def _writeAndClose(self, data: bytes) -> None:
+        link = self.link
+        link.write(data)
+        link.loseConnection()
+        self._closeTimer = self.clock.callLater(CLOSE_GRACE, link.abortConnection)
+
+    def _finish(self, reason: str) -> None:
+        self.done = True
+        self.stopHeartbeat()
+        self.factory.unregister(self, reason)
+
+
+ChatServerProtocol._commands = {
+    name[3:].encode("ascii"): function for name, function in vars(ChatServerProtocol).items() if name.startswith("do_")
+}
+
+
+class ChatFactory(Factory):
+    """The chat: who is connected, who is registered, and what has been said."""
+
+    log = Logger()
+
+    def __init__(self, config: ServerConfig, clock: IReactorTime) -> None:
+        self.config = config
+        self.clock = clock
+        self.connections: set[ChatServerProtocol] = set()
+        self.users: dict[bytes, ChatServerProtocol] = {}
+        self.seq = 0
+        self.history = History(config.history)
+        self.fanout = Fanout(lambda flush: clock.callLater(0, flush))
+        self.stopping = False
+        self._allClosed: Deferred[None] | None = None
+
+    def buildProtocol(self, addr: IAddress | None) -> ChatServerProtocol:  # type: ignore[override]
+        return ChatServerProtocol(self)
+
+    def admit(self, protocol: ChatServerProtocol) -> bool:
+        """Count a new connection in, unless the server is full or stopping."""
+        if self.stopping or len(self.connections) >= self.config.max_clients:
+            return False
+        self.connections.add(protocol)
+        return True
+
+    def register(self, protocol: ChatServerProtocol, nick: bytes) -> bool:
+        key = wire.nick_key(nick)
+        if key in self.users:
+            return False
+        token = wire.new_session_token()
+        self.users[key] = protocol
+        protocol.registered(nick, token)
+        protocol.sendLine(wire.welcome(nick, token, self.seq))
+        self.fanout.add(protocol)
+        self._publish(wire.join(self.seq + 1, nick))
+        return True
+
+    def unregister(self, protocol: ChatServerProtocol, reason: str) -> None:
+        """The connection is finished: forget it, and announce the user's departure."""
+        self.fanout.discard(protocol)
+        nick = protocol.nick
+        if nick is None:
+            return
+        protocol.nick = None
+        key = wire.nick_key(nick)
+        if self.users.get(key) is protocol:
+            del self.users[key]
+            if not self.stopping:
+                self._publish(wire.left(self.seq + 1, nick, reason))
+
+    def connectionLost(self, protocol: ChatServerProtocol, reason: Failure) -> None:
+        if protocol in self.connections:
+            self.connections.discard(protocol)
+            self.log.info("{peer} closed: {why}", peer=protocol.peer, why=reason.getErrorMessage())
+        if self._allClosed is not None and not self.connections:
+            all_closed, self._allClosed = self._allClosed, None
+            all_closed.callback(None)
+
+    def say(self, nick: bytes, text: bytes) -> None:
+        self._publish(wire.msg(self.seq + 1, nick, text))
+
+    def who(self) -> bytes:
+        return wire.users(protocol.nick for protocol in self.users.values() if protocol.nick is not None)
+
+    def _publish(self, line: bytes) -> None:
+        """Give ``line`` (built with ``self.seq + 1``) its number, keep it, and broadcast it."""
+        self.seq += 1
+        self.history.append(self.seq, line)
+        self.fanout.broadcast(line)
+
+    def shutdown(self, reason: str = "shutdown") -> Deferred[None]:
+        """
+        Say ``BYE <reason>`` to every connection and close it; fires once all are gone.
+
+        Connections that do not take their last line within ``CLOSE_GRACE`` are aborted,
+        so a peer that never reads cannot hold up the exit.
+        """
+        self.stopping = True
+        if not self.connections:
+            return succeed(None)
+        self._allClosed = Deferred()
+        all_closed = self._allClosed
+        line = wire.bye(reason)
+        for protocol in list(self.connections):
+            protocol.closeWith(line, "error")
+        self.log.info("said BYE {reason} to {count} connections", reason=reason, count=len(self.connections))
+        return all_closed

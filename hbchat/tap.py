@@ -1,0 +1,146 @@
+"""
+``twistd hbchat``: command-line options and the service they describe.
+
+No reactor is imported at module level: twistd chooses and installs the reactor after it
+has loaded plugins, and tests pass their own.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.internet.endpoints import serverFromString
+from twisted.python import usage
+
+from hbchat.config import ConfigError, ServerConfig, parse_count, parse_seconds
+from hbchat.server import ChatFactory
+from hbchat.service import ChatService
+
+DEFAULTS = ServerConfig()
+
+
+def _coerce(parse: Callable[[str, str], Any], option: str) -> Callable[[str], Any]:
+    def coerce(text: str) -> Any:
+        try:
+            return parse(option, text)
+        except ConfigError as error:
+            raise usage.UsageError(str(error)) from None
+
+    coerce.coerceDoc = ""  # type: ignore[attr-defined]
+    return coerce
+
+
+def _plain(seconds: float) -> float:
+    """Show whole-number defaults in --help as ``30``, not ``30.0``."""
+    return int(seconds) if seconds == int(seconds) else seconds
+
+
+class ServerOptions(usage.Options):
+    """Options of ``twistd hbchat``; a bad value raises ``usage.UsageError``."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "A chat server speaking the hbchat v1 line protocol, with heartbeats that tell a live "
+        "peer from a dead one. Endpoints are Twisted endpoint strings, e.g. tcp:6464, "
+        "tcp:6464:interface=127.0.0.1, ssl:6697:privateKey=key.pem:certKey=cert.pem, "
+        "unix:/run/hbchat.sock. The protocol is described in docs/protocol.md."
+    )
+
+    optParameters = [
+        [
+            "ping",
+            None,
+            _plain(DEFAULTS.ping),
+            "Seconds between the server's PINGs to each client.",
+            _coerce(parse_seconds, "ping"),
+        ],
+        [
+            "timeout",
+            None,
+            _plain(DEFAULTS.timeout),
+            "Seconds of silence after which a client is cut (must be greater than --ping).",
+            _coerce(parse_seconds, "timeout"),
+        ],
+        [
+            "register-timeout",
+            None,
+            _plain(DEFAULTS.register_timeout),
+            "Seconds a new connection has to register with NICK.",
+            _coerce(parse_seconds, "register-timeout"),
+        ],
+        [
+            "max-line",
+            None,
+            DEFAULTS.max_line,
+            "Longest line accepted, in bytes without its line ending.",
+            _coerce(parse_count, "max-line"),
+        ],
+        [
+            "max-clients",
+            None,
+            DEFAULTS.max_clients,
+            "Most connections served at once; more are told ERR 503.",
+            _coerce(parse_count, "max-clients"),
+        ],
+        [
+            "history",
+            None,
+            DEFAULTS.history,
+            "Events (MSG, JOIN, LEFT) kept for clients that resume.",
+            _coerce(parse_count, "history"),
+        ],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, description: str) -> None:
+        """Twisted server endpoint string to serve on; repeat it to serve one chat on several [default: tcp:6464]"""
+        try:
+            serverFromString(None, description)
+        except Exception as error:
+            raise usage.UsageError(f"--listen {description!r} is not a usable endpoint: {error}") from None
+        self["listen"].append(description)
+
+    def postOptions(self) -> None:
+        try:
+            self.config = ServerConfig(
+                ping=self["ping"],
+                timeout=self["timeout"],
+                register_timeout=self["register-timeout"],
+                max_line=self["max-line"],
+                max_clients=self["max-clients"],
+                history=self["history"],
+                listen=tuple(self["listen"]) or DEFAULTS.listen,
+            )
+        except ConfigError as error:
+            raise usage.UsageError(str(error)) from None
+
+
+class Options(ServerOptions):
+    """
+    The options as twistd parses them: a bad value is one line on stderr and exit status 1.
+
+    twistd's own handling prints its whole --help before the error, which buries it.
+    """
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as error:
+            sys.stderr.write(f"twistd hbchat: error: {error} (see: twistd hbchat --help)\n")
+            raise SystemExit(1) from None
+
+
+def makeService(options: ServerOptions, reactor: Any = None) -> IService:
+    if reactor is None:
+        from twisted.internet import reactor as installed_reactor
+
+        reactor = installed_reactor
+    config: ServerConfig = options.config
+    factory = ChatFactory(config, reactor)
+    return ChatService(factory, config.listen, reactor)

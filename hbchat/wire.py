@@ -1,0 +1,164 @@
+"""
+The hbchat v1 wire format: framing, nick rules and the exact bytes of every line.
+
+Pure functions and one small class, no I/O, so the contract in docs/protocol.md can be
+tested line by line without a reactor.  Lines travel as bytes end to end: the server
+checks that a line is UTF-8 but builds what it sends from the bytes it received, so a
+chat message is never decoded and re-encoded on the hot path.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable
+
+from hbchat.config import format_number
+
+PROTOCOL = b"hbchat/1"
+
+# Verbs a client may send before registering; everything else is ERR 403 until then.
+PRE_REGISTRATION_VERBS = frozenset({b"NICK", b"PING", b"PONG", b"QUIT"})
+
+# Why a registered user left, as announced in LEFT.
+LEFT_REASONS = frozenset({"quit", "timeout", "slow", "error", "kicked"})
+
+_NICK = re.compile(rb"[A-Za-z0-9_\-\[\]{}^|]{1,32}")
+
+
+class LineFramer:
+    """
+    Splits a byte stream into LF-terminated lines without ever holding more than one line.
+
+    A CR before the LF is dropped.  The limit counts a line's bytes before the LF without
+    that optional CR, so an unterminated remainder may be one byte longer than the limit
+    only if that byte could still be the CR of a CRLF.
+    """
+
+    __slots__ = ("_pending", "max_line")
+
+    def __init__(self, max_line: int) -> None:
+        self.max_line = max_line
+        self._pending = b""
+
+    def feed(self, data: bytes) -> tuple[list[bytes], bool]:
+        """
+        Add received bytes; return the complete lines and whether the limit was exceeded.
+
+        When the limit is exceeded the lines before the offending one are still returned,
+        so they can be handled in order; the framer should then not be fed again.
+        """
+        if self._pending:
+            data = self._pending + data
+        lines = data.split(b"\n")
+        self._pending = rest = lines.pop()
+        limit = self.max_line
+        if len(data) > limit:
+            for index, line in enumerate(lines):
+                if _too_long(line, limit):
+                    del lines[index:]
+                    self._pending = b""
+                    return _strip_cr(lines), True
+            if _too_long(rest, limit):
+                self._pending = b""
+                return _strip_cr(lines), True
+        return _strip_cr(lines), False
+
+
+def _too_long(line: bytes, limit: int) -> bool:
+    size = len(line)
+    return size > limit and (size > limit + 1 or not line.endswith(b"\r"))
+
+
+def _strip_cr(lines: list[bytes]) -> list[bytes]:
+    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+
+def is_valid_nick(nick: bytes) -> bool:
+    """1 to 32 ASCII letters, digits or ``_ - [ ] { } ^ |``."""
+    return _NICK.fullmatch(nick) is not None
+
+
+def nick_key(nick: bytes) -> bytes:
+    """Nicks are unique regardless of letter case; this is the form they are compared in."""
+    return nick.lower()
+
+
+def new_session_token() -> str:
+    """128 random bits as base64url text."""
+    return secrets.token_urlsafe(16)
+
+
+# --- Lines the server sends.  Each returns the complete line, LF included. ---
+
+
+def hello(ping: float, timeout: float, auth_required: bool = False) -> bytes:
+    line = b"HELLO %s ping=%s timeout=%s" % (
+        PROTOCOL,
+        format_number(ping).encode(),
+        format_number(timeout).encode(),
+    )
+    if auth_required:
+        line += b" auth=required"
+    return line + b"\n"
+
+
+def welcome(nick: bytes, token: str, seq: int) -> bytes:
+    return b"WELCOME %s %s %d\n" % (nick, token.encode("ascii"), seq)
+
+
+def msg(seq: int, nick: bytes, text: bytes) -> bytes:
+    return b"MSG %d %s %s\n" % (seq, nick, text)
+
+
+def join(seq: int, nick: bytes) -> bytes:
+    return b"JOIN %d %s\n" % (seq, nick)
+
+
+def left(seq: int, nick: bytes, reason: str) -> bytes:
+    return b"LEFT %d %s %s\n" % (seq, nick, reason.encode("ascii"))
+
+
+def priv(sender: bytes, text: bytes) -> bytes:
+    return b"PRIV %s %s\n" % (sender, text)
+
+
+def users(nicks: Iterable[bytes]) -> bytes:
+    """USERS with the nicks sorted regardless of letter case."""
+    ordered = sorted(nicks, key=lambda nick: (nick.lower(), nick))
+    return b" ".join([b"USERS", *ordered]) + b"\n"
+
+
+def ping(token: bytes) -> bytes:
+    return b"PING " + token + b"\n"
+
+
+def pong(token_part: bytes) -> bytes:
+    """Answer a PING; ``token_part`` is everything after the verb, leading space included."""
+    return b"PONG" + token_part + b"\n"
+
+
+def bye(reason: str) -> bytes:
+    return b"BYE " + reason.encode("ascii") + b"\n"
+
+
+def err(code: int, text: str) -> bytes:
+    return b"ERR %d %s\n" % (code, text.encode("utf-8"))
+
+
+ERR_INVALID_UTF8 = err(400, "invalid UTF-8")
+ERR_EMPTY_MESSAGE = err(400, "empty message")
+ERR_ALREADY_REGISTERED = err(400, "already registered")
+ERR_NICK_ARGUMENTS = err(400, "usage: NICK <nick> [<password>]")
+ERR_REGISTER_FIRST = err(403, "register first")
+ERR_NO_SUCH_NICK = err(406, "no such nick")
+ERR_REGISTRATION_TIMEOUT = err(408, "registration timeout")
+ERR_LINE_TOO_LONG = err(413, "line too long")
+ERR_ERRONEOUS_NICKNAME = err(432, "erroneous nickname")
+ERR_NICK_IN_USE = err(433, "nick in use")
+ERR_SERVER_FULL = err(503, "server full")
+
+
+def err_unknown_command(verb: bytes) -> bytes:
+    """``verb`` is already upper-cased; it is shown as text even if it is not valid UTF-8."""
+    return err(400, "unknown command " + verb.decode("utf-8", "replace"))

@@ -1,0 +1,105 @@
+"""The twistd options and the service they build."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.task import Clock
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from hbchat import tap
+from hbchat.server import ChatFactory
+from hbchat.service import ChatService
+
+
+def parse(*arguments: str) -> tap.ServerOptions:
+    options = tap.ServerOptions()
+    options.parseOptions(list(arguments))
+    return options
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_defaults(self) -> None:
+        config = parse().config
+        self.assertEqual(config.listen, ("tcp:6464",))
+        self.assertEqual((config.ping, config.timeout, config.register_timeout), (30, 90, 10))
+        self.assertEqual((config.max_line, config.max_clients, config.history), (4096, 10000, 1000))
+
+    def test_every_option_is_taken(self) -> None:
+        config = parse(
+            "--ping",
+            "0.5",
+            "--timeout",
+            "2",
+            "--register-timeout",
+            "3",
+            "--max-line",
+            "100",
+            "--max-clients",
+            "7",
+            "--history",
+            "9",
+            "--listen",
+            "tcp:1234",
+            "--listen",
+            "unix:/tmp/x.sock",
+        ).config
+        self.assertEqual(
+            (config.ping, config.timeout, config.register_timeout, config.max_line, config.max_clients, config.history),
+            (0.5, 2, 3, 100, 7, 9),
+        )
+        self.assertEqual(config.listen, ("tcp:1234", "unix:/tmp/x.sock"))
+
+    def test_bad_values_name_their_option(self) -> None:
+        cases = [
+            (["--ping", "x"], "--ping"),
+            (["--timeout", "0"], "--timeout"),
+            (["--register-timeout", "-1"], "--register-timeout"),
+            (["--max-line", "1.5"], "--max-line"),
+            (["--max-clients", "0"], "--max-clients"),
+            (["--history", "none"], "--history"),
+            (["--ping", "2", "--timeout", "1"], "--timeout"),
+            (["--listen", "bogus:thing"], "--listen"),
+            (["--listen", "tcp:notaport"], "--listen"),
+        ]
+        for arguments, option in cases:
+            error = self.assertRaises(usage.UsageError, parse, *arguments)
+            self.assertIn(option, str(error), arguments)
+
+    def test_twistd_options_print_one_line_and_exit_1(self) -> None:
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        error = self.assertRaises(SystemExit, tap.Options().parseOptions, ["--ping", "2", "--timeout", "1"])
+        self.assertEqual(error.code, 1)
+        self.assertEqual(len(stderr.getvalue().splitlines()), 1)
+        self.assertIn("--timeout", stderr.getvalue())
+
+    def test_help_shows_every_default(self) -> None:
+        text = str(tap.ServerOptions())
+        for option, default in [
+            ("--listen", "tcp:6464"),
+            ("--ping", "30"),
+            ("--timeout", "90"),
+            ("--register-timeout", "10"),
+            ("--max-line", "4096"),
+            ("--max-clients", "10000"),
+            ("--history", "1000"),
+        ]:
+            self.assertIn(option, text)
+            self.assertIn(f"[default: {default}]", " ".join(text.split()))
+
+
+class MakeServiceTests(SynchronousTestCase):
+    def test_one_listener_per_endpoint_sharing_one_factory(self) -> None:
+        service = tap.makeService(parse("--listen", "tcp:0", "--listen", "unix:/tmp/hb-test.sock"), Clock())
+        self.assertIsInstance(service, ChatService)
+        assert isinstance(service, ChatService)
+        listeners = list(service)
+        self.assertEqual(len(listeners), 2)
+        for listener in listeners:
+            assert isinstance(listener, StreamServerEndpointService)
+            self.assertIs(listener.factory, service.factory)
+        self.assertIsInstance(service.factory, ChatFactory)
