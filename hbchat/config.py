@@ -48,6 +48,8 @@ class ServerConfig:
     max_line: int = 4096
     max_clients: int = 10000
     history: int = 1000
+    grace: float = 120.0
+    retry_hint: float = 10.0
     listen: tuple[str, ...] = field(default=("tcp:6464",))
 
     def __post_init__(self) -> None:

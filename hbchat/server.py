@@ -21,6 +21,7 @@ from hbchat.config import ServerConfig
 from hbchat.fanout import Fanout
 from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.history import History
+from hbchat.sessions import Session, SessionTable
 from hbchat.sockopts import enable_keepalive
 
 #: How long a connection closed on purpose may take to flush its last line before it is
@@ -43,8 +44,9 @@ class ChatServerProtocol(HeartbeatProtocol):
     log = Logger()
     factory: ChatFactory
 
+    #: Set while registered; the session outlives the connection when it may be resumed.
+    session: Session[ChatServerProtocol] | None = None
     nick: bytes | None = None
-    token: str | None = None
     peer = "?"
     #: Set once the connection is finished as far as the chat is concerned: no more input
     #: is handled and no more output is queued.
@@ -148,6 +150,17 @@ class ChatServerProtocol(HeartbeatProtocol):
         elif not self.factory.register(self, nick):
             self.sendLine(wire.ERR_NICK_IN_USE)
 
+    def do_RESUME(self, rest: bytes) -> None:
+        if self.nick is not None:
+            self.sendLine(wire.ERR_ALREADY_REGISTERED)
+            return
+        arguments = rest.split(b" ")
+        if len(arguments) != 2 or not arguments[0] or not (arguments[1].isdigit() and arguments[1].isascii()):
+            self.sendLine(wire.ERR_RESUME_ARGUMENTS)
+            return
+        if not self.factory.resume(self, arguments[0], int(arguments[1])):
+            self.sendLine(wire.ERR_UNKNOWN_SESSION)
+
     def do_SAY(self, rest: bytes) -> None:
         if not rest:
             self.sendLine(wire.ERR_EMPTY_MESSAGE)
@@ -160,12 +173,12 @@ class ChatServerProtocol(HeartbeatProtocol):
         if not text:
             self.sendLine(wire.ERR_EMPTY_MESSAGE)
             return
-        target = self.factory.users.get(wire.nick_key(target_nick))
-        if target is None:
+        session = self.factory.sessions.byNick(target_nick)
+        if session is None or session.connection is None:
             self.sendLine(wire.ERR_NO_SUCH_NICK)
             return
         assert self.nick is not None
-        target.sendLine(wire.priv(self.nick, text))
+        session.connection.sendLine(wire.priv(self.nick, text))
 
     def do_WHO(self, rest: bytes) -> None:
         self.sendLine(self.factory.who())
@@ -179,13 +192,12 @@ class ChatServerProtocol(HeartbeatProtocol):
 
     # --- heartbeat and endings ---
 
-    def registered(self, nick: bytes, token: str) -> None:
-        """The factory accepted our NICK: switch from the registration deadline to the heartbeat."""
-        self.nick = nick
-        self.token = token
+    def attached(self, session: Session[ChatServerProtocol]) -> None:
+        """We hold ``session`` now: switch from the registration deadline to the heartbeat."""
+        self.session = session
+        self.nick = session.nick
         config = self.factory.config
         self.startHeartbeat(config.ping, config.timeout)
-        self.log.info("{nick} registered from {peer}", nick=nick.decode(), peer=self.peer)
 
     def timeoutConnection(self) -> None:
         if self.done:
@@ -244,12 +256,12 @@ class ChatFactory(Factory):
         self.config = config
         self.clock = clock
         self.connections: set[ChatServerProtocol] = set()
-        self.users: dict[bytes, ChatServerProtocol] = {}
+        self.sessions: SessionTable[ChatServerProtocol] = SessionTable(clock, config.grace, self._sessionExpired)
         self.seq = 0
         self.history = History(config.history)
         self.fanout = Fanout(lambda flush: clock.callLater(0, flush))
         self.stopping = False
-        self._allClosed: Deferred[None] | None = None
+        self._whenAllClosed: list[Deferred[None]] = []
 
     def buildProtocol(self, addr: IAddress | None) -> ChatServerProtocol:  # type: ignore[override]
         return ChatServerProtocol(self)
@@ -262,43 +274,85 @@ class ChatFactory(Factory):
         return True
 
     def register(self, protocol: ChatServerProtocol, nick: bytes) -> bool:
-        key = wire.nick_key(nick)
-        if key in self.users:
+        """NICK: a new session, WELCOME, and a JOIN for everyone; ``False`` if the nick is taken."""
+        if self.sessions.nickTaken(nick):
             return False
-        token = wire.new_session_token()
-        self.users[key] = protocol
-        protocol.registered(nick, token)
-        protocol.sendLine(wire.welcome(nick, token, self.seq))
+        session = self.sessions.open(nick, protocol)
+        protocol.attached(session)
+        protocol.sendLine(wire.welcome(nick, session.token, self.seq))
         self.fanout.add(protocol)
         self._publish(wire.join(self.seq + 1, nick))
+        self.log.info("{nick} registered from {peer}", nick=nick.decode(), peer=protocol.peer)
+        return True
+
+    def resume(self, protocol: ChatServerProtocol, token: bytes, last_seq: int) -> bool:
+        """
+        RESUME: take a session back, replay what it missed; ``False`` if the token is unknown.
+
+        A session still attached to a connection (the client noticed the break before we
+        did) is taken over quietly: the old connection gets ``BYE replaced`` and nobody is
+        told anything left or joined.
+        """
+        session = self.sessions.byToken(token)
+        if session is None:
+            return False
+        previous = session.connection
+        if previous is not None:
+            previous.session = None
+            previous.closeWith(wire.bye("replaced"), "replaced")
+        self.sessions.attach(session, protocol)
+        protocol.attached(session)
+        events, complete = self.history.since(last_seq)
+        protocol.sendLine(wire.welcome(session.nick, session.token, self.seq))
+        for line in events:
+            protocol.sendLine(line)
+        protocol.sendLine(wire.resumed(len(events), complete))
+        self.fanout.add(protocol)
+        if previous is None:
+            self._publish(wire.join(self.seq + 1, session.nick))
+        self.log.info(
+            "{nick} resumed from {peer}: {count} events replayed, {outcome}",
+            nick=session.nick.decode(),
+            peer=protocol.peer,
+            count=len(events),
+            outcome="complete" if complete else "partial",
+        )
         return True
 
     def unregister(self, protocol: ChatServerProtocol, reason: str) -> None:
-        """The connection is finished: forget it, and announce the user's departure."""
+        """The connection is finished: announce the user's departure, keep or end the session."""
         self.fanout.discard(protocol)
-        nick = protocol.nick
-        if nick is None:
+        session = protocol.session
+        if session is None:
             return
+        protocol.session = None
         protocol.nick = None
-        key = wire.nick_key(nick)
-        if self.users.get(key) is protocol:
-            del self.users[key]
-            if not self.stopping:
-                self._publish(wire.left(self.seq + 1, nick, reason))
+        if session.connection is not protocol:
+            return
+        if self.stopping:
+            session.connection = None
+            return
+        self._publish(wire.left(self.seq + 1, session.nick, reason))
+        self.sessions.detach(session, reason)
+
+    def _sessionExpired(self, session: Session[ChatServerProtocol]) -> None:
+        self.log.info("session of {nick} expired unresumed", nick=session.nick.decode())
 
     def connectionLost(self, protocol: ChatServerProtocol, reason: Failure) -> None:
         if protocol in self.connections:
             self.connections.discard(protocol)
             self.log.info("{peer} closed: {why}", peer=protocol.peer, why=reason.getErrorMessage())
-        if self._allClosed is not None and not self.connections:
-            all_closed, self._allClosed = self._allClosed, None
-            all_closed.callback(None)
+        if self._whenAllClosed and not self.connections:
+            waiting, self._whenAllClosed = self._whenAllClosed, []
+            for deferred in waiting:
+                deferred.callback(None)
 
     def say(self, nick: bytes, text: bytes) -> None:
         self._publish(wire.msg(self.seq + 1, nick, text))
 
     def who(self) -> bytes:
-        return wire.users(protocol.nick for protocol in self.users.values() if protocol.nick is not None)
+        """Connected users only: a session in grace is not listed."""
+        return wire.users(session.nick for session in self.sessions if session.connection is not None)
 
     def _publish(self, line: bytes) -> None:
         """Give ``line`` (built with ``self.seq + 1``) its number, keep it, and broadcast it."""
@@ -306,20 +360,24 @@ class ChatFactory(Factory):
         self.history.append(self.seq, line)
         self.fanout.broadcast(line)
 
-    def shutdown(self, reason: str = "shutdown") -> Deferred[None]:
+    def shutdown(self) -> Deferred[None]:
         """
-        Say ``BYE <reason>`` to every connection and close it; fires once all are gone.
+        Say ``BYE shutdown retry=<hint>`` to every connection and close it; fires once all are gone.
 
         Connections that do not take their last line within ``CLOSE_GRACE`` are aborted,
-        so a peer that never reads cannot hold up the exit.
+        so a peer that never reads cannot hold up the exit.  Calling it again while it is
+        under way returns another Deferred for the same end.
         """
-        self.stopping = True
+        if not self.stopping:
+            self.stopping = True
+            line = wire.bye("shutdown", retry=self.config.retry_hint)
+            count = len(self.connections)
+            for protocol in list(self.connections):
+                protocol.closeWith(line, "error")
+            self.sessions.closeAll()
+            self.log.info("said BYE shutdown to {count} connections", count=count)
         if not self.connections:
             return succeed(None)
-        self._allClosed = Deferred()
-        all_closed = self._allClosed
-        line = wire.bye(reason)
-        for protocol in list(self.connections):
-            protocol.closeWith(line, "error")
-        self.log.info("said BYE {reason} to {count} connections", reason=reason, count=len(self.connections))
-        return all_closed
+        waiting: Deferred[None] = Deferred()
+        self._whenAllClosed.append(waiting)
+        return waiting

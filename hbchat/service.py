@@ -10,13 +10,17 @@ from __future__ import annotations
 from twisted.application.service import MultiService
 from twisted.application.strports import service as endpoint_service
 from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorCore
+from twisted.logger import Logger
 
 from hbchat.server import ChatFactory
 
 
 class ChatService(MultiService):
     """One chat served on any number of endpoints."""
+
+    log = Logger()
 
     def __init__(self, factory: ChatFactory, listen: tuple[str, ...], reactor: IReactorCore) -> None:
         super().__init__()
@@ -25,6 +29,15 @@ class ChatService(MultiService):
             # strports.service makes a listen failure (port in use, bad path) stop twistd
             # with an error instead of leaving a server that listens on nothing.
             endpoint_service(description, factory, reactor=reactor).setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        # Listening happens here (before twistd drops privileges); a port in use is an
+        # operator's mistake, so say it in one line rather than with a traceback.
+        try:
+            super().privilegedStartService()
+        except CannotListenError as error:
+            self.log.critical("hbchat cannot start: {error}", error=error)
+            raise SystemExit(1) from None
 
     def stopService(self) -> Deferred[None]:
         stopped: Deferred[None] = Deferred()

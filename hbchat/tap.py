@@ -92,6 +92,20 @@ class ServerOptions(usage.Options):
             "Events (MSG, JOIN, LEFT) kept for clients that resume.",
             _coerce(parse_count, "history"),
         ],
+        [
+            "grace",
+            None,
+            _plain(DEFAULTS.grace),
+            "Seconds a dropped client's session stays resumable (its nick reserved).",
+            _coerce(parse_seconds, "grace"),
+        ],
+        [
+            "retry-hint",
+            None,
+            _plain(DEFAULTS.retry_hint),
+            "On shutdown, clients are told to reconnect within this many seconds (BYE shutdown retry=S).",
+            _coerce(parse_seconds, "retry-hint"),
+        ],
     ]
 
     def __init__(self) -> None:
@@ -115,6 +129,8 @@ class ServerOptions(usage.Options):
                 max_line=self["max-line"],
                 max_clients=self["max-clients"],
                 history=self["history"],
+                grace=self["grace"],
+                retry_hint=self["retry-hint"],
                 listen=tuple(self["listen"]) or DEFAULTS.listen,
             )
         except ConfigError as error:

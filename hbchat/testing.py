@@ -2,7 +2,9 @@
 Fakes for testing code that talks to an hbchat server, without sockets or real time.
 
 A :class:`FakeServer` is a real :class:`~hbchat.server.ChatFactory` on a ``task.Clock``;
-each :class:`FakePeer` is one connection to it over a ``StringTransport``.  Time moves only
+each :class:`FakePeer` is one connection to it over a ``StringTransport``.  A
+:class:`FakeNetwork` is a client endpoint whose connections reach a ``FakeServer`` in
+memory, for testing clients; it can cut every connection, losing whatever was in flight.  Time moves only
 when the test says so, and output appears at the end of each simulated reactor turn,
 exactly as the real server batches it.
 """
@@ -12,10 +14,14 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.error import ConnectionAborted, ConnectionDone
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost, ConnectionRefusedError
+from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
+from twisted.test import iosim
+from zope.interface import implementer
 
 from hbchat.config import ServerConfig
 from hbchat.server import ChatFactory, ChatServerProtocol
@@ -115,3 +121,62 @@ class FakeServer:
 
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)
+
+
+@implementer(IStreamClientEndpoint)
+class FakeNetwork:
+    """
+    A client endpoint that connects to a :class:`FakeServer` in memory.
+
+    Bytes move only when :meth:`flush` is called, so a test decides what is in flight when
+    it :meth:`cut`\ s the connections, and a server that is never flushed looks frozen.
+    """
+
+    def __init__(self, server: FakeServer) -> None:
+        self.server = server
+        self.reachable = True
+        self.pumps: list[iosim.IOPump] = []
+        self.connections = 0
+
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[Any]:
+        if not self.reachable:
+            return fail(ConnectionRefusedError("fake network: server unreachable"))
+        self.connections += 1
+        address = IPv4Address("TCP", "127.0.0.1", 50000 + self.connections)
+        serverProtocol = self.server.factory.buildProtocol(address)
+        clientProtocol = protocolFactory.buildProtocol(address)
+        assert clientProtocol is not None
+        serverTransport = iosim.FakeTransport(serverProtocol, isServer=True, peerAddress=address)
+        clientTransport = iosim.FakeTransport(clientProtocol, isServer=False)
+        pump = iosim.connect(
+            serverProtocol, serverTransport, clientProtocol, clientTransport, greet=False, clock=self.server.clock
+        )
+        self.pumps.append(pump)
+        return succeed(clientProtocol)
+
+    def flush(self) -> None:
+        """Deliver everything in flight, both ways, until nothing moves."""
+        for pump in list(self.pumps):
+            pump.flush()
+            if pump.serverIO.disconnected and pump.clientIO.disconnected:
+                self.pumps.remove(pump)
+
+    def cut(self) -> None:
+        """Every connection breaks at once; bytes in flight are lost."""
+        pumps, self.pumps = self.pumps, []
+        for pump in pumps:
+            for transport in (pump.clientIO, pump.serverIO):
+                transport.stream = []
+                transport.disconnecting = transport.disconnected = True
+            for transport in (pump.clientIO, pump.serverIO):
+                transport.protocol.connectionLost(Failure(ConnectionLost("fake network: cut")))
+        self.server.turn()
+
+    def advance(self, seconds: float) -> None:
+        """Let time pass, in steps, delivering traffic as it goes."""
+        remaining = seconds
+        while remaining > 0:
+            step = min(0.5, remaining)
+            self.server.advance(step)
+            self.flush()
+            remaining -= step

@@ -18,7 +18,7 @@ from hbchat.config import format_number
 PROTOCOL = b"hbchat/1"
 
 # Verbs a client may send before registering; everything else is ERR 403 until then.
-PRE_REGISTRATION_VERBS = frozenset({b"NICK", b"PING", b"PONG", b"QUIT"})
+PRE_REGISTRATION_VERBS = frozenset({b"NICK", b"RESUME", b"PING", b"PONG", b"QUIT"})
 
 # Why a registered user left, as announced in LEFT.
 LEFT_REASONS = frozenset({"quit", "timeout", "slow", "error", "kicked"})
@@ -103,8 +103,12 @@ def hello(ping: float, timeout: float, auth_required: bool = False) -> bytes:
     return line + b"\n"
 
 
-def welcome(nick: bytes, token: str, seq: int) -> bytes:
-    return b"WELCOME %s %s %d\n" % (nick, token.encode("ascii"), seq)
+def welcome(nick: bytes, token: bytes, seq: int) -> bytes:
+    return b"WELCOME %s %s %d\n" % (nick, token, seq)
+
+
+def resumed(count: int, complete: bool) -> bytes:
+    return b"RESUMED %d %s\n" % (count, b"complete" if complete else b"partial")
 
 
 def msg(seq: int, nick: bytes, text: bytes) -> bytes:
@@ -138,8 +142,12 @@ def pong(token_part: bytes) -> bytes:
     return b"PONG" + token_part + b"\n"
 
 
-def bye(reason: str) -> bytes:
-    return b"BYE " + reason.encode("ascii") + b"\n"
+def bye(reason: str, retry: float | None = None) -> bytes:
+    """``BYE <reason>``, with ``retry=<seconds>`` when the client should come back within that."""
+    line = b"BYE " + reason.encode("ascii")
+    if retry is not None:
+        line += b" retry=" + format_number(retry).encode()
+    return line + b"\n"
 
 
 def err(code: int, text: str) -> bytes:
@@ -150,7 +158,9 @@ ERR_INVALID_UTF8 = err(400, "invalid UTF-8")
 ERR_EMPTY_MESSAGE = err(400, "empty message")
 ERR_ALREADY_REGISTERED = err(400, "already registered")
 ERR_NICK_ARGUMENTS = err(400, "usage: NICK <nick> [<password>]")
+ERR_RESUME_ARGUMENTS = err(400, "usage: RESUME <session-token> <last-seq>")
 ERR_REGISTER_FIRST = err(403, "register first")
+ERR_UNKNOWN_SESSION = err(404, "unknown session")
 ERR_NO_SUCH_NICK = err(406, "no such nick")
 ERR_REGISTRATION_TIMEOUT = err(408, "registration timeout")
 ERR_LINE_TOO_LONG = err(413, "line too long")

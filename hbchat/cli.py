@@ -1,0 +1,301 @@
+"""
+``hbchat-client``: chat from a terminal, or send lines from a script.
+
+On a terminal, a typed line is said to everyone and ``/commands`` do the rest.  With stdin
+a pipe or a file, every line is said and the program exits 0 once the server has echoed
+every one of them back (so each was delivered), or non-zero when that cannot happen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any, TextIO
+
+from twisted.internet import task
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import clientFromString
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import connectionDone
+from twisted.internet.stdio import StandardIO
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from hbchat import wire
+from hbchat.backoff import Backoff
+from hbchat.client import ChatClientFactory, connect
+from hbchat.clientsession import OutboxFullError
+from hbchat.interfaces import IChatObserver
+
+HELP = """\
+-- commands:
+--   <text>            say <text> to everyone
+--   /who              list who is here
+--   /tell NICK TEXT   say TEXT to NICK only
+--   /rtt              show the last round-trip time to the server
+--   /quit [TEXT]      leave
+--   /help             this list"""
+
+
+def stamp(clock: IReactorTime) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(clock.seconds()))
+
+
+@implementer(IChatObserver)
+class Console:
+    """Shows a chat to a person (or a script) and turns input lines into commands."""
+
+    def __init__(self, out: TextIO, err: TextIO, clock: IReactorTime, interactive: bool) -> None:
+        self.out = out
+        self.err = err
+        self.clock = clock
+        self.interactive = interactive
+        self.factory: ChatClientFactory | None = None
+        self.finished: Deferred[int] = Deferred()
+        self.inputDone = False
+        self.failed = False
+        self.lastRtt: float | None = None
+        self._connectionWasUp = False
+        self.stdin: Any = None
+
+    # --- output ---
+
+    def show(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def notice(self, text: str) -> None:
+        self.show("-- " + text)
+
+    def registered(self, nick: str, resumed: bool) -> None:
+        self._connectionWasUp = True
+        if not resumed:
+            self.notice(f"connected as {nick}; /help lists commands" if self.interactive else f"connected as {nick}")
+        if self.stdin is not None:
+            self.stdin.resumeProducing()
+
+    def message(self, seq: int, nick: str, text: str, own: bool) -> None:
+        self.show(f"{stamp(self.clock)} <{nick}> {text}")
+        if own:
+            self._maybeFinish()
+
+    def private(self, sender: str, text: str) -> None:
+        self.show(f"{stamp(self.clock)} *{sender}* {text}")
+
+    def joined(self, seq: int, nick: str) -> None:
+        self.notice(f"{nick} joined")
+
+    def left(self, seq: int, nick: str, reason: str) -> None:
+        self.notice(f"{nick} left ({reason})")
+
+    def users(self, nicks: list[str]) -> None:
+        self.notice("here: " + " ".join(nicks))
+
+    def resumed(self, count: int, complete: bool) -> None:
+        self.notice(f"resumed: {count} missed messages")
+        if not complete:
+            self.notice("history gap: some messages were lost")
+        self._maybeFinish()
+
+    def historyLost(self) -> None:
+        self.notice("history gap: the server no longer knew our session; some messages were lost")
+
+    def serverError(self, code: int, text: str) -> None:
+        self.notice(f"server says: ERR {code} {text}")
+
+    def disconnected(self, reason: str) -> None:
+        self._connectionWasUp = True
+        self.notice(reason)
+
+    def reconnecting(self, delay: float, attempt: int) -> None:
+        what = "connection lost" if self._connectionWasUp else "could not connect"
+        self._connectionWasUp = False
+        self.notice(f"{what}; reconnecting in {delay:.1f} s (attempt {attempt})")
+
+    def gaveUp(self, reason: str) -> None:
+        quitting = reason == "you quit"
+        if not quitting:
+            self.err.write(f"hbchat-client: {reason}\n")
+            self.err.flush()
+        self._finish(0 if quitting and not self.failed else 1)
+
+    def rtt(self, seconds: float) -> None:
+        self.lastRtt = seconds
+
+    # --- input ---
+
+    def lineTyped(self, line: str) -> None:
+        factory = self.factory
+        assert factory is not None
+        if not line.strip() and not self.interactive:
+            return
+        try:
+            if self.interactive and line.startswith("/"):
+                self._command(factory, line)
+            else:
+                factory.say(line)
+                if not factory.connected and self.interactive:
+                    self.notice("not connected: will send when reconnected")
+        except OutboxFullError as error:
+            self._refuse(f"not sent: {error}")
+        except ValueError as error:
+            self._refuse(f"not sent: {error}")
+
+    def _refuse(self, text: str) -> None:
+        if self.interactive:
+            self.notice(text)
+        else:
+            self.failed = True
+            self.err.write(f"hbchat-client: {text}\n")
+            self.err.flush()
+
+    def _command(self, factory: ChatClientFactory, line: str) -> None:
+        command, _, rest = line[1:].partition(" ")
+        command = command.lower()
+        if command == "who":
+            if not factory.who():
+                self.notice("not connected")
+        elif command == "tell":
+            nick, _, text = rest.partition(" ")
+            if not nick or not text:
+                self.notice("usage: /tell NICK TEXT")
+            else:
+                factory.tell(nick, text)
+        elif command == "rtt":
+            if self.lastRtt is None:
+                self.notice("no round trip measured yet")
+            else:
+                self.notice(f"round trip: {self.lastRtt * 1000:.1f} ms")
+        elif command == "quit":
+            factory.quit(rest)
+        elif command == "help":
+            self.show(HELP)
+        else:
+            self.notice(f"unknown command /{command}; /help lists them")
+
+    def inputEnded(self) -> None:
+        """stdin closed: on a terminal that means quit; from a pipe, finish delivering."""
+        self.inputDone = True
+        factory = self.factory
+        assert factory is not None
+        if self.interactive:
+            factory.quit()
+        else:
+            self._maybeFinish()
+
+    def _maybeFinish(self) -> None:
+        factory = self.factory
+        if self.interactive or not self.inputDone or factory is None:
+            return
+        if factory.session.idle and factory.connected:
+            factory.quit()
+
+    def _finish(self, code: int) -> None:
+        if not self.finished.called:
+            self.finished.callback(code)
+
+
+class InputLines(LineReceiver):
+    """stdin, one line at a time, with backpressure while the outbox fills."""
+
+    delimiter = b"\n"
+    MAX_LENGTH = 1 << 20
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def connectionMade(self) -> None:
+        self.console.stdin = self.transport
+
+    def lineReceived(self, line: bytes) -> None:
+        text = line.rstrip(b"\r").decode("utf-8", "replace")
+        self.console.lineTyped(text)
+        factory = self.console.factory
+        if factory is not None and not factory.connected and self.transport is not None:
+            # Lines wait in the outbox while we are away; stop reading more until we are back.
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.console._refuse("not sent: a line of input is longer than 1 MiB")
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.console.inputEnded()
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="hbchat-client",
+        description=(
+            "Chat through an hbchat server. On a terminal, type lines to say them; /help lists commands. "
+            "With stdin a pipe or file, every line is said, and the exit status is 0 once the server has "
+            "echoed each one back (delivered), 1 if that cannot happen."
+        ),
+        epilog="Examples: hbchat-client tcp:localhost:6464 --nick alice;  "
+        "echo hello | hbchat-client tcp:localhost:6464 --nick bot",
+    )
+    parser.add_argument("endpoint", metavar="ENDPOINT", help="Twisted client endpoint string, e.g. tcp:localhost:6464")
+    parser.add_argument("--nick", required=True, help="nick to register: 1-32 letters, digits or _-[]{}^|")
+    parser.add_argument("--password-file", metavar="FILE", help="file whose first line is the password")
+    parser.add_argument(
+        "--max-retries",
+        metavar="N",
+        type=int,
+        default=None,
+        help="give up after N failed reconnect attempts in a row (default: never give up on a terminal, 10 from a pipe)",
+    )
+    parser.add_argument(
+        "--backoff-cap", metavar="SECONDS", type=float, default=30.0, help="longest reconnect delay (default 30)"
+    )
+    arguments = parser.parse_args(argv)
+    if not wire.is_valid_nick(arguments.nick.encode("utf-8")):
+        parser.error(f"--nick {arguments.nick!r}: use 1 to 32 letters, digits or _-[]{{}}^|")
+    if arguments.max_retries is not None and arguments.max_retries < 0:
+        parser.error("--max-retries must be 0 or more")
+    if not arguments.backoff_cap >= 1:
+        parser.error("--backoff-cap must be at least 1 second")
+    if arguments.password_file:
+        try:
+            with open(arguments.password_file, encoding="utf-8") as handle:
+                arguments.password = handle.readline().rstrip("\r\n")
+        except OSError as error:
+            parser.error(f"--password-file: {error.strerror}: {arguments.password_file}")
+    else:
+        arguments.password = None
+    return arguments
+
+
+def run(reactor: Any, arguments: argparse.Namespace) -> Deferred[None]:
+    interactive = sys.stdin.isatty()
+    try:
+        endpoint = clientFromString(reactor, arguments.endpoint)
+    except Exception as error:
+        sys.stderr.write(f"hbchat-client: ENDPOINT {arguments.endpoint!r} is not usable: {error}\n")
+        raise SystemExit(2) from None
+    console = Console(sys.stdout, sys.stderr, reactor, interactive)
+    maxRetries = arguments.max_retries
+    if maxRetries is None and not interactive:
+        maxRetries = 10
+    factory = ChatClientFactory(
+        arguments.nick,
+        console,
+        password=arguments.password,
+        backoff=Backoff(cap=arguments.backoff_cap),
+        max_retries=maxRetries,
+        clock=reactor,
+    )
+    console.factory = factory
+    StandardIO(InputLines(console), reactor=reactor)
+    connect(reactor, endpoint, factory)
+
+    def exit(code: int) -> None:
+        if code:
+            raise SystemExit(code)
+
+    return console.finished.addCallback(exit)
+
+
+def main(argv: list[str] | None = None) -> None:
+    arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
+    task.react(run, (arguments,))

@@ -1,0 +1,413 @@
+"""
+The hbchat client: dead-server detection, gentle reconnects, and resume that loses nothing.
+
+:class:`ChatClientProtocol` runs the same heartbeat as the server, at the interval and
+timeout the server's HELLO advertises.  :class:`ChatClientFactory` is a
+``ReconnectingClientFactory`` with full-jitter backoff that resets only after WELCOME, and
+it keeps the :class:`~hbchat.clientsession.ClientSession` across connections.  An
+:class:`EndpointConnector` lets it drive any Twisted client endpoint (``tcp:``, ``tls:``,
+``unix:``).  Everything the client sees goes to an :class:`~hbchat.interfaces.IChatObserver`.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import NotConnectingError
+from twisted.internet.interfaces import IAddress, IReactorTime, IStreamClientEndpoint
+from twisted.internet.protocol import ReconnectingClientFactory, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from hbchat import wire
+from hbchat.backoff import DEFAULT_BACKOFF, Backoff, hinted_delay
+from hbchat.clientsession import ClientSession
+from hbchat.heartbeat import HeartbeatProtocol
+from hbchat.interfaces import IChatObserver
+from hbchat.sockopts import enable_keepalive
+
+#: Seconds to wait for HELLO before the server is taken for dead (its advertised timeout
+#: is not known until then).
+HELLO_TIMEOUT = 30.0
+#: The longest line the client accepts from a server.  Generous: a MSG carries a text of
+#: up to the server's --max-line plus a prefix, and USERS lists every nick.
+MAX_SERVER_LINE = 1 << 20
+#: The longest text the client sends in one SAY, for a server on the default --max-line.
+MAX_TEXT = 4096 - len(b"SAY ")
+
+#: BYE reasons after which reconnecting would be wrong.
+FINAL_BYES = {
+    "quit": "you quit",
+    "kicked": "the server kicked us",
+    "replaced": "another connection resumed our session",
+}
+#: ERRs during registration after which reconnecting cannot help.
+FINAL_ERRORS = {401, 432, 433}
+
+
+class ChatClientProtocol(HeartbeatProtocol):
+    """One connection to a server, driven by its factory."""
+
+    log = Logger()
+    factory: ChatClientFactory
+    ready = False
+    """True from WELCOME (or the end of a replay) on: lines may be sent directly."""
+    resuming = False
+    #: Why this connection is ending, in words for a person, when we know better than
+    #: the transport does (a BYE, a timeout).
+    problem: str | None = None
+
+    def __init__(self, factory: ChatClientFactory) -> None:
+        self.factory = factory
+        self.clock = factory.timer
+        self._framer = wire.LineFramer(MAX_SERVER_LINE)
+
+    def connectionMade(self) -> None:
+        self.lastReceived = self.clock.seconds()
+        self.setTimeout(HELLO_TIMEOUT)
+
+    def sendLine(self, line: bytes) -> None:
+        self.link.write(line)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.noteTraffic()
+        lines, overflowed = self._framer.feed(data)
+        for line in lines:
+            if line:
+                self.lineReceived(line)
+        if overflowed:
+            self.problem = "the server sent a line longer than 1 MiB"
+            self.link.abortConnection()
+
+    def lineReceived(self, line: bytes) -> None:
+        verb, _, rest = line.partition(b" ")
+        handler = getattr(self, "line_" + verb.decode("ascii", "replace").upper(), None)
+        if handler is None:
+            self.log.debug("ignored from server: {line!r}", line=line)
+            return
+        try:
+            handler(rest)
+        except (ValueError, IndexError):
+            self.log.warn("malformed line from server: {line!r}", line=line)
+
+    # --- lines from the server ---
+
+    def line_HELLO(self, rest: bytes) -> None:
+        settings = dict(field.split(b"=", 1) for field in rest.split(b" ")[1:] if b"=" in field)
+        ping, timeout = float(settings[b"ping"]), float(settings[b"timeout"])
+        self.startHeartbeat(ping, timeout)
+        try:
+            enable_keepalive(self.transport, timeout)
+        except OSError:
+            pass
+        self.factory.greeted(self, auth=settings.get(b"auth") == b"required")
+
+    def line_WELCOME(self, rest: bytes) -> None:
+        nick, token, seq = rest.split(b" ")
+        self.factory.welcomed(self, nick, token, int(seq))
+
+    def line_RESUMED(self, rest: bytes) -> None:
+        count, outcome = rest.split(b" ")
+        self.factory.replayEnded(self, int(count), outcome == b"complete")
+
+    def line_MSG(self, rest: bytes) -> None:
+        seq, nick, text = rest.split(b" ", 2)
+        self.factory.event(int(seq), b"MSG", nick, text)
+
+    def line_JOIN(self, rest: bytes) -> None:
+        seq, nick = rest.split(b" ")
+        self.factory.event(int(seq), b"JOIN", nick, b"")
+
+    def line_LEFT(self, rest: bytes) -> None:
+        seq, nick, reason = rest.split(b" ")
+        self.factory.event(int(seq), b"LEFT", nick, reason)
+
+    def line_PRIV(self, rest: bytes) -> None:
+        sender, text = rest.split(b" ", 1)
+        self.factory.observer.private(sender.decode(), text.decode("utf-8", "replace"))
+
+    def line_USERS(self, rest: bytes) -> None:
+        self.factory.observer.users([nick.decode() for nick in rest.split(b" ") if nick])
+
+    def line_PING(self, rest: bytes) -> None:
+        self.answerPing(b" " + rest if rest else b"")
+
+    def line_PONG(self, rest: bytes) -> None:
+        self.pongReceived(rest)
+        if self.rtt is not None:
+            self.factory.observer.rtt(self.rtt)
+
+    def line_ERR(self, rest: bytes) -> None:
+        code, _, text = rest.partition(b" ")
+        self.factory.serverError(self, int(code), text.decode("utf-8", "replace"))
+
+    def line_BYE(self, rest: bytes) -> None:
+        fields = rest.split(b" ")
+        retry = None
+        for field in fields[1:]:
+            if field.startswith(b"retry="):
+                retry = float(field[len(b"retry=") :])
+        self.factory.farewell(self, fields[0].decode("ascii", "replace"), retry)
+
+    # --- endings ---
+
+    def heartbeatTimedOut(self, idle: float) -> None:
+        self.problem = f"the server was silent for {idle:.1f}s"
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.stopHeartbeat()
+        self.factory.lost(self, reason)
+
+
+class EndpointConnector:
+    """
+    Lets ``ReconnectingClientFactory`` drive a client endpoint.
+
+    The factory was made for ``reactor.connectTCP`` connectors; this gives it the same
+    ``connect``/``stopConnecting``/``disconnect`` over ``endpoint.connect()`` so that one
+    backoff works for TCP, TLS and UNIX sockets alike.
+    """
+
+    def __init__(self, endpoint: IStreamClientEndpoint, factory: ChatClientFactory) -> None:
+        self.endpoint = endpoint
+        self.factory = factory
+        self._attempt: Deferred[Any] | None = None
+        factory.connector = self
+
+    def connect(self) -> None:
+        attempt = self._attempt = self.endpoint.connect(self.factory)
+        attempt.addCallbacks(self._connected, self._failed)
+
+    def _connected(self, protocol: Any) -> None:
+        self._attempt = None
+
+    def _failed(self, reason: Failure) -> None:
+        self._attempt = None
+        self.factory.clientConnectionFailed(self, reason)
+
+    def stopConnecting(self) -> None:
+        if self._attempt is None:
+            raise NotConnectingError()
+        attempt, self._attempt = self._attempt, None
+        attempt.cancel()
+
+    def disconnect(self) -> None:
+        protocol = self.factory.protocolInstance
+        if protocol is not None and protocol.transport is not None:
+            protocol.link.loseConnection()
+
+
+class ChatClientFactory(ReconnectingClientFactory):
+    """A chat session that survives its connections."""
+
+    log = Logger()
+    noisy = False
+
+    def __init__(
+        self,
+        nick: str,
+        observer: IChatObserver,
+        password: str | None = None,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        max_retries: int | None = None,
+        clock: IReactorTime | None = None,
+        rng: random.Random | None = None,
+        outbox_limit: int = 1000,
+    ) -> None:
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = reactor
+        #: Our clock, typed; ``clock`` is the same object under ReconnectingClientFactory's name.
+        self.timer: IReactorTime = clock
+        self.clock = clock  # type: ignore[assignment]
+        self.observer = observer
+        self.password = password
+        self.backoff = backoff
+        self.maxRetries = max_retries  # type: ignore[assignment]
+        self.rng = rng or random.Random()
+        self.session = ClientSession(nick.encode("utf-8"), outbox_limit)
+        self.protocolInstance: ChatClientProtocol | None = None
+        self._retryHint: float | None = None
+        self._lastProblem = "could not connect"
+        self._quitting = False
+
+    # --- what the embedding program calls ---
+
+    def say(self, text: str) -> None:
+        """Send a chat line, now or once reconnected; raises OutboxFullError or ValueError."""
+        self._submit(b"SAY " + _text(text))
+
+    def tell(self, nick: str, text: str) -> None:
+        self._submit(b"TELL " + nick.encode("utf-8") + b" " + _text(text))
+
+    def who(self) -> bool:
+        """Ask for the user list; ``False`` when not connected."""
+        return self._sendIfReady(b"WHO")
+
+    def quit(self, text: str = "") -> None:
+        """Leave for good: no reconnects."""
+        self._quitting = True
+        self.stopTrying()
+        if not self._sendIfReady(b"QUIT" + (b" " + _text(text) if text else b"")):
+            self.observer.gaveUp("you quit")
+
+    @property
+    def connected(self) -> bool:
+        return self.protocolInstance is not None and self.protocolInstance.ready
+
+    # --- ReconnectingClientFactory ---
+
+    def buildProtocol(self, addr: IAddress) -> ChatClientProtocol:  # type: ignore[override]
+        return ChatClientProtocol(self)
+
+    def retry(self, connector: Any = None) -> None:
+        """Full jitter instead of the stock Gaussian, and the server's retry hint first."""
+        if not self.continueTrying:
+            return
+        if connector is None:
+            connector = self.connector
+        self.retries += 1
+        if self.maxRetries is not None and self.retries > self.maxRetries:
+            self.continueTrying = 0
+            self.observer.gaveUp(f"{self._lastProblem}; gave up after {self.maxRetries} retries")
+            return
+        if self._retryHint is not None:
+            self.delay = hinted_delay(self._retryHint, self.rng)
+            self._retryHint = None
+        else:
+            self.delay = self.backoff.delay(self.retries - 1, self.rng)
+        self.observer.reconnecting(self.delay, self.retries)
+
+        def reconnector() -> None:
+            self._callID = None
+            connector.connect()
+
+        self._callID = self.timer.callLater(self.delay, reconnector)
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        if self.continueTrying:
+            self._lastProblem = f"could not connect: {reason.getErrorMessage().rstrip('.')}"
+        super().clientConnectionFailed(connector, reason)
+
+    # --- called by the protocol ---
+
+    def greeted(self, protocol: ChatClientProtocol, auth: bool) -> None:
+        self.protocolInstance = protocol
+        session = self.session
+        if session.token is not None:
+            protocol.resuming = True
+            protocol.sendLine(b"RESUME %s %d\n" % (session.token, session.last_seq))
+        else:
+            self._register(protocol)
+
+    def _register(self, protocol: ChatClientProtocol) -> None:
+        protocol.resuming = False
+        password = b" " + self.password.encode("utf-8") if self.password else b""
+        protocol.sendLine(b"NICK " + self.session.nick + password + b"\n")
+
+    def welcomed(self, protocol: ChatClientProtocol, nick: bytes, token: bytes, seq: int) -> None:
+        # Only a registration proves the server works: a bare TCP connect does not.
+        self.resetDelay()
+        if protocol.resuming:
+            self.session.token = token
+            return
+        self.session.registered(nick, token, seq)
+        self.observer.registered(nick.decode(), False)
+        self._ready(protocol)
+
+    def replayEnded(self, protocol: ChatClientProtocol, count: int, complete: bool) -> None:
+        self.observer.registered(self.session.nick.decode(), True)
+        self.observer.resumed(count, complete)
+        self._ready(protocol)
+
+    def _ready(self, protocol: ChatClientProtocol) -> None:
+        protocol.resuming = False
+        protocol.ready = True
+        for line in self.session.toResend():
+            self._send(protocol, line)
+
+    def event(self, seq: int, kind: bytes, nick: bytes, detail: bytes) -> None:
+        if not self.session.isNew(seq):
+            return
+        name = nick.decode("utf-8", "replace")
+        if kind == b"MSG":
+            own = self.session.echoed(nick, detail)
+            self.observer.message(seq, name, detail.decode("utf-8", "replace"), own)
+        elif kind == b"JOIN":
+            self.observer.joined(seq, name)
+        else:
+            self.observer.left(seq, name, detail.decode("ascii", "replace"))
+
+    def serverError(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
+        if code == 404 and protocol.resuming:
+            self.session.forget()
+            self.observer.historyLost()
+            self._register(protocol)
+        elif code in FINAL_ERRORS and not protocol.ready:
+            self._giveUp(f"the server refused us: ERR {code} {text}")
+            protocol.link.loseConnection()
+        else:
+            if not protocol.ready:
+                protocol.problem = f"the server said ERR {code} {text}"
+            self.observer.serverError(code, text)
+
+    def farewell(self, protocol: ChatClientProtocol, reason: str, retry: float | None) -> None:
+        if reason in FINAL_BYES:
+            self._giveUp(FINAL_BYES[reason])
+        else:
+            self._retryHint = retry
+            protocol.problem = f"the server closed the connection ({reason})"
+
+    def lost(self, protocol: ChatClientProtocol, reason: Failure) -> None:
+        if self.protocolInstance is protocol:
+            self.protocolInstance = None
+        self._lastProblem = protocol.problem or f"connection lost: {reason.getErrorMessage()}"
+        if self.continueTrying:
+            self.observer.disconnected(self._lastProblem)
+            if self.connector is not None:
+                self.clientConnectionLost(self.connector, reason)
+
+    def _giveUp(self, reason: str) -> None:
+        self.stopTrying()
+        self.observer.gaveUp(reason)
+
+    # --- sending ---
+
+    def _submit(self, line: bytes) -> None:
+        protocol = self.protocolInstance
+        if protocol is not None and protocol.ready and not self.session.outbox:
+            self._send(protocol, line)
+        else:
+            self.session.queue(line)
+
+    def _sendIfReady(self, line: bytes) -> bool:
+        protocol = self.protocolInstance
+        if protocol is None or not protocol.ready:
+            return False
+        protocol.sendLine(line + b"\n")
+        return True
+
+    def _send(self, protocol: ChatClientProtocol, line: bytes) -> None:
+        self.session.sending(line)
+        protocol.sendLine(line + b"\n")
+
+
+def _text(text: str) -> bytes:
+    data = text.encode("utf-8")
+    if not data:
+        raise ValueError("empty message")
+    if b"\n" in data or b"\r" in data:
+        raise ValueError("a message is one line: no line breaks")
+    if len(data) > MAX_TEXT:
+        raise ValueError(f"message too long ({len(data)} bytes; at most {MAX_TEXT})")
+    return data
+
+
+def connect(reactor: Any, endpoint: IStreamClientEndpoint, factory: ChatClientFactory) -> EndpointConnector:
+    """Start connecting ``factory`` through ``endpoint``, reconnecting as it decides."""
+    connector = EndpointConnector(endpoint, factory)
+    connector.connect()
+    return connector

@@ -1,0 +1,84 @@
+"""
+What a client remembers across reconnects so that nothing is lost and nothing doubled.
+
+The server handles a connection's lines in order and echoes every SAY as a MSG, and a
+RESUME replays every event after the last one we saw, our own MSGs included.  So after a
+replay, the SAY lines still waiting for their echo are exactly the ones that never reached
+the server: those, and then whatever was typed while disconnected, are sent again.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+
+class OutboxFullError(Exception):
+    """Too many lines are waiting to be sent; the caller must tell its user."""
+
+
+class ClientSession:
+    """The token, the last event seen, the outbox and the lines not yet echoed."""
+
+    def __init__(self, nick: bytes, outbox_limit: int = 1000) -> None:
+        self.nick = nick
+        self.token: bytes | None = None
+        self.last_seq = 0
+        self.outbox_limit = outbox_limit
+        #: Lines (``SAY ...``, ``TELL ...``) typed while they could not be sent.
+        self.outbox: deque[bytes] = deque()
+        #: Texts of SAY lines sent on a connection whose MSG echo has not arrived yet.
+        self.unechoed: deque[bytes] = deque()
+
+    @property
+    def idle(self) -> bool:
+        """Everything the user said has been delivered."""
+        return not self.outbox and not self.unechoed
+
+    def queue(self, line: bytes) -> None:
+        """Keep a line for when the connection is back."""
+        if len(self.outbox) >= self.outbox_limit:
+            raise OutboxFullError(f"{len(self.outbox)} lines are already waiting for the connection to come back")
+        self.outbox.append(line)
+
+    def sending(self, line: bytes) -> None:
+        """A line is going out on a live connection."""
+        verb, _, text = line.partition(b" ")
+        if verb == b"SAY":
+            self.unechoed.append(text)
+
+    def registered(self, nick: bytes, token: bytes, seq: int) -> None:
+        """WELCOME to a new session (NICK): events up to ``seq`` are not ours to see."""
+        self.nick = nick
+        self.token = token
+        self.last_seq = seq
+
+    def forget(self) -> None:
+        """The server no longer knows our session (ERR 404): start over with NICK."""
+        self.token = None
+
+    def isNew(self, seq: int) -> bool:
+        """Whether an event is one we have not seen; remembers it if so."""
+        if seq <= self.last_seq:
+            return False
+        self.last_seq = seq
+        return True
+
+    def echoed(self, nick: bytes, text: bytes) -> bool:
+        """A MSG arrived; if it is the echo of our oldest unechoed SAY, that one is delivered."""
+        if nick == self.nick and self.unechoed and self.unechoed[0] == text:
+            self.unechoed.popleft()
+            return True
+        return False
+
+    def toResend(self) -> list[bytes]:
+        """
+        After a replay (or a fresh registration): the lines to send now, in order.
+
+        SAY lines still unechoed never reached the server; outbox lines were never sent.
+        Both are handed back and forgotten here; sending them records them again.
+        """
+        lines = [b"SAY " + text for text in self.unechoed]
+        lines.extend(self.outbox)
+        self.unechoed.clear()
+        self.outbox.clear()
+        return lines

@@ -1,0 +1,311 @@
+"""The client: backoff, resume without loss or duplicates, and dead-server detection."""
+
+from __future__ import annotations
+
+import random
+
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from hbchat.backoff import Backoff
+from hbchat.client import ChatClientFactory, EndpointConnector
+from hbchat.clientsession import ClientSession, OutboxFullError
+from hbchat.interfaces import IChatObserver
+from hbchat.testing import FakeNetwork, FakePeer, FakeServer
+
+
+@implementer(IChatObserver)
+class RecordingObserver:
+    """Keeps everything the client reports, as short strings."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.messages: list[tuple[int, str, str]] = []
+        self.delays: list[float] = []
+
+    def registered(self, nick: str, resumed: bool) -> None:
+        self.events.append(f"registered {nick} resumed={resumed}")
+
+    def message(self, seq: int, nick: str, text: str, own: bool) -> None:
+        self.messages.append((seq, nick, text))
+
+    def private(self, sender: str, text: str) -> None:
+        self.events.append(f"private {sender} {text}")
+
+    def joined(self, seq: int, nick: str) -> None:
+        self.events.append(f"joined {nick}")
+
+    def left(self, seq: int, nick: str, reason: str) -> None:
+        self.events.append(f"left {nick} {reason}")
+
+    def users(self, nicks: list[str]) -> None:
+        self.events.append("users " + " ".join(nicks))
+
+    def resumed(self, count: int, complete: bool) -> None:
+        self.events.append(f"resumed {count} {'complete' if complete else 'partial'}")
+
+    def historyLost(self) -> None:
+        self.events.append("history lost")
+
+    def serverError(self, code: int, text: str) -> None:
+        self.events.append(f"error {code} {text}")
+
+    def disconnected(self, reason: str) -> None:
+        self.events.append(f"disconnected: {reason}")
+
+    def reconnecting(self, delay: float, attempt: int) -> None:
+        self.delays.append(delay)
+
+    def gaveUp(self, reason: str) -> None:
+        self.events.append(f"gave up: {reason}")
+
+    def rtt(self, seconds: float) -> None:
+        pass
+
+
+class BackoffTests(SynchronousTestCase):
+    def test_ceiling_grows_by_the_factor_until_the_cap(self) -> None:
+        backoff = Backoff(base=1, factor=2, cap=30)
+        self.assertEqual([backoff.ceiling(n) for n in range(7)], [1, 2, 4, 8, 16, 30, 30])
+
+    def test_huge_attempt_numbers_stay_at_the_cap(self) -> None:
+        self.assertEqual(Backoff().ceiling(10_000), 30)
+
+    def test_delays_are_never_negative_nor_above_the_cap(self) -> None:
+        backoff, rng = Backoff(), random.Random(1)
+        for attempt in range(40):
+            for _ in range(200):
+                self.assertTrue(0 <= backoff.delay(attempt, rng) <= 30)
+
+    def test_delays_spread_over_the_whole_range(self) -> None:
+        backoff, rng = Backoff(), random.Random(7)
+        draws = [backoff.delay(3, rng) for _ in range(10_000)]
+        tenths = [0] * 10
+        for delay in draws:
+            tenths[min(9, int(delay / 8 * 10))] += 1
+        for count in tenths:
+            self.assertTrue(800 <= count <= 1200, tenths)
+
+    def test_invalid_settings_are_refused(self) -> None:
+        self.assertRaises(ValueError, Backoff, base=0)
+        self.assertRaises(ValueError, Backoff, base=5, cap=1)
+
+
+class ClientSessionTests(SynchronousTestCase):
+    def test_outbox_is_bounded_and_says_so(self) -> None:
+        session = ClientSession(b"me", outbox_limit=2)
+        session.queue(b"SAY 1")
+        session.queue(b"SAY 2")
+        self.assertRaises(OutboxFullError, session.queue, b"SAY 3")
+
+    def test_echo_of_the_oldest_unechoed_line_marks_it_delivered(self) -> None:
+        session = ClientSession(b"me")
+        session.sending(b"SAY a")
+        session.sending(b"SAY b")
+        self.assertFalse(session.echoed(b"other", b"a"))
+        self.assertTrue(session.echoed(b"me", b"a"))
+        self.assertEqual(list(session.unechoed), [b"b"])
+
+    def test_old_events_are_not_new(self) -> None:
+        session = ClientSession(b"me")
+        session.registered(b"me", b"t", 5)
+        self.assertFalse(session.isNew(5))
+        self.assertTrue(session.isNew(6))
+        self.assertFalse(session.isNew(6))
+
+    def test_resend_order_is_unechoed_then_outbox(self) -> None:
+        session = ClientSession(b"me")
+        session.sending(b"SAY lost")
+        session.queue(b"TELL x typed")
+        self.assertEqual(session.toResend(), [b"SAY lost", b"TELL x typed"])
+        self.assertTrue(session.idle)
+
+
+class ClientTestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.server = FakeServer(ping=5, timeout=15, grace=60, history=100)
+        self.network = FakeNetwork(self.server)
+        self.observer = RecordingObserver()
+        self.factory = self.makeClient("carol", self.observer)
+
+    def makeClient(self, nick: str, observer: RecordingObserver, **settings: object) -> ChatClientFactory:
+        factory = ChatClientFactory(nick, observer, clock=self.server.clock, rng=random.Random(3), **settings)  # type: ignore[arg-type]
+        EndpointConnector(self.network, factory).connect()
+        self.network.flush()
+        return factory
+
+    def ownTexts(self, observer: RecordingObserver, nick: str = "carol") -> list[str]:
+        return [text for _, who, text in observer.messages if who == nick]
+
+
+class ClientRegistrationTests(ClientTestCase):
+    def test_observer_provides_the_interface(self) -> None:
+        self.assertTrue(verifyObject(IChatObserver, self.observer))
+
+    def test_client_registers_and_sees_its_own_join(self) -> None:
+        self.assertEqual(self.observer.events[:2], ["registered carol resumed=False", "joined carol"])
+        self.assertTrue(self.factory.connected)
+
+    def test_said_lines_come_back_as_own_messages(self) -> None:
+        self.factory.say("hello")
+        self.network.flush()
+        self.assertEqual(self.observer.messages, [(2, "carol", "hello")])
+        self.assertTrue(self.factory.session.idle)
+
+    def test_who_and_tell(self) -> None:
+        peer = self.server.registered("dave")
+        self.factory.tell("dave", "psst")
+        self.assertTrue(self.factory.who())
+        self.network.flush()
+        self.assertIn(b"PRIV carol psst", peer.received())
+        self.assertIn("users carol dave", self.observer.events)
+
+    def test_client_answers_server_pings(self) -> None:
+        self.network.advance(60)
+        self.assertTrue(self.factory.connected)
+        self.assertNotIn("left carol timeout", self.observer.events)
+
+    def test_messages_with_line_breaks_or_empty_are_refused(self) -> None:
+        self.assertRaises(ValueError, self.factory.say, "two\nlines")
+        self.assertRaises(ValueError, self.factory.say, "")
+        self.assertRaises(ValueError, self.factory.say, "x" * 5000)
+
+    def test_nick_in_use_gives_up_with_a_clear_reason(self) -> None:
+        observer = RecordingObserver()
+        self.makeClient("carol", observer)
+        self.assertEqual(observer.events[-1], "gave up: the server refused us: ERR 433 nick in use")
+
+
+class ResumeTests(ClientTestCase):
+    def test_a_cut_connection_is_resumed_and_missed_messages_replayed_once(self) -> None:
+        dave = self.server.registered("dave")
+        dave.sendLine("SAY before")
+        self.network.flush()
+        self.network.cut()
+        dave.sendLine("SAY during")
+        self.network.advance(2)  # the backoff's first delay is below 1 s
+        self.assertIn("resumed 2 complete", self.observer.events)
+        self.assertEqual([text for _, _, text in self.observer.messages], ["before", "during"])
+
+    def test_lines_lost_in_flight_are_sent_again_and_delivered_ones_are_not(self) -> None:
+        self.factory.say("one")
+        self.network.flush()
+        self.factory.say("two")  # written, never delivered: the cut loses it
+        self.network.cut()
+        self.factory.say("three")  # typed while disconnected
+        self.network.advance(2)
+        self.network.flush()
+        self.assertEqual(self.ownTexts(self.observer), ["one", "two", "three"])
+        history = self.server.factory.history.since(0)[0]
+        self.assertEqual([line for line in history if line.startswith(b"MSG")].count(b"MSG 2 carol one\n"), 1)
+        self.assertTrue(self.factory.session.idle)
+
+    def test_lines_that_arrived_before_the_cut_are_not_sent_twice(self) -> None:
+        self.factory.say("one")
+        self.factory.say("two")
+        # Deliver to the server but cut before the echoes come back.
+        for pump in self.network.pumps:
+            pump.serverIO.bufferReceived(pump.clientIO.getOutBuffer())
+        self.network.cut()
+        self.network.advance(2)
+        says = [line for line in self.server.factory.history.since(0)[0] if line.startswith(b"MSG")]
+        self.assertEqual(says, [b"MSG 2 carol one\n", b"MSG 3 carol two\n"])
+        self.assertEqual(self.ownTexts(self.observer), ["one", "two"])
+
+    def test_unknown_session_registers_afresh_and_says_history_was_lost(self) -> None:
+        self.network.cut()
+        self.server.advance(61)  # grace expires while we are away
+        self.network.advance(2)
+        self.assertIn("history lost", self.observer.events)
+        self.assertEqual(self.observer.events[-2:], ["registered carol resumed=False", "joined carol"])
+
+    def test_partial_replay_is_reported(self) -> None:
+        server = FakeServer(history=2, grace=60)
+        self.network = FakeNetwork(server)
+        self.server = server
+        observer = RecordingObserver()
+        self.makeClient("erin", observer)
+        dave = server.registered("dave")
+        self.network.cut()
+        for n in range(5):
+            dave.sendLine(f"SAY {n}")
+        self.network.advance(2)
+        self.assertIn("resumed 2 partial", observer.events)
+
+    def test_events_already_seen_are_not_reported_again(self) -> None:
+        protocol = self.factory.protocolInstance
+        assert protocol is not None
+        protocol.dataReceived(b"MSG 7 dave hi\nJOIN 7 dave\nMSG 6 dave old\nMSG 8 dave new\n")
+        self.assertEqual(self.observer.messages, [(7, "dave", "hi"), (8, "dave", "new")])
+
+
+class ReconnectTests(ClientTestCase):
+    def test_a_silent_server_is_detected_within_its_timeout(self) -> None:
+        # Freeze: nothing is flushed any more, so neither side hears the other.
+        self.server.clock.pump([1] * 14)
+        self.assertTrue(self.factory.connected)
+        self.server.clock.pump([1])
+        self.network.flush()  # the fake network reports the abort on its next pump
+        self.assertIn("disconnected: the server was silent for 15.0s", self.observer.events)
+
+    def test_backoff_grows_while_the_server_is_unreachable_and_resets_after_welcome(self) -> None:
+        self.network.reachable = False
+        self.network.cut()
+        for _ in range(6):
+            self.network.advance(31)
+        ceilings = [Backoff().ceiling(n) for n in range(len(self.observer.delays))]
+        self.assertTrue(all(0 <= d <= c for d, c in zip(self.observer.delays, ceilings, strict=True)))
+        self.assertGreaterEqual(self.factory.retries, 6)
+        self.network.reachable = True
+        self.network.advance(31)
+        self.assertEqual(self.factory.retries, 0)
+
+    def test_a_server_that_accepts_and_drops_does_not_reset_the_backoff(self) -> None:
+        class Dropper:
+            def __init__(self, network: FakeNetwork) -> None:
+                self.network = network
+
+            def connect(self, factory: ChatClientFactory) -> object:
+                result = self.network.connect(factory)
+                self.network.cut()
+                return result
+
+        factory = ChatClientFactory("frank", self.observer, clock=self.server.clock, rng=random.Random(5))
+        EndpointConnector(Dropper(self.network), factory).connect()  # type: ignore[arg-type]
+        for _ in range(5):
+            self.server.advance(31)
+        self.assertGreaterEqual(factory.retries, 5)
+
+    def test_retry_hint_from_a_shutdown_bounds_the_next_delay(self) -> None:
+        self.server.factory.config = self.server.factory.config.__class__(retry_hint=0.5, ping=5, timeout=15)
+        self.server.factory.shutdown()
+        self.network.flush()
+        self.assertEqual(len(self.observer.delays), 1)
+        self.assertLessEqual(self.observer.delays[0], 0.5)
+
+    def test_max_retries_gives_up_with_a_clear_message(self) -> None:
+        observer = RecordingObserver()
+        self.network.reachable = False
+        factory = ChatClientFactory("gina", observer, clock=self.server.clock, max_retries=3)
+        EndpointConnector(self.network, factory).connect()
+        for _ in range(10):
+            self.server.advance(31)
+        self.assertEqual(len(observer.delays), 3)
+        self.assertTrue(observer.events[-1].startswith("gave up: could not connect"), observer.events)
+        self.assertIn("after 3 retries", observer.events[-1])
+
+    def test_quit_stops_reconnecting(self) -> None:
+        self.factory.quit("bye all")
+        self.network.flush()
+        self.assertIn("gave up: you quit", self.observer.events)
+        self.server.advance(100)
+        self.assertEqual(self.observer.delays, [])
+
+    def test_replaced_session_stops_reconnecting(self) -> None:
+        thief: FakePeer = self.server.connect()
+        token = self.factory.session.token
+        assert token is not None
+        thief.sendLine(b"RESUME " + token + b" 0")
+        self.network.flush()
+        self.assertIn("gave up: another connection resumed our session", self.observer.events)
