@@ -75,6 +75,7 @@ class Console:
             self.notice(f"connected as {nick}; /help lists commands" if self.interactive else f"connected as {nick}")
         if self.stdin is not None:
             self.stdin.resumeProducing()
+        self._maybeFinish()
 
     def message(self, seq: int, nick: str, text: str, own: bool) -> None:
         self.show(f"{stamp(self.clock)} <{nick}> {text}")
@@ -243,7 +244,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         metavar="N",
         type=int,
         default=None,
-        help="give up after N failed reconnect attempts in a row (default: never give up on a terminal, 10 from a pipe)",
+        help="give up after N failed reconnect attempts in a row (default: never on a terminal, 10 from a pipe)",
     )
     parser.add_argument(
         "--backoff-cap", metavar="SECONDS", type=float, default=30.0, help="longest reconnect delay (default 30)"
@@ -274,15 +275,15 @@ def run(reactor: Any, arguments: argparse.Namespace) -> Deferred[None]:
         sys.stderr.write(f"hbchat-client: ENDPOINT {arguments.endpoint!r} is not usable: {error}\n")
         raise SystemExit(2) from None
     console = Console(sys.stdout, sys.stderr, reactor, interactive)
-    maxRetries = arguments.max_retries
-    if maxRetries is None and not interactive:
-        maxRetries = 10
+    max_retries = arguments.max_retries
+    if max_retries is None and not interactive:
+        max_retries = 10
     factory = ChatClientFactory(
         arguments.nick,
         console,
         password=arguments.password,
         backoff=Backoff(cap=arguments.backoff_cap),
-        max_retries=maxRetries,
+        max_retries=max_retries,
         clock=reactor,
     )
     console.factory = factory

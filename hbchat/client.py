@@ -315,13 +315,14 @@ class ChatClientFactory(ReconnectingClientFactory):
             self.session.token = token
             return
         self.session.registered(nick, token, seq)
-        self.observer.registered(nick.decode(), False)
+        # Resend first, so that whoever is told we are registered sees the true backlog.
         self._ready(protocol)
+        self.observer.registered(nick.decode(), False)
 
     def replayEnded(self, protocol: ChatClientProtocol, count: int, complete: bool) -> None:
+        self._ready(protocol)
         self.observer.registered(self.session.nick.decode(), True)
         self.observer.resumed(count, complete)
-        self._ready(protocol)
 
     def _ready(self, protocol: ChatClientProtocol) -> None:
         protocol.resuming = False

@@ -91,10 +91,16 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
         self.setTimeout(period)
 
     def noteTraffic(self) -> None:
-        """Bytes arrived: the peer is alive."""
+        """
+        Bytes arrived: the peer is alive.
+
+        Before the heartbeat starts, the pending timeout is a deadline (to register, or to
+        be greeted), and traffic does not postpone it.
+        """
         self._heardSincePing = True
         self.lastReceived = self.clock.seconds()
-        self.resetTimeout()
+        if self.pingInterval is not None:
+            self.resetTimeout()
 
     def answerPing(self, token_part: bytes) -> None:
         """Answer ``PING<token_part>`` at once with the same token."""

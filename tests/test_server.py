@@ -141,16 +141,17 @@ class RegistrationTests(SynchronousTestCase):
         self.assertTrue(peer.closing)
         self.assertFalse(peer.aborted)
 
-    def test_traffic_before_registration_does_not_extend_beyond_the_deadline_forever(self) -> None:
-        # PINGs are traffic, but the deadline is for registering, so the countdown restarts
-        # from the last line like any idle timer: a chatty unregistered peer is still cut
-        # once it stops, and never served more than PING/PONG/QUIT meanwhile.
+    def test_registration_deadline_counts_from_the_connection_not_from_traffic(self) -> None:
         server = FakeServer(register_timeout=10)
         peer = server.connect()
-        server.advance(5)
-        peer.sendLine("PING a")
-        server.advance(10)
-        self.assertIn(b"ERR 408 registration timeout", peer.received())
+        peer.received()
+        for _ in range(3):
+            server.advance(3)
+            peer.sendLine("PING still deciding")
+        self.assertFalse(peer.closing)
+        server.advance(1)
+        self.assertEqual(peer.received()[-1], b"ERR 408 registration timeout")
+        self.assertTrue(peer.closing)
 
     def test_registration_switches_to_the_idle_timeout(self) -> None:
         server = FakeServer(register_timeout=10, ping=30, timeout=90)
