@@ -32,7 +32,9 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
 
     clock: IReactorTime
     #: Skip a PING when the peer has sent something since the previous one: any traffic
-    #: already proves it is alive, and under load this halves heartbeat traffic.
+    #: already proves it is alive, and under load this halves heartbeat traffic.  A PING is
+    #: only skipped while the one after it will still be answered in time, so a peer that
+    #: does nothing but answer PINGs is never cut (see :meth:`_ping`).
     skipPingWhenHeard = True
 
     pingInterval: float | None = None
@@ -41,6 +43,7 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
     rtt: float | None = None
 
     _pinger: LoopingCall | None = None
+    _skipWhileIdleBelow = 0.0
     _heardSincePing = False
     _pingsSent = 0
     _pingToken = b""
@@ -64,6 +67,7 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
         """Ping every ``interval`` seconds; abort after ``timeout`` seconds of silence."""
         self.changeIdleTimeout(timeout)
         self.pingInterval = interval
+        self._skipWhileIdleBelow = timeout - 1.5 * interval
         # Intervals are counted from here; what came before does not excuse the first PING.
         self._heardSincePing = False
         if self._pinger is not None and self._pinger.running:
@@ -123,8 +127,10 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
         return self.clock.seconds() - self.lastReceived
 
     def _ping(self) -> None:
-        if self.skipPingWhenHeard and self._heardSincePing:
-            self._heardSincePing = False
+        # Skipping this PING means the next one goes out an interval from now, and its
+        # answer must still beat the idle timeout: allow half an interval for the round trip.
+        heard, self._heardSincePing = self._heardSincePing, False
+        if heard and self.skipPingWhenHeard and self.idleSeconds() < self._skipWhileIdleBelow:
             return
         self._pingsSent += 1
         self._pingToken = b"%d" % self._pingsSent

@@ -399,6 +399,42 @@ class HeartbeatTests(SynchronousTestCase):
         self.alice.sendLine("ping")
         self.assertEqual(self.alice.received(), [b"PONG"])
 
+    def test_peer_that_only_answers_pings_stays_alive_even_with_a_tight_timeout(self) -> None:
+        server = FakeServer(ping=2, timeout=3)
+        peer = server.registered("carol")
+        for _ in range(80):
+            server.advance(0.25)
+            for line in peer.received():
+                if line.startswith(b"PING"):
+                    peer.sendLine(b"PONG" + line[4:])
+        self.assertFalse(peer.closing)
+
+    def test_ping_is_not_skipped_when_its_successor_would_come_too_late(self) -> None:
+        # ping 2, timeout 3: a line right after PING 1 must not excuse PING 2, or a peer
+        # that only answers PINGs would be asked next at t=6, after its timeout at t=5.
+        server = FakeServer(ping=2, timeout=3)
+        peer = server.registered("carol")
+        server.advance(2)
+        self.assertEqual(peer.received(), [b"PING 1"])
+        peer.sendLine("PONG 1")
+        peer.sendLine("SAY hi")
+        server.advance(2)
+        self.assertEqual(peer.received(), [b"MSG 2 carol hi", b"PING 2"])
+
+    def test_peer_that_says_something_then_only_answers_pings_is_never_cut(self) -> None:
+        for ping, timeout in [(2, 3), (1, 1.5), (30, 31), (30, 90)]:
+            server = FakeServer(ping=ping, timeout=timeout)
+            peer = server.registered("carol")
+            step = ping / 8
+            for tick in range(200):
+                server.advance(step)
+                for line in peer.received():
+                    if line.startswith(b"PING"):
+                        peer.sendLine(b"PONG" + line[4:])
+                        if tick % 3 == 0:
+                            peer.sendLine("SAY still here")
+            self.assertFalse(peer.closing, (ping, timeout))
+
     def test_silent_peer_is_aborted_exactly_at_the_timeout(self) -> None:
         self.server.advance(89.999)
         self.assertFalse(self.bob.closing)
