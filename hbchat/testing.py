@@ -129,7 +129,7 @@ class FakeNetwork:
     A client endpoint that connects to a :class:`FakeServer` in memory.
 
     Bytes move only when :meth:`flush` is called, so a test decides what is in flight when
-    it :meth:`cut`\ s the connections, and a server that is never flushed looks frozen.
+    it cuts the connections (:meth:`cut`), and a server that is never flushed looks frozen.
     """
 
     def __init__(self, server: FakeServer) -> None:
@@ -138,21 +138,21 @@ class FakeNetwork:
         self.pumps: list[iosim.IOPump] = []
         self.connections = 0
 
-    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[Any]:
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[Any]:  # noqa: N803
         if not self.reachable:
             return fail(ConnectionRefusedError("fake network: server unreachable"))
         self.connections += 1
         address = IPv4Address("TCP", "127.0.0.1", 50000 + self.connections)
-        serverProtocol = self.server.factory.buildProtocol(address)
-        clientProtocol = protocolFactory.buildProtocol(address)
-        assert clientProtocol is not None
-        serverTransport = iosim.FakeTransport(serverProtocol, isServer=True, peerAddress=address)
-        clientTransport = iosim.FakeTransport(clientProtocol, isServer=False)
+        server_protocol = self.server.factory.buildProtocol(address)
+        client_protocol = protocolFactory.buildProtocol(address)
+        assert client_protocol is not None
+        server_transport = iosim.FakeTransport(server_protocol, isServer=True, peerAddress=address)
+        client_transport = iosim.FakeTransport(client_protocol, isServer=False)
         pump = iosim.connect(
-            serverProtocol, serverTransport, clientProtocol, clientTransport, greet=False, clock=self.server.clock
+            server_protocol, server_transport, client_protocol, client_transport, greet=False, clock=self.server.clock
         )
         self.pumps.append(pump)
-        return succeed(clientProtocol)
+        return succeed(client_protocol)
 
     def flush(self) -> None:
         """Deliver everything in flight, both ways, until nothing moves."""
