@@ -98,11 +98,14 @@ class Fanout:
         self._events, self._direct, self._late = [], {}, {}
         if events:
             blob = b"".join(events) if len(events) > 1 else events[0]
+            # Iterate over a snapshot: a delivery may end a connection (a slow consumer cut
+            # at its backlog limit), which discards it from the members.
+            members = list(self._members)
             if not direct and not late:
-                for member in self._members:
+                for member in members:
                     member.deliver(blob)
                 return
-            for member in self._members:
+            for member in members:
                 start = late.get(member, 0)
                 queued = direct.pop(member, None)
                 if queued is None and start == 0:

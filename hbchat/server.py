@@ -9,20 +9,29 @@ event is encoded once and every connection gets one write per reactor turn.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IAddress, IConsumer, IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from hbchat import wire
+from hbchat.backpressure import Backpressure
 from hbchat.config import ServerConfig
 from hbchat.fanout import Fanout
 from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.history import History
 from hbchat.sessions import Session, SessionTable
 from hbchat.sockopts import enable_keepalive
+
+#: Seconds a congested receiver may hold every sender back before it counts as a slow
+#: consumer; a healthy one drains in milliseconds.
+SLOW_PATIENCE = 1.0
+#: A slow consumer whose backlog grows past this many bytes is cut (LEFT ... slow).
+MAX_BACKLOG = 4 * 1024 * 1024
 
 #: How long a connection closed on purpose may take to flush its last line before it is
 #: aborted: a peer that does not read must not hold its socket, or a shutdown, for long.
@@ -38,8 +47,15 @@ def describe_peer(address: IAddress) -> str:
     return f"unix:{name.decode(errors='replace') if isinstance(name, bytes) else name or '?'}"
 
 
+@implementer(IPushProducer)
 class ChatServerProtocol(HeartbeatProtocol):
-    """One client connection: registration, commands, heartbeat, and how it ends."""
+    """
+    One client connection: registration, commands, heartbeat, and how it ends.
+
+    It is also the streaming producer of its own output: the transport calls
+    :meth:`pauseProducing` when that output passes the high-water mark and
+    :meth:`resumeProducing` once it has drained, which drives :mod:`hbchat.backpressure`.
+    """
 
     log = Logger()
     factory: ChatFactory
@@ -52,6 +68,8 @@ class ChatServerProtocol(HeartbeatProtocol):
     #: is handled and no more output is queued.
     done = False
     _closeTimer: IDelayedCall | None = None
+    #: Bytes written since the output went over the high-water mark (None: it is not).
+    _backlog: int | None = None
 
     def __init__(self, factory: ChatFactory) -> None:
         self.factory = factory
@@ -73,6 +91,7 @@ class ChatServerProtocol(HeartbeatProtocol):
         config = factory.config
         self.lastReceived = self.clock.seconds()
         self.setTimeout(config.register_timeout)
+        cast(IConsumer, self.transport).registerProducer(self, True)
         try:
             enable_keepalive(self.transport, config.timeout)
         except OSError as error:
@@ -85,11 +104,49 @@ class ChatServerProtocol(HeartbeatProtocol):
             self._closeTimer.cancel()
         self._closeTimer = None
         self._finish("error")
+        self.factory.backpressure.forget(self)
         self.factory.connectionLost(self, reason)
 
     def deliver(self, data: bytes) -> None:
         # Hot path (every connection, every turn): skip the checked ``link`` property.
         self.transport.write(data)  # type: ignore[union-attr]
+        if self._backlog is not None:
+            self._backlog += len(data)
+            if self._backlog > self.factory.maxBacklog:
+                self.cutAsSlow(f"its backlog passed {self.factory.maxBacklog} bytes")
+
+    # --- IPushProducer: the transport reports on our output ---
+
+    def pauseProducing(self) -> None:
+        self._backlog = 0
+        self.factory.backpressure.congested(self)
+
+    def resumeProducing(self) -> None:
+        self._backlog = None
+        self.factory.backpressure.drained(self)
+
+    def stopProducing(self) -> None:
+        pass
+
+    # --- what backpressure asks of us ---
+
+    def pauseReading(self) -> None:
+        # Stream transports are push producers of what they read.
+        cast(IPushProducer, self.transport).pauseProducing()
+
+    def resumeReading(self) -> None:
+        if not self.done:
+            cast(IPushProducer, self.transport).resumeProducing()
+
+    def cutAsSlow(self, why: str) -> None:
+        """A slow consumer: abort without waiting for the output it cannot take."""
+        if self.done:
+            return
+        self.log.info(
+            "{nick} ({peer}) cut as a slow consumer: {why}", nick=(self.nick or b"-").decode(), peer=self.peer, why=why
+        )
+        self._finish("slow")
+        self.link.abortConnection()
 
     def sendLine(self, line: bytes) -> None:
         if not self.done:
@@ -165,8 +222,7 @@ class ChatServerProtocol(HeartbeatProtocol):
         if not rest:
             self.sendLine(wire.ERR_EMPTY_MESSAGE)
             return
-        assert self.nick is not None
-        self.factory.say(self.nick, rest)
+        self.factory.say(self, rest)
 
     def do_TELL(self, rest: bytes) -> None:
         target_nick, _, text = rest.partition(b" ")
@@ -201,6 +257,10 @@ class ChatServerProtocol(HeartbeatProtocol):
 
     def timeoutConnection(self) -> None:
         if self.done:
+            return
+        if self.nick is not None and self.factory.backpressure.isPaused(self):
+            # We are not reading it, so we cannot have heard it: no verdict yet.
+            self.setTimeout(self.timeOut)
             return
         if self.nick is None:
             self.log.info(
@@ -259,7 +319,11 @@ class ChatFactory(Factory):
         self.sessions: SessionTable[ChatServerProtocol] = SessionTable(clock, config.grace, self._sessionExpired)
         self.seq = 0
         self.history = History(config.history)
-        self.fanout = Fanout(lambda flush: clock.callLater(0, flush))
+        self.fanout = Fanout(lambda flush: clock.callLater(0, self._endTurn))
+        self.maxBacklog = MAX_BACKLOG
+        self.backpressure = Backpressure(
+            clock, SLOW_PATIENCE, config.timeout, MAX_BACKLOG, population=lambda: len(self.connections)
+        )
         self.stopping = False
         self._whenAllClosed: list[Deferred[None]] = []
 
@@ -347,8 +411,15 @@ class ChatFactory(Factory):
             for deferred in waiting:
                 deferred.callback(None)
 
-    def say(self, nick: bytes, text: bytes) -> None:
-        self._publish(wire.msg(self.seq + 1, nick, text))
+    def say(self, speaker: ChatServerProtocol, text: bytes) -> None:
+        assert speaker.nick is not None
+        self._publish(wire.msg(self.seq + 1, speaker.nick, text))
+        self.backpressure.spoke(speaker)
+
+    def _endTurn(self) -> None:
+        """All output of this reactor turn goes out now, one write per connection."""
+        self.fanout.flush()
+        self.backpressure.turnEnded()
 
     def who(self) -> bytes:
         """Connected users only: a session in grace is not listed."""

@@ -107,3 +107,25 @@ class FanoutTests(SynchronousTestCase):
         self.fanout.broadcast(b"2\n")
         self.endTurn()
         self.assertEqual(sink.writes, [b"1\n", b"2\n"])
+
+
+class DiscardingSink(Recorder):
+    def __init__(self, fanout: Fanout, victim: Recorder) -> None:
+        super().__init__()
+        self.fanout = fanout
+        self.victim = victim
+
+    def deliver(self, data: bytes) -> None:
+        super().deliver(data)
+        self.fanout.discard(self.victim)
+
+
+class DiscardDuringFlushTests(FanoutTests):
+    def test_a_delivery_that_ends_another_member_does_not_break_the_flush(self) -> None:
+        victim = Recorder()
+        cutter = DiscardingSink(self.fanout, victim)
+        self.fanout.add(cutter)
+        self.fanout.add(victim)
+        self.fanout.broadcast(b"x\n")
+        self.endTurn()
+        self.assertEqual(cutter.writes, [b"x\n"])

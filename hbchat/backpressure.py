@@ -1,0 +1,156 @@
+"""
+Backpressure: when senders outrun receivers, slow the senders down, never drop messages.
+
+A receiver whose unsent output passes the transport's high-water mark is *congested*.  While
+any receiver is congested the server stops reading from every connection that produces
+broadcasts, so the backlog stops growing and each receiver's output stays bounded; the
+senders are read again once every congested receiver has drained.  A congested client is
+not read either: a peer that floods commands but never reads its answers throttles only
+itself.
+
+A healthy receiver drains in milliseconds.  One that stays congested for ``patience``
+seconds while most receivers keep up is a slow consumer: it stops holding everyone else
+back, and the server cuts it if its backlog passes ``max_backlog`` bytes or it has not
+drained within ``timeout`` seconds.  When most receivers are congested at once, no one of
+them is to blame (the consumers as a whole are slower than the senders): the senders stay
+held back for as long as it takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+
+class Throttled(Protocol):
+    """A connection as backpressure sees it."""
+
+    def pauseReading(self) -> None: ...
+
+    def resumeReading(self) -> None: ...
+
+    def cutAsSlow(self, why: str) -> None: ...
+
+
+class Backpressure:
+    """Who is congested, who is held back because of it, and when to give up on whom."""
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        patience: float,
+        timeout: float,
+        max_backlog: int,
+        population: Callable[[], int],
+    ) -> None:
+        self.clock = clock
+        self.population = population
+        self.patience = patience
+        self.timeout = timeout
+        self.maxBacklog = max_backlog
+        #: Congested receivers that hold the senders back, with their patience timers.
+        self._holding: dict[Throttled, IDelayedCall] = {}
+        #: Every congested receiver, with the timer that cuts it if it never drains.
+        self._congested: dict[Throttled, IDelayedCall] = {}
+        #: Connections we stopped reading.
+        self._paused: set[Throttled] = set()
+        #: Connections that produced broadcasts during the current reactor turn.
+        self._speakers: set[Throttled] = set()
+
+    @property
+    def holding(self) -> bool:
+        """Senders are being held back."""
+        return bool(self._holding)
+
+    def isCongested(self, connection: Throttled) -> bool:
+        return connection in self._congested
+
+    def isPaused(self, connection: Throttled) -> bool:
+        return connection in self._paused
+
+    def spoke(self, connection: Throttled) -> None:
+        """``connection`` produced a broadcast; while congested, it is not read further."""
+        if self._holding:
+            self._pause(connection)
+        else:
+            self._speakers.add(connection)
+
+    def turnEnded(self) -> None:
+        """The turn's output has been written; speakers from now on belong to the next turn."""
+        self._speakers.clear()
+
+    def congested(self, receiver: Throttled) -> None:
+        """``receiver``'s output passed the high-water mark."""
+        if receiver in self._congested:
+            return
+        self._congested[receiver] = self.clock.callLater(self.timeout, self._neverDrained, receiver)
+        self._holding[receiver] = self.clock.callLater(self.patience, self._lostPatience, receiver)
+        self._pause(receiver)
+        # The turn that filled it was made by these speakers: hold them back now.
+        for speaker in self._speakers:
+            self._pause(speaker)
+        self._speakers.clear()
+
+    def drained(self, receiver: Throttled) -> None:
+        """``receiver`` sent everything it had."""
+        timer = self._congested.pop(receiver, None)
+        if timer is None:
+            return
+        _cancel(timer)
+        _cancel(self._holding.pop(receiver, None))
+        if not self._holding:
+            self._releaseAll()
+        else:
+            self._resume(receiver)
+
+    def forget(self, connection: Throttled) -> None:
+        """``connection`` is gone."""
+        _cancel(self._congested.pop(connection, None))
+        _cancel(self._holding.pop(connection, None))
+        self._paused.discard(connection)
+        self._speakers.discard(connection)
+        if not self._holding:
+            self._releaseAll()
+
+    def _mostLag(self) -> bool:
+        """Most connections are congested: the consumers as a whole are the bottleneck."""
+        return 2 * len(self._congested) > self.population()
+
+    def _lostPatience(self, receiver: Throttled) -> None:
+        if self._mostLag():
+            self._holding[receiver] = self.clock.callLater(self.patience, self._lostPatience, receiver)
+            return
+        self._holding.pop(receiver, None)
+        if not self._holding:
+            self._releaseAll()
+
+    def _neverDrained(self, receiver: Throttled) -> None:
+        if self._mostLag():
+            # Senders are held, so its backlog is bounded: not its fault, not a cut.
+            self._congested[receiver] = self.clock.callLater(self.timeout, self._neverDrained, receiver)
+            return
+        self._congested.pop(receiver, None)
+        receiver.cutAsSlow(f"its output did not drain for {self.timeout:g}s")
+
+    def _releaseAll(self) -> None:
+        """Read everyone again, except congested receivers (they wait for their own drain)."""
+        for connection in list(self._paused):
+            if connection not in self._congested:
+                self._resume(connection)
+
+    def _pause(self, connection: Throttled) -> None:
+        if connection not in self._paused:
+            self._paused.add(connection)
+            connection.pauseReading()
+
+    def _resume(self, connection: Throttled) -> None:
+        if connection in self._paused:
+            self._paused.discard(connection)
+            connection.resumeReading()
+
+
+def _cancel(call: IDelayedCall | None) -> None:
+    if call is not None and call.active():
+        call.cancel()
