@@ -12,13 +12,15 @@ import itertools
 import os
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import reactor, tcp, unix
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import CancelledError, Deferred, gatherResults, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, UNIXClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -26,6 +28,7 @@ from twisted.trial import unittest
 
 from hbchat.config import ServerConfig
 from hbchat.server import CLOSE_GRACE, ChatFactory
+from hbchat.service import ChatService
 from hbchat.tap import ServerOptions, makeService
 
 #: How long any single wait may take before the test fails. Generous on purpose: these
@@ -121,6 +124,7 @@ class LineClient(Protocol):
 
     def sendLines(self, lines: Iterable[str]) -> None:
         batch = [line.encode("utf-8") + b"\n" for line in lines]
+        assert self.transport is not None, f"{self.name}: not connected"
         self.transport.write(b"".join(batch))
         self.sentLines += len(batch)
         self.lastSentAt = reactor.seconds()
@@ -195,7 +199,7 @@ class LineClient(Protocol):
         """Abort the connection (if still open) and fire once it is closed."""
         self.cancelWaits()
         if self.lostReason is None and self.transport is not None:
-            self.transport.abortConnection()
+            cast(ITCPTransport, self.transport).abortConnection()
         return within(self.whenLost(), DEADLINE, f"{self.name}: closing the connection")
 
     def _offer(self, index: int, line: str) -> None:
@@ -238,7 +242,7 @@ def tcpPortOf(factory: ChatFactory) -> int:
     ports = [address.port for address in listeningAddresses(factory) if hasattr(address, "port")]
     if len(ports) != 1:
         raise unittest.FailTest(f"expected one TCP port for the chat, found {ports!r}")
-    return ports[0]
+    return int(ports[0])
 
 
 def forgetSessions(factory: ChatFactory) -> None:
@@ -247,15 +251,17 @@ def forgetSessions(factory: ChatFactory) -> None:
     stays resumable for --grace seconds): their expiry timers would outlive the test.
     """
     sessions = getattr(factory, "sessions", None)
-    for session in list(sessions or ()):
+    if sessions is None:
+        return
+    for session in list(sessions):
         sessions.close(session)
 
 
 def serverSideOf(factory: ChatFactory, client: LineClient) -> Any:
     """The server's protocol for ``client``'s connection, found by the client's local port."""
-    local = client.transport.getHost()
+    local = cast(IPv4Address, cast(ITCPTransport, client.transport).getHost())
     for protocol in factory.connections:
-        if protocol.transport.getPeer().port == local.port:
+        if cast(IPv4Address, protocol.link.getPeer()).port == local.port:
             return protocol
     raise unittest.FailTest(f"the server has no connection from {local}")
 
@@ -291,9 +297,10 @@ class ChatTestCase(unittest.TestCase):
 
     def startServer(self, **settings: Any) -> tuple[ChatFactory, int]:
         factory = ChatFactory(ServerConfig(**settings), reactor)
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        # ChatFactory is a plain Factory; listenTCP is annotated for a ServerFactory but takes any.
+        port = reactor.listenTCP(0, cast(ServerFactory, factory), interface="127.0.0.1")
         self.addCleanup(self._stopServer, factory, port)
-        return factory, port.getHost().port
+        return factory, cast(IPv4Address, port.getHost()).port
 
     @inlineCallbacks
     def _stopServer(self, factory: ChatFactory, port: Any) -> Any:
@@ -305,7 +312,7 @@ class ChatTestCase(unittest.TestCase):
         """``twistd hbchat`` with these options, as a started service, stopped at cleanup."""
         options = ServerOptions()
         options.parseOptions(list(arguments))
-        service = makeService(options, reactor)
+        service = cast(ChatService, makeService(options, reactor))
         service.startService()
 
         @inlineCallbacks

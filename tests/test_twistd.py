@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -101,7 +101,7 @@ class TwistdTestCase(unittest.TestCase):
         self.twistd = TWISTD
 
     def freshDirectory(self) -> str:
-        directory = os.path.abspath(self.mktemp())
+        directory = os.path.abspath(str(self.mktemp()))
         os.makedirs(directory)
         return directory
 
@@ -165,7 +165,7 @@ class TwistdServerTests(TwistdTestCase):
         # missing "Server Shut Down." instead.
         ended = process.reason
         assert ended is not None
-        if ended.check(ProcessTerminated) and ended.value.signal == signal.SIGTERM:
+        if ended.check(ProcessTerminated) and cast(ProcessTerminated, ended.value).signal == signal.SIGTERM:
             pass
         else:
             self.assertTrue(ended.check(ProcessDone), process.output())
@@ -211,12 +211,12 @@ class TwistdOptionTests(TwistdTestCase):
         self.assertNotIn("Traceback", result.stdout + result.stderr)
         # Each option's text: its line and the indented lines that continue it, joined.
         described: dict[str, str] = {}
-        current = None
+        current: str | None = None
         for line in result.stdout.splitlines():
-            option = re.match(r"\s*(?:-\w, )?--([\w-]+)=?\s*(.*)", line)
-            if option:
-                current = option.group(1)
-                described[current] = option.group(2)
+            found = re.match(r"\s*(?:-\w, )?--([\w-]+)=?\s*(.*)", line)
+            if found:
+                current = found.group(1)
+                described[current] = found.group(2)
             elif current is not None and line.startswith(" " * 8) and line.strip():
                 described[current] += " " + line.strip()
             else:

@@ -1,0 +1,269 @@
+"""
+The installed ``hbchat-client`` as a real process, against a server in trial's reactor.
+
+From a pipe it says every line and exits once each was echoed; on a terminal (a pty made
+by the test, so nothing needs installing) it is an interactive chat.  The script is the
+one next to the running Python, falling back to the one on PATH.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+from typing import Any, cast
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.interfaces import IProcessTransport
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+
+from tests.test_client_integration import ClientTestCase, Conditions, requireExecutable
+from tests.test_integration import DEADLINE, LineClient
+from tests.test_twistd import freePort
+
+
+def findClient() -> str | None:
+    beside = os.path.join(os.path.dirname(sys.executable), "hbchat-client")
+    if os.path.isfile(beside) and os.access(beside, os.X_OK):
+        return beside
+    return shutil.which("hbchat-client")
+
+
+CLIENT = findClient()
+
+#: A timestamped chat line as the client shows it.
+STAMP = r"(?P<hh>[01]\d|2[0-3]):(?P<mm>[0-5]\d):(?P<ss>[0-5]\d)"
+
+
+class ClientProcess(ProcessProtocol):
+    """Collects a child's output (on a pty, stderr comes with stdout) and wakes up waits."""
+
+    def __init__(self, conditions: Conditions) -> None:
+        self.conditions = conditions
+        self.out = bytearray()
+        self.err = bytearray()
+        self.reason: Failure | None = None
+
+    def outReceived(self, data: bytes) -> None:
+        self.out += data
+        self.conditions.check()
+
+    def errReceived(self, data: bytes) -> None:
+        self.err += data
+        self.conditions.check()
+
+    def processEnded(self, reason: Failure) -> None:
+        self.reason = reason
+        self.conditions.check()
+
+    @property
+    def running(self) -> bool:
+        return self.reason is None
+
+    @property
+    def process(self) -> IProcessTransport:
+        assert self.transport is not None, "not started"
+        return self.transport
+
+    @staticmethod
+    def _lines(data: bytes) -> list[str]:
+        """Complete lines; a terminal's CR LF and stray CRs are taken out."""
+        text = data.decode("utf-8", "replace").replace("\r", "")
+        return text.split("\n")[:-1]
+
+    def outLines(self) -> list[str]:
+        return self._lines(bytes(self.out))
+
+    def errLines(self) -> list[str]:
+        return self._lines(bytes(self.err))
+
+    def exitCode(self) -> int | None:
+        """The exit status, or None while running or when killed by a signal."""
+        reason = self.reason
+        if reason is None:
+            return None
+        if reason.check(ProcessDone):
+            return 0
+        ended = cast(ProcessTerminated, reason.value)
+        return None if ended.exitCode is None else int(ended.exitCode)
+
+    def output(self) -> str:
+        status = "still running" if self.reason is None else self.reason.getErrorMessage()
+        return (
+            f"hbchat-client ({status})\n--- stdout ---\n{self.out.decode(errors='replace')}"
+            f"\n--- stderr ---\n{self.err.decode(errors='replace')}"
+        )
+
+
+class CliTestCase(ClientTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.client = requireExecutable(CLIENT, "hbchat-client")
+
+    def spawnClient(self, *arguments: str, usePTY: bool = False) -> ClientProcess:
+        directory = os.path.abspath(str(self.mktemp()))
+        os.makedirs(directory)
+        process = ClientProcess(self.conditions)
+        reactor.spawnProcess(
+            process,
+            self.client,
+            [self.client, *arguments],
+            env=dict(os.environ, TERM=os.environ.get("TERM", "xterm")),
+            path=directory,
+            usePTY=usePTY,
+        )
+        self.addCleanup(self._kill, process)
+        return process
+
+    @inlineCallbacks
+    def _kill(self, process: ClientProcess) -> Any:
+        if process.running:
+            process.process.signalProcess(int(signal.SIGKILL))
+        yield self.waitEnded(process)
+
+    def waitEnded(self, process: ClientProcess, timeout: float = DEADLINE) -> Deferred[None]:
+        return self.conditions.waitFor(lambda: not process.running, "hbchat-client to exit", process.output, timeout)
+
+    @inlineCallbacks
+    def waitForOutput(self, process: ClientProcess, pattern: str, start: int = 0) -> Any:
+        """The first line of stdout at or after ``start`` that matches ``pattern`` (whole line)."""
+        compiled = re.compile(pattern)
+        found: list[re.Match[str]] = []
+
+        def matched() -> bool:
+            for line in process.outLines()[start:]:
+                match = compiled.fullmatch(line)
+                if match is not None:
+                    found.append(match)
+                    return True
+            return False
+
+        yield self.conditions.waitFor(
+            lambda: matched() or not process.running, f"a line matching {pattern!r}", process.output
+        )
+        if not found:
+            self.fail(f"hbchat-client exited before printing a line matching {pattern!r}\n{process.output()}")
+        return found[0]
+
+    @inlineCallbacks
+    def watcher(self, port: int) -> Any:
+        """A raw protocol client, registered as ``watcher``, to see what reaches the server."""
+        watcher: LineClient = yield self.connect(port, "watcher")
+        yield self.register(watcher, "watcher")
+        return watcher
+
+
+class PipeTests(CliTestCase):
+    @inlineCallbacks
+    def test_piped_lines_are_said_and_the_client_exits_0_once_echoed(self) -> Any:
+        _, port = self.startServer(ping=5, timeout=30)
+        watcher = yield self.watcher(port)
+        process = self.spawnClient(f"tcp:127.0.0.1:{port}", "--nick", "bot")
+        process.process.write(b"one\ntwo\n")
+        process.process.closeStdin()
+
+        yield self.waitEnded(process)
+        self.assertEqual(process.exitCode(), 0, process.output())
+        self.assertEqual(process.errLines(), [], process.output())
+        shown = [line for line in process.outLines() if "<bot>" in line]
+        self.assertEqual(len(shown), 2, process.output())
+        for line, text in zip(shown, ["one", "two"], strict=True):
+            self.assertRegex(line, rf"^{STAMP} <bot> {text}$")
+
+        first, second = yield watcher.waitForLines(r"MSG (\d+) bot (\S+)", 2)
+        self.assertEqual(first.group(2), "one", watcher.transcript())
+        self.assertEqual(second.group(2), "two", watcher.transcript())
+        self.assertEqual(int(second.group(1)), int(first.group(1)) + 1, watcher.transcript())
+        # It left on purpose (QUIT), not by dropping the connection.
+        yield watcher.waitForLine(r"LEFT \d+ bot quit")
+
+    @inlineCallbacks
+    def test_nobody_listening_gives_up_after_max_retries(self) -> Any:
+        process = self.spawnClient(
+            f"tcp:127.0.0.1:{freePort()}", "--nick", "bot", "--max-retries", "2", "--backoff-cap", "1"
+        )
+        process.process.write(b"lost\n")
+        process.process.closeStdin()
+
+        yield self.waitEnded(process)
+        self.assertNotIn(process.exitCode(), (0, None), process.output())
+        errors = process.errLines()
+        self.assertEqual(len(errors), 1, process.output())
+        self.assertIn("gave up", errors[0], process.output())
+        self.assertNotIn("Traceback", process.output())
+        # Two retries after the first attempt, each announced.
+        self.assertEqual(sum(1 for line in process.outLines() if "reconnecting in" in line), 2, process.output())
+
+
+class UsageTests(CliTestCase):
+    @inlineCallbacks
+    def assertUsageError(self, arguments: list[str], *expected: str) -> Any:
+        """Exit status 2, no traceback, and a last stderr line starting ``hbchat-client:``."""
+        process = self.spawnClient(*arguments)
+        process.process.closeStdin()
+        yield self.waitEnded(process)
+        shown = f"hbchat-client {arguments!r}\n{process.output()}"
+        self.assertEqual(process.exitCode(), 2, shown)
+        self.assertNotIn("Traceback", process.output(), shown)
+        errors = process.errLines()
+        self.assertTrue(errors, shown)
+        self.assertTrue(errors[-1].startswith("hbchat-client: "), shown)
+        for text in expected:
+            self.assertIn(text, errors[-1], shown)
+        return errors
+
+    @inlineCallbacks
+    def test_bad_nicks(self) -> Any:
+        for nick in ["has space", "", "x" * 33, "semi;colon"]:
+            yield self.assertUsageError(
+                ["tcp:127.0.0.1:1", "--nick", nick], f"--nick {nick!r}", "1 to 32 letters, digits"
+            )
+
+    @inlineCallbacks
+    def test_bad_endpoints(self) -> Any:
+        for endpoint in ["bogus:thing", "tcp:127.0.0.1:notaport"]:
+            errors = yield self.assertUsageError([endpoint, "--nick", "bot"], f"ENDPOINT {endpoint!r}", "not usable")
+            self.assertEqual(len(errors), 1, errors)
+
+
+class TerminalTests(CliTestCase):
+    @inlineCallbacks
+    def test_interactive_chat_on_a_terminal(self) -> Any:
+        """On a pty: a typed line echoes with a timestamp, /who, /help, and /quit exits 0."""
+        _, port = self.startServer(ping=5, timeout=30)
+        watcher = yield self.watcher(port)
+        process = self.spawnClient(f"tcp:127.0.0.1:{port}", "--nick", "alice", usePTY=True)
+        yield self.waitForOutput(process, r"-- connected as alice; /help lists commands")
+
+        start = len(process.outLines())
+        typedAt = time.localtime()
+        process.process.write(b"hello from a terminal\n")
+        shown = yield self.waitForOutput(process, rf"{STAMP} <alice> hello from a terminal", start)
+        clock = int(shown.group("hh")) * 3600 + int(shown.group("mm")) * 60 + int(shown.group("ss"))
+        typed = typedAt.tm_hour * 3600 + typedAt.tm_min * 60 + typedAt.tm_sec
+        self.assertLessEqual((clock - typed) % 86400, DEADLINE, f"timestamp {shown.group(0)!r} is not now")
+        yield watcher.waitForLine(r"MSG \d+ alice hello from a terminal")
+
+        start = len(process.outLines())
+        process.process.write(b"/who\n")
+        yield self.waitForOutput(process, r"-- here: alice watcher", start)
+
+        start = len(process.outLines())
+        process.process.write(b"/help\n")
+        yield self.waitForOutput(process, r"-- commands:", start)
+        yield self.waitForOutput(process, r"--\s+/help\s+.*", start)
+        listed = "\n".join(process.outLines()[start:])
+        for command in ["/who", "/tell", "/rtt", "/quit", "/help"]:
+            self.assertIn(command, listed, process.output())
+
+        process.process.write(b"/quit\n")
+        yield self.waitEnded(process)
+        self.assertEqual(process.exitCode(), 0, process.output())
+        self.assertNotIn("Traceback", process.output())
+        yield watcher.waitForLine(r"LEFT \d+ alice quit")
