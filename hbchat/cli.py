@@ -269,11 +269,18 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
 
 def run(reactor: Any, arguments: argparse.Namespace) -> Deferred[None]:
     interactive = sys.stdin.isatty()
+    endpoint_error = None
     try:
         endpoint = clientFromString(reactor, arguments.endpoint)
+    except TypeError:
+        endpoint_error = "a part is missing (tcp:HOST:PORT, tls:HOST:PORT or unix:PATH)"
     except Exception as error:
-        sys.stderr.write(f"hbchat-client: ENDPOINT {arguments.endpoint!r} is not usable: {error}\n")
-        raise SystemExit(2) from None
+        endpoint_error = str(error)
+    if endpoint_error is None and arguments.endpoint.startswith("unix:") and not getattr(endpoint, "_path", "x"):
+        endpoint_error = "a part is missing (unix:PATH)"
+    if endpoint_error is not None:
+        sys.stderr.write(f"hbchat-client: ENDPOINT {arguments.endpoint!r} is not usable: {endpoint_error}\n")
+        raise SystemExit(2)
     console = Console(sys.stdout, sys.stderr, reactor, interactive)
     max_retries = arguments.max_retries
     if max_retries is None and not interactive:

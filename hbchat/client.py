@@ -55,6 +55,8 @@ class ChatClientProtocol(HeartbeatProtocol):
     ready = False
     """True from WELCOME (or the end of a replay) on: lines may be sent directly."""
     resuming = False
+    #: NICK went out and WELCOME has not come back yet.
+    registering = False
     #: Why this connection is ending, in words for a person, when we know better than
     #: the transport does (a BYE, a timeout).
     problem: str | None = None
@@ -232,6 +234,9 @@ class ChatClientFactory(ReconnectingClientFactory):
         self.protocolInstance: ChatClientProtocol | None = None
         self._retryHint: float | None = None
         self._lastProblem = "could not connect"
+        # A NICK was lost with its connection before WELCOME: the server may hold our nick
+        # for a session we never got the token of, until its grace period ends.
+        self._nickMayBeOurs = False
         self._quitting = False
 
     # --- what the embedding program calls ---
@@ -305,12 +310,15 @@ class ChatClientFactory(ReconnectingClientFactory):
 
     def _register(self, protocol: ChatClientProtocol) -> None:
         protocol.resuming = False
+        protocol.registering = True
         password = b" " + self.password.encode("utf-8") if self.password else b""
         protocol.sendLine(b"NICK " + self.session.nick + password + b"\n")
 
     def welcomed(self, protocol: ChatClientProtocol, nick: bytes, token: bytes, seq: int) -> None:
         # Only a registration proves the server works: a bare TCP connect does not.
         self.resetDelay()
+        protocol.registering = False
+        self._nickMayBeOurs = False
         if protocol.resuming:
             self.session.token = token
             return
@@ -347,6 +355,10 @@ class ChatClientFactory(ReconnectingClientFactory):
             self.session.forget()
             self.observer.historyLost()
             self._register(protocol)
+        elif code == 433 and protocol.registering and self._nickMayBeOurs:
+            # Most likely our own interrupted registration: wait for its grace to end.
+            protocol.problem = "the nick is still held, probably by our own interrupted registration"
+            protocol.link.loseConnection()
         elif code in FINAL_ERRORS and not protocol.ready:
             self._giveUp(f"the server refused us: ERR {code} {text}")
             protocol.link.loseConnection()
@@ -365,6 +377,8 @@ class ChatClientFactory(ReconnectingClientFactory):
     def lost(self, protocol: ChatClientProtocol, reason: Failure) -> None:
         if self.protocolInstance is protocol:
             self.protocolInstance = None
+        if protocol.registering:
+            self._nickMayBeOurs = True
         self._lastProblem = protocol.problem or f"connection lost: {reason.getErrorMessage()}"
         if self.continueTrying:
             self.observer.disconnected(self._lastProblem)

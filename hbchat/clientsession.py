@@ -3,8 +3,15 @@ What a client remembers across reconnects so that nothing is lost and nothing do
 
 The server handles a connection's lines in order and echoes every SAY as a MSG, and a
 RESUME replays every event after the last one we saw, our own MSGs included.  So after a
-replay, the SAY lines still waiting for their echo are exactly the ones that never reached
-the server: those, and then whatever was typed while disconnected, are sent again.
+complete replay, the SAY lines still waiting for their echo are exactly the ones that never
+reached the server: those, and then whatever was typed while disconnected, are sent again,
+and nothing is lost or doubled.
+
+After a partial replay (the history ring no longer held everything) or a lost session
+(ERR 404), an echo may be gone with the history.  The order still tells a lot: if the echo
+of a later line is replayed, every earlier line was delivered too.  A line about which
+nothing can be known is sent again: a possible duplicate is preferred to a possible loss,
+and the user has been told of the gap.
 """
 
 from __future__ import annotations
@@ -64,10 +71,22 @@ class ClientSession:
         return True
 
     def echoed(self, nick: bytes, text: bytes) -> bool:
-        """A MSG arrived; if it is the echo of our oldest unechoed SAY, that one is delivered."""
-        if nick == self.nick and self.unechoed and self.unechoed[0] == text:
-            self.unechoed.popleft()
+        """
+        A MSG arrived: if it echoes one of our unechoed SAYs, that one and every earlier one
+        were delivered (the server handles our lines in order; earlier echoes may have been
+        lost with a partial history).
+        """
+        unechoed = self.unechoed
+        if nick != self.nick or not unechoed:
+            return False
+        if unechoed[0] == text:
+            unechoed.popleft()
             return True
+        for index, pending in enumerate(unechoed):
+            if pending == text:
+                for _ in range(index + 1):
+                    unechoed.popleft()
+                return True
         return False
 
     def toResend(self) -> list[bytes]:

@@ -13,7 +13,7 @@ from typing import cast
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IConsumer, IDelayedCall, IPushProducer, IReactorTime
-from twisted.internet.protocol import Factory, connectionDone
+from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -307,7 +307,7 @@ ChatServerProtocol._commands = {
 }
 
 
-class ChatFactory(Factory):
+class ChatFactory(ServerFactory):
     """The chat: who is connected, who is registered, and what has been said."""
 
     log = Logger()

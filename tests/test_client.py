@@ -309,3 +309,57 @@ class ReconnectTests(ClientTestCase):
         thief.sendLine(b"RESUME " + token + b" 0")
         self.network.flush()
         self.assertIn("gave up: another connection resumed our session", self.observer.events)
+
+
+class InterruptedRegistrationTests(ClientTestCase):
+    def setUp(self) -> None:
+        self.server = FakeServer(ping=5, timeout=15, grace=60, history=100)
+        self.network = FakeNetwork(self.server)
+        self.observer = RecordingObserver()
+        self.factory = ChatClientFactory("carol", self.observer, clock=self.server.clock, rng=random.Random(3))
+        EndpointConnector(self.network, self.factory).connect()
+        pump = self.network.pumps[0]
+        pump.pump()  # HELLO reaches the client, which answers NICK
+        pump.pump()  # NICK reaches the server; its WELCOME is still in flight
+        self.network.cut()
+
+    def test_a_nick_held_by_our_own_lost_registration_is_waited_for_not_given_up(self) -> None:
+        self.network.advance(30)
+        self.assertFalse(any(event.startswith("gave up") for event in self.observer.events), self.observer.events)
+        self.assertIn(
+            "disconnected: the nick is still held, probably by our own interrupted registration", self.observer.events
+        )
+
+    def test_registration_succeeds_once_the_ghost_session_expires(self) -> None:
+        self.network.advance(120)
+        self.assertIn("registered carol resumed=False", self.observer.events)
+        self.assertTrue(self.factory.connected)
+
+
+class PartialReplayTests(SynchronousTestCase):
+    def test_echo_of_a_later_line_proves_the_earlier_ones_were_delivered(self) -> None:
+        session = ClientSession(b"me")
+        for text in [b"a", b"b", b"c"]:
+            session.sending(b"SAY " + text)
+        self.assertTrue(session.echoed(b"me", b"b"))
+        self.assertEqual(list(session.unechoed), [b"c"])
+
+    def test_a_line_delivered_before_a_partial_replay_is_not_sent_again(self) -> None:
+        server = FakeServer(history=2, grace=60)
+        network = FakeNetwork(server)
+        observer = RecordingObserver()
+        factory = ChatClientFactory("carol", observer, clock=server.clock, rng=random.Random(3))
+        EndpointConnector(network, factory).connect()
+        network.flush()
+        watcher = server.registered("dave")  # JOIN 2
+        network.flush()
+        factory.say("x")  # MSG 3: its echo will fall out of the 2-event history
+        factory.say("y")  # MSG 4: replayed
+        for pump in network.pumps:  # both reach the server; the echoes are lost in the cut
+            pump.serverIO.bufferReceived(pump.clientIO.getOutBuffer())
+        network.cut()  # LEFT 5
+        network.advance(2)
+        self.assertIn("resumed 2 partial", observer.events)
+        said = [line for line in watcher.received() if line.startswith(b"MSG")]
+        self.assertEqual(said, [b"MSG 3 carol x", b"MSG 4 carol y"])
+        self.assertTrue(factory.session.idle)
