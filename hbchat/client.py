@@ -29,8 +29,9 @@ from hbchat.interfaces import IChatObserver
 from hbchat.sockopts import enable_keepalive
 
 #: Seconds to wait for HELLO before the server is taken for dead (its advertised timeout
-#: is not known until then).
-HELLO_TIMEOUT = 30.0
+#: is not known until then).  A server greets at once; a connection that stays mute is one
+#: the server never accepted (an overflowing listen queue) or a server that hangs.
+HELLO_TIMEOUT = 10.0
 #: The longest line the client accepts from a server.  Generous: a MSG carries a text of
 #: up to the server's --max-line plus a prefix, and USERS lists every nick.
 MAX_SERVER_LINE = 1 << 20

@@ -38,6 +38,21 @@ def parse_count(option: str, text: str) -> int:
     return value
 
 
+#: Listen backlog for endpoints that do not name one.  Twisted's default, 50, overflows in
+#: a reconnect storm: the kernel then completes handshakes with SYN cookies that the server
+#: never accepts, and those clients wait for a HELLO that never comes.
+LISTEN_BACKLOG = 1024
+_BACKLOG_ENDPOINTS = frozenset({"tcp", "tcp6", "ssl", "unix"})
+
+
+def with_listen_backlog(description: str, backlog: int = LISTEN_BACKLOG) -> str:
+    """An endpoint description with ``backlog=`` added, unless it has one or takes none."""
+    kind = description.split(":", 1)[0].strip().lower()
+    if kind in _BACKLOG_ENDPOINTS and "backlog=" not in description:
+        return f"{description}:backlog={backlog}"
+    return description
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """Everything the chat factory needs to know; defaults are the documented ones."""

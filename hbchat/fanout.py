@@ -57,13 +57,22 @@ class Fanout:
         self._wake()
 
     def send(self, sink: Sink, data: bytes) -> None:
-        """Queue ``data`` for ``sink`` only, after whatever it was sent before."""
+        """
+        Send ``data`` to ``sink`` only, after whatever it was sent before.
+
+        With nothing queued ahead of it (no broadcast this turn, no earlier direct line for
+        this sink) it is delivered at once: the transport buffers it until the socket is
+        writable, which coalesces it with the rest of the turn just the same, and a reply
+        (a PONG, say) costs no end-of-turn flush.
+        """
         queued = self._direct.get(sink)
-        if queued is None:
-            self._direct[sink] = [(len(self._events), data)]
-        else:
+        if queued is not None:
             queued.append((len(self._events), data))
-        self._wake()
+        elif not self._events:
+            sink.deliver(data)
+        else:
+            self._direct[sink] = [(len(self._events), data)]
+            self._wake()
 
     def take(self, sink: Sink) -> bytes:
         """

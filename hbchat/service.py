@@ -14,6 +14,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
 
+from hbchat.config import with_listen_backlog
 from hbchat.server import ChatFactory
 
 
@@ -28,7 +29,7 @@ class ChatService(MultiService):
         for description in listen:
             # strports.service makes a listen failure (port in use, bad path) stop twistd
             # with an error instead of leaving a server that listens on nothing.
-            endpoint_service(description, factory, reactor=reactor).setServiceParent(self)
+            endpoint_service(with_listen_backlog(description), factory, reactor=reactor).setServiceParent(self)
 
     def privilegedStartService(self) -> None:
         # Listening happens here (before twistd drops privileges); a port in use is an

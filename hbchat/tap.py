@@ -113,7 +113,8 @@ class ServerOptions(usage.Options):
         self["listen"] = []
 
     def opt_listen(self, description: str) -> None:
-        """Twisted server endpoint string to serve on; repeat it to serve one chat on several [default: tcp:6464]"""
+        """Twisted server endpoint string to serve on; repeat it to serve one chat on several. tcp:, ssl: and unix:
+        endpoints listen with backlog=1024 unless they name a backlog [default: tcp:6464]"""
         try:
             serverFromString(None, description)
         except Exception as error:

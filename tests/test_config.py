@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.config import ConfigError, ServerConfig, format_number, parse_count, parse_seconds
+from hbchat.config import ConfigError, ServerConfig, format_number, parse_count, parse_seconds, with_listen_backlog
 
 
 class SecondsTests(SynchronousTestCase):
@@ -49,3 +49,19 @@ class FormatNumberTests(SynchronousTestCase):
         cases = {30.0: "30", 0.5: "0.5", 2.25: "2.25", 0.1: "0.1", 1e-05: "0.00001", 1e16: "10000000000000000"}
         for value, text in cases.items():
             self.assertEqual(format_number(value), text)
+
+
+class ListenBacklogTests(SynchronousTestCase):
+    def test_stream_endpoints_get_a_large_backlog(self) -> None:
+        self.assertEqual(with_listen_backlog("tcp:6464"), "tcp:6464:backlog=1024")
+        self.assertEqual(with_listen_backlog("unix:/run/hb.sock"), "unix:/run/hb.sock:backlog=1024")
+        self.assertEqual(
+            with_listen_backlog("ssl:6697:privateKey=k.pem:certKey=c.pem"),
+            "ssl:6697:privateKey=k.pem:certKey=c.pem:backlog=1024",
+        )
+
+    def test_a_backlog_named_by_the_operator_is_kept(self) -> None:
+        self.assertEqual(with_listen_backlog("tcp:6464:backlog=10"), "tcp:6464:backlog=10")
+
+    def test_other_endpoints_are_left_alone(self) -> None:
+        self.assertEqual(with_listen_backlog("systemd:domain=INET:index=0"), "systemd:domain=INET:index=0")

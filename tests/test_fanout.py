@@ -129,3 +129,19 @@ class DiscardDuringFlushTests(FanoutTests):
         self.fanout.broadcast(b"x\n")
         self.endTurn()
         self.assertEqual(cutter.writes, [b"x\n"])
+
+
+class DirectDeliveryTests(FanoutTests):
+    def test_a_reply_with_nothing_queued_ahead_is_delivered_at_once(self) -> None:
+        sink = self.member()
+        self.fanout.send(sink, b"PONG\n")
+        self.assertEqual(sink.writes, [b"PONG\n"])
+        self.assertEqual(self.scheduled, [])
+
+    def test_a_reply_after_a_broadcast_of_the_same_turn_waits_for_it(self) -> None:
+        sink = self.member()
+        self.fanout.broadcast(b"MSG\n")
+        self.fanout.send(sink, b"PONG\n")
+        self.assertEqual(sink.writes, [])
+        self.endTurn()
+        self.assertEqual(sink.writes, [b"MSG\nPONG\n"])
