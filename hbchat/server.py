@@ -26,6 +26,7 @@ from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.history import History
 from hbchat.sessions import Session, SessionTable
 from hbchat.sockopts import enable_keepalive
+from hbchat.writethrough import writer_for
 
 #: Seconds a congested receiver may hold every sender back before it counts as a slow
 #: consumer; a healthy one drains in milliseconds.
@@ -68,6 +69,7 @@ class ChatServerProtocol(HeartbeatProtocol):
     #: is handled and no more output is queued.
     done = False
     _closeTimer: IDelayedCall | None = None
+    _write: Callable[[bytes], None]
     #: Bytes written since the output went over the high-water mark (None: it is not).
     _backlog: int | None = None
 
@@ -97,7 +99,8 @@ class ChatServerProtocol(HeartbeatProtocol):
         except OSError as error:
             self.log.debug("keepalive not set for {peer}: {error}", peer=self.peer, error=error)
         self.log.info("connection from {peer}", peer=self.peer)
-        self.link.write(wire.hello(config.ping, config.timeout))
+        self._write = writer_for(self.transport)
+        self._write(wire.hello(config.ping, config.timeout))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._closeTimer is not None and self._closeTimer.active():
@@ -108,8 +111,7 @@ class ChatServerProtocol(HeartbeatProtocol):
         self.factory.connectionLost(self, reason)
 
     def deliver(self, data: bytes) -> None:
-        # Hot path (every connection, every turn): skip the checked ``link`` property.
-        self.transport.write(data)  # type: ignore[union-attr]
+        self._write(data)
         if self._backlog is not None:
             self._backlog += len(data)
             if self._backlog > self.factory.maxBacklog:

@@ -291,7 +291,7 @@ class ChatTests(SynchronousTestCase):
 
     def test_one_turn_of_output_is_one_write(self) -> None:
         writes: list[bytes] = []
-        self.bob.transport.write = writes.append  # type: ignore[method-assign]
+        self.bob.protocol._write = writes.append
         self.alice.protocol.dataReceived(b"SAY 1\nSAY 2\n")
         self.bob.protocol.dataReceived(b"PING x\nSAY 3\n")
         self.server.turn()
