@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
-import sys
 import time
 from typing import Any, cast
 
@@ -25,17 +23,9 @@ from twisted.python.failure import Failure
 
 from tests.test_client_integration import ClientTestCase, Conditions, requireExecutable
 from tests.test_integration import DEADLINE, LineClient
-from tests.test_twistd import freePort
+from tests.test_twistd import findExecutable, freePort
 
-
-def findClient() -> str | None:
-    beside = os.path.join(os.path.dirname(sys.executable), "hbchat-client")
-    if os.path.isfile(beside) and os.access(beside, os.X_OK):
-        return beside
-    return shutil.which("hbchat-client")
-
-
-CLIENT = findClient()
+CLIENT = findExecutable("hbchat-client")
 
 #: A timestamped chat line as the client shows it.
 STAMP = r"(?P<hh>[01]\d|2[0-3]):(?P<mm>[0-5]\d):(?P<ss>[0-5]\d)"

@@ -29,14 +29,15 @@ from twisted.trial import unittest
 from tests.test_integration import BYE_SHUTDOWN, DEADLINE, LineClient, within
 
 
-def findTwistd() -> str | None:
-    beside = os.path.join(os.path.dirname(sys.executable), "twistd")
+def findExecutable(name: str) -> str | None:
+    """A console script installed beside this Python (a tox env's bin/), else on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), name)
     if os.path.isfile(beside) and os.access(beside, os.X_OK):
         return beside
-    return shutil.which("twistd")
+    return shutil.which(name)
 
 
-TWISTD = findTwistd()
+TWISTD = findExecutable("twistd")
 
 #: What ``twistd hbchat --help`` must show for each option.
 DEFAULTS = {
