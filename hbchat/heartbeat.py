@@ -44,6 +44,9 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
 
     _pinger: LoopingCall | None = None
     _skipWhileIdleBelow = 0.0
+    #: Times a timeout verdict was withdrawn because the peer had spoken after all
+    #: (its data was waiting in the socket while the reactor was stalled).
+    sparedVerdicts = 0
     _heardSincePing = False
     _pingsSent = 0
     _pingToken = b""
@@ -138,11 +141,34 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
         self.sendLine(wire.ping(self._pingToken))
 
     def timeoutConnection(self) -> None:
+        """
+        The idle timer fired: judge the connection one reactor turn from now.
+
+        The reactor runs due timers before it reads sockets.  After a stall (a long GC pause,
+        a blocking call, a starved VM) every idle timer fires at once while the peers' data
+        still waits unread; the next turn reads it.  A peer heard by then is spared.
+        """
+        self.clock.callLater(0, self._judgeSilence, self.lastReceived)
+
+    def _judgeSilence(self, heardAt: float) -> None:
+        if self.pingInterval is not None and self.lastReceived != heardAt:
+            self.sparedVerdicts += 1
+            self.heartbeatSpared(self.lastReceived - heardAt)
+            if self.timeOut is not None:
+                self.setTimeout(self.timeOut)
+            return
+        self.silent()
+
+    def silent(self) -> None:
+        """Nothing arrived for the whole idle timeout: abort the connection."""
         self.heartbeatTimedOut(self.idleSeconds())
         if self._pinger is not None and self._pinger.running:
             self._pinger.stop()
         if self.transport is not None:
             self.link.abortConnection()
+
+    def heartbeatSpared(self, late: float) -> None:
+        """A timeout verdict was withdrawn: the peer's data was waiting behind a stall."""
 
     def heartbeatTimedOut(self, idle: float) -> None:
         """Called right before a silent connection is aborted."""

@@ -257,7 +257,7 @@ class ChatServerProtocol(HeartbeatProtocol):
         config = self.factory.config
         self.startHeartbeat(config.ping, config.timeout)
 
-    def timeoutConnection(self) -> None:
+    def silent(self) -> None:
         if self.done:
             return
         if self.nick is not None and self.factory.backpressure.isPaused(self):
@@ -270,7 +270,16 @@ class ChatServerProtocol(HeartbeatProtocol):
             )
             self.closeWith(wire.ERR_REGISTRATION_TIMEOUT, "error")
             return
-        super().timeoutConnection()
+        super().silent()
+
+    def heartbeatSpared(self, late: float) -> None:
+        self.factory.sparedVerdicts += 1
+        self.log.info(
+            "{nick} ({peer}) spared: its data arrived {late:.1f}s after its timer fired (the server was stalled)",
+            nick=(self.nick or b"-").decode(),
+            peer=self.peer,
+            late=late,
+        )
 
     def heartbeatTimedOut(self, idle: float) -> None:
         self.log.info(
@@ -327,6 +336,8 @@ class ChatFactory(ServerFactory):
             clock, SLOW_PATIENCE, config.timeout, MAX_BACKLOG, population=lambda: len(self.connections)
         )
         self.stopping = False
+        #: Timeout verdicts withdrawn because the peer had spoken during a server stall.
+        self.sparedVerdicts = 0
         self._whenAllClosed: list[Deferred[None]] = []
 
     def buildProtocol(self, addr: IAddress | None) -> ChatServerProtocol:  # type: ignore[override]

@@ -96,11 +96,30 @@ class FakePeer:
         self.server.turn()
 
 
+class ReactorClock(Clock):
+    """
+    A ``task.Clock`` that orders calls the way the reactor does: a call scheduled while
+    calls are being run (a ``callLater(0)`` from a timer) runs on the next turn, not in
+    the same :meth:`advance`.
+    """
+
+    def advance(self, amount: float) -> None:
+        self.rightNow += amount
+        self._sortCalls()
+        now = self.seconds()
+        for call in [call for call in self.calls if call.getTime() <= now]:
+            if call in self.calls and call.getTime() <= now:
+                self.calls.remove(call)
+                call.called = 1
+                call.func(*call.args, **call.kw)
+        self._sortCalls()
+
+
 class FakeServer:
     """An hbchat server on a fake clock; connect peers with :meth:`connect`."""
 
     def __init__(self, **settings: Any) -> None:
-        self.clock = Clock()
+        self.clock = ReactorClock()
         self.config = ServerConfig(**settings)
         self.factory = ChatFactory(self.config, self.clock)
         self._nextPort = 40000

@@ -52,6 +52,7 @@ class ResumeTests(SynchronousTestCase):
         self.server.clock.pump([10] * 6)
         self.alice.sendLine("PONG")
         self.server.clock.pump([10] * 3)
+        self.server.turn()
         self.assertTrue(self.bob.aborted)
         self.bob.finishClose()
         back = self.reconnect()

@@ -153,6 +153,25 @@ class RegistrationTests(SynchronousTestCase):
         self.assertEqual(peer.received()[-1], b"ERR 408 registration timeout")
         self.assertTrue(peer.closing)
 
+    def test_a_stall_does_not_extend_the_registration_deadline(self) -> None:
+        server = FakeServer(register_timeout=10)
+        peer = server.connect()
+        peer.received()
+        server.advance(20)
+        peer.protocol.dataReceived(b"PING still deciding\n")
+        server.turn()
+        self.assertIn(b"ERR 408 registration timeout", peer.received())
+
+    def test_a_registration_waiting_behind_a_stall_is_honoured(self) -> None:
+        server = FakeServer(register_timeout=10)
+        peer = server.connect()
+        peer.received()
+        server.advance(20)
+        peer.protocol.dataReceived(b"NICK late\n")
+        server.turn()
+        self.assertFalse(peer.closing)
+        self.assertTrue(peer.received()[0].startswith(b"WELCOME late"))
+
     def test_registration_switches_to_the_idle_timeout(self) -> None:
         server = FakeServer(register_timeout=10, ping=30, timeout=90)
         peer = server.connect()
@@ -435,16 +454,37 @@ class HeartbeatTests(SynchronousTestCase):
                             peer.sendLine("SAY still here")
             self.assertFalse(peer.closing, (ping, timeout))
 
-    def test_silent_peer_is_aborted_exactly_at_the_timeout(self) -> None:
+    def test_silent_peer_is_aborted_at_the_timeout_on_the_next_reactor_turn(self) -> None:
         self.server.advance(89.999)
+        self.server.turn()
         self.assertFalse(self.bob.closing)
         self.server.advance(0.001)
+        self.server.turn()
         self.assertTrue(self.bob.aborted)
+
+    def test_data_waiting_behind_a_server_stall_spares_the_peer(self) -> None:
+        # The reactor was stalled for twice the timeout: bob's timer fires first, and his
+        # line, already in the socket, is read in the next turn, before the verdict.
+        self.alice.sendLine("PONG")
+        self.server.advance(180)
+        self.bob.protocol.dataReceived(b"PONG 1\n")
+        self.server.turn()
+        self.assertFalse(self.bob.closing)
+        self.assertEqual(self.server.factory.sparedVerdicts, 1)
+        self.server.clock.pump([1] * 89)
+        self.assertFalse(self.bob.closing)
+
+    def test_a_silent_peer_is_not_spared_by_a_stall(self) -> None:
+        self.server.advance(180)
+        self.server.turn()
+        self.assertTrue(self.bob.aborted)
+        self.assertEqual(self.server.factory.sparedVerdicts, 0)
 
     def test_timed_out_peer_is_announced_left_timeout(self) -> None:
         self.server.advance(60)
         self.alice.sendLine("SAY still here")
         self.server.advance(30)
+        self.server.turn()
         self.bob.finishClose()
         self.assertIn(b"LEFT 4 bob timeout", self.alice.received())
 
@@ -458,6 +498,7 @@ class HeartbeatTests(SynchronousTestCase):
             self.bob.send(b"\n")
         self.assertFalse(self.bob.closing)
         self.server.advance(90)
+        self.server.turn()
         self.assertTrue(self.bob.aborted)
 
     def test_a_partial_line_is_traffic_too(self) -> None:
