@@ -150,10 +150,10 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
         """
         self.clock.callLater(0, self._judgeSilence, self.lastReceived)
 
-    def _judgeSilence(self, heardAt: float) -> None:
-        if self.pingInterval is not None and self.lastReceived != heardAt:
+    def _judgeSilence(self, heard_at: float) -> None:
+        if self.pingInterval is not None and self.lastReceived != heard_at:
             self.sparedVerdicts += 1
-            self.heartbeatSpared(self.lastReceived - heardAt)
+            self.heartbeatSpared(self.lastReceived - heard_at)
             if self.timeOut is not None:
                 self.setTimeout(self.timeOut)
             return
