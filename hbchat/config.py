@@ -16,14 +16,15 @@ class ConfigError(ValueError):
     """A setting has a value the server cannot run with; the message names the option."""
 
 
-def parse_seconds(option: str, text: str) -> float:
-    """A positive, finite number of seconds, e.g. ``30`` or ``0.5``."""
+def parse_seconds(option: str, text: str, allow_zero: bool = False) -> float:
+    """A positive (or, with ``allow_zero``, non-negative) finite number of seconds, e.g. ``30`` or ``0.5``."""
     try:
         value = float(text)
     except (TypeError, ValueError):
         raise ConfigError(f"--{option} must be a number of seconds, not {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"--{option} must be a positive number of seconds, not {text!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        kind = "zero or a positive" if allow_zero else "a positive"
+        raise ConfigError(f"--{option} must be {kind} number of seconds, not {text!r}")
     return value
 
 
@@ -65,6 +66,7 @@ class ServerConfig:
     history: int = 1000
     grace: float = 120.0
     retry_hint: float = 10.0
+    drain: float = 5.0
     listen: tuple[str, ...] = field(default=("tcp:6464",))
 
     def __post_init__(self) -> None:

@@ -34,6 +34,9 @@ SLOW_PATIENCE = 1.0
 #: A slow consumer whose backlog grows past this many bytes is cut (LEFT ... slow).
 MAX_BACKLOG = 4 * 1024 * 1024
 
+#: Seconds between two batches of BYEs while draining.
+DRAIN_STEP = 0.1
+
 #: How long a connection closed on purpose may take to flush its last line before it is
 #: aborted: a peer that does not read must not hold its socket, or a shutdown, for long.
 CLOSE_GRACE = 3.0
@@ -301,6 +304,14 @@ class ChatServerProtocol(HeartbeatProtocol):
         self._finish(reason)
         self._writeAndClose(pending + line)
 
+    def closeNow(self, line: bytes) -> None:
+        """Close at once: ``line`` if it still can be said, then abort without waiting."""
+        if not self.done:
+            pending = self.factory.fanout.take(self)
+            self._finish("error")
+            self._write(pending + line)
+        self.link.abortConnection()
+
     def _writeAndClose(self, data: bytes) -> None:
         link = self.link
         link.write(data)
@@ -338,6 +349,8 @@ class ChatFactory(ServerFactory):
         self.stopping = False
         #: Timeout verdicts withdrawn because the peer had spoken during a server stall.
         self.sparedVerdicts = 0
+        self._draining: list[ChatServerProtocol] = []
+        self._drainCall: IDelayedCall | None = None
         self._whenAllClosed: list[Deferred[None]] = []
 
     def buildProtocol(self, addr: IAddress | None) -> ChatServerProtocol:  # type: ignore[override]
@@ -444,24 +457,51 @@ class ChatFactory(ServerFactory):
         self.history.append(self.seq, line)
         self.fanout.broadcast(line)
 
-    def shutdown(self) -> Deferred[None]:
+    def shutdown(self, drain: float = 0.0) -> Deferred[None]:
         """
-        Say ``BYE shutdown retry=<hint>`` to every connection and close it; fires once all are gone.
+        Lame duck: say ``BYE shutdown retry=<hint>`` to every connection, in batches spread
+        over ``drain`` seconds, and close each; fires once all are gone.
 
-        Connections that do not take their last line within ``CLOSE_GRACE`` are aborted,
-        so a peer that never reads cannot hold up the exit.  Calling it again while it is
-        under way returns another Deferred for the same end.
+        Until its batch comes, a connection is served as usual (but nobody is told of the
+        departures).  Connections that do not take their last line within ``CLOSE_GRACE``
+        are aborted, so a peer that never reads cannot hold up the exit.  Calling it again
+        while it is under way returns another Deferred for the same end.
         """
         if not self.stopping:
             self.stopping = True
-            line = wire.bye("shutdown", retry=self.config.retry_hint)
-            count = len(self.connections)
-            for protocol in list(self.connections):
-                protocol.closeWith(line, "error")
-            self.sessions.closeAll()
-            self.log.info("said BYE shutdown to {count} connections", count=count)
+            self._draining = list(self.connections)
+            batches = max(1, round(drain / DRAIN_STEP))
+            size = max(1, -(-len(self._draining) // batches))
+            self.log.info("draining {count} connections over {drain}s", count=len(self._draining), drain=drain)
+            self._drainBatch(size, drain / batches)
         if not self.connections:
             return succeed(None)
         waiting: Deferred[None] = Deferred()
         self._whenAllClosed.append(waiting)
         return waiting
+
+    def _drainBatch(self, size: int, step: float) -> None:
+        self._drainCall = None
+        batch, self._draining = self._draining[:size], self._draining[size:]
+        line = wire.bye("shutdown", retry=self.config.retry_hint)
+        for protocol in batch:
+            protocol.closeWith(line, "error")
+        if self._draining:
+            self._drainCall = self.clock.callLater(step, self._drainBatch, size, step)
+        else:
+            self.sessions.closeAll()
+            self.log.info("said BYE shutdown to every connection")
+
+    def closeNow(self) -> None:
+        """Stop draining: every connection still open is closed at once (a second signal)."""
+        if self._drainCall is not None and self._drainCall.active():
+            self._drainCall.cancel()
+        self._drainCall = None
+        self._draining = []
+        self.stopping = True
+        line = wire.bye("shutdown", retry=self.config.retry_hint)
+        count = len(self.connections)
+        for protocol in list(self.connections):
+            protocol.closeNow(line)
+        self.sessions.closeAll()
+        self.log.info("closed {count} connections at once", count=count)

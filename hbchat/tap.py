@@ -106,6 +106,14 @@ class ServerOptions(usage.Options):
             "On shutdown, clients are told to reconnect within this many seconds (BYE shutdown retry=S).",
             _coerce(parse_seconds, "retry-hint"),
         ],
+        [
+            "drain",
+            None,
+            _plain(DEFAULTS.drain),
+            "On SIGTERM, say BYE to the clients in batches spread over this many seconds (0: all at once); "
+            "a second SIGTERM or SIGINT closes everything at once.",
+            _coerce(lambda option, text: parse_seconds(option, text, allow_zero=True), "drain"),
+        ],
     ]
 
     def __init__(self) -> None:
@@ -132,6 +140,7 @@ class ServerOptions(usage.Options):
                 history=self["history"],
                 grace=self["grace"],
                 retry_hint=self["retry-hint"],
+                drain=self["drain"],
                 listen=tuple(self["listen"]) or DEFAULTS.listen,
             )
         except ConfigError as error:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from typing import Any, cast
 
-from twisted.internet import reactor
+from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError, ProcessDone, ProcessTerminated
@@ -173,6 +173,38 @@ class TwistdServerTests(TwistdTestCase):
         text = process.out.decode(errors="replace") + process.err.decode(errors="replace")
         self.assertNotIn("Traceback", text, process.output())
         self.assertIn("Server Shut Down.", text, process.output())
+
+    @inlineCallbacks
+    def test_a_second_sigterm_ends_the_drain_at_once(self) -> Any:
+        """With ``--drain 30`` the first SIGTERM starts a long drain; the second ends it."""
+        port = freePort()
+        process = TwistdProcess()
+        arguments = [self.twistd, "-n", "--pidfile=", "hbchat", "--listen", f"tcp:{port}:interface=127.0.0.1"]
+        arguments += ["--ping", "1", "--timeout", "3", "--drain", "30"]
+        transport = reactor.spawnProcess(
+            process, self.twistd, arguments, env=dict(os.environ), path=self.freshDirectory()
+        )
+        self.addCleanup(self._kill, process, transport)
+        clients = []
+        for n in range(20):
+            client = yield self._connect(process, port)
+            yield client.waitForLine(r"HELLO .*")
+            client.sendLine(f"NICK user{n}")
+            yield client.waitForLine(rf"WELCOME user{n} .*")
+            clients.append(client)
+
+        transport.signalProcess("TERM")
+        yield task.deferLater(reactor, 1.0, lambda: None)
+        told = [client for client in clients if any(re.fullmatch(BYE_SHUTDOWN, line) for line in client.lines)]
+        self.assertLess(len(told), len(clients), "the first SIGTERM told everyone at once: no drain")
+        started = reactor.seconds()
+        transport.signalProcess("TERM")
+        yield within(process.whenEnded(), DEADLINE, f"twistd exiting after a second SIGTERM\n{process.output()}")
+        self.assertLess(reactor.seconds() - started, 10, "the second SIGTERM did not cut the 30 s drain short")
+        for client in clients:
+            yield within(client.whenLost(), DEADLINE, "the connection closing")
+        text = process.out.decode(errors="replace") + process.err.decode(errors="replace")
+        self.assertNotIn("Traceback", text, process.output())
 
     @inlineCallbacks
     def _connect(self, process: TwistdProcess, port: int) -> Any:
