@@ -73,14 +73,34 @@ class Console:
         self._connectionWasUp = True
         if not resumed:
             self.notice(f"connected as {nick}; /help lists commands" if self.interactive else f"connected as {nick}")
-        if self.stdin is not None:
-            self.stdin.resumeProducing()
+        self._maybeReadMore()
         self._maybeFinish()
 
     def message(self, seq: int, nick: str, text: str, own: bool) -> None:
         self.show(f"{stamp(self.clock)} <{nick}> {text}")
         if own:
+            self._maybeReadMore()
             self._maybeFinish()
+
+    # --- reading a pipe no faster than the server takes it ---
+
+    #: From a pipe, stop reading while this many lines wait to be delivered.
+    BACKLOG = 500
+
+    def _backlog(self) -> int:
+        session = self.factory.session if self.factory is not None else None
+        return len(session.outbox) + len(session.unechoed) if session is not None else 0
+
+    def shouldStopReading(self) -> bool:
+        """A pipe is read only while connected and while not too much waits for its echo."""
+        if self.interactive or self.factory is None:
+            return False
+        return not self.factory.connected or self._backlog() >= self.BACKLOG
+
+    def _maybeReadMore(self) -> None:
+        stdin = self.stdin
+        if stdin is not None and stdin.paused and not self.shouldStopReading() and self._backlog() < self.BACKLOG // 2:
+            stdin.resumeProducing()
 
     def private(self, sender: str, text: str) -> None:
         self.show(f"{stamp(self.clock)} *{sender}* {text}")
@@ -130,7 +150,7 @@ class Console:
     def lineTyped(self, line: str) -> None:
         factory = self.factory
         assert factory is not None
-        if not line.strip() and not self.interactive:
+        if not line and not self.interactive:
             return
         try:
             if self.interactive and line.startswith("/"):
@@ -208,15 +228,14 @@ class InputLines(LineReceiver):
         self.console = console
 
     def connectionMade(self) -> None:
-        self.console.stdin = self.transport
+        self.console.stdin = self
 
     def lineReceived(self, line: bytes) -> None:
         text = line.rstrip(b"\r").decode("utf-8", "replace")
         self.console.lineTyped(text)
-        factory = self.console.factory
-        if factory is not None and not factory.connected and self.transport is not None:
-            # Lines wait in the outbox while we are away; stop reading more until we are back.
-            self.transport.pauseProducing()  # type: ignore[attr-defined]
+        if self.console.shouldStopReading():
+            # LineReceiver's own pause: it also holds back the lines already read.
+            self.pauseProducing()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.console._refuse("not sent: a line of input is longer than 1 MiB")

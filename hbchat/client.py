@@ -11,12 +11,13 @@ it keeps the :class:`~hbchat.clientsession.ClientSession` across connections.  A
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import NotConnectingError
-from twisted.internet.interfaces import IAddress, IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import ReconnectingClientFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -37,6 +38,11 @@ HELLO_TIMEOUT = 10.0
 MAX_SERVER_LINE = 1 << 20
 #: The longest text the client sends in one SAY, for a server on the default --max-line.
 MAX_TEXT = 4096 - len(b"SAY ")
+
+#: Seconds a QUIT waits for the server's BYE before the connection is simply dropped.
+QUIT_WAIT = 5.0
+#: The longest retry hint honoured from a BYE, in seconds.
+MAX_RETRY_HINT = 300.0
 
 #: BYE reasons after which reconnecting would be wrong.
 FINAL_BYES = {
@@ -92,14 +98,21 @@ class ChatClientProtocol(HeartbeatProtocol):
             return
         try:
             handler(rest)
-        except (ValueError, IndexError):
+        except (ValueError, IndexError, KeyError):
             self.log.warn("malformed line from server: {line!r}", line=line)
 
     # --- lines from the server ---
 
     def line_HELLO(self, rest: bytes) -> None:
         settings = dict(field.split(b"=", 1) for field in rest.split(b" ")[1:] if b"=" in field)
-        ping, timeout = float(settings[b"ping"]), float(settings[b"timeout"])
+        try:
+            ping, timeout = float(settings[b"ping"]), float(settings[b"timeout"])
+        except (KeyError, ValueError):
+            ping = timeout = math.nan
+        if not (0 < ping < timeout < math.inf):
+            self.problem = f"the server's greeting is not hbchat/1: {rest[:80]!r}"
+            self.link.abortConnection()
+            return
         self.startHeartbeat(ping, timeout)
         try:
             enable_keepalive(self.transport, timeout)
@@ -151,7 +164,9 @@ class ChatClientProtocol(HeartbeatProtocol):
         retry = None
         for field in fields[1:]:
             if field.startswith(b"retry="):
-                retry = float(field[len(b"retry=") :])
+                hint = float(field[len(b"retry=") :])
+                if 0 <= hint < math.inf:
+                    retry = min(hint, MAX_RETRY_HINT)
         self.factory.farewell(self, fields[0].decode("ascii", "replace"), retry)
 
     # --- endings ---
@@ -238,7 +253,14 @@ class ChatClientFactory(ReconnectingClientFactory):
         # A NICK was lost with its connection before WELCOME: the server may hold our nick
         # for a session we never got the token of, until its grace period ends.
         self._nickMayBeOurs = False
+        self._waitingForOwnNick = False
         self._quitting = False
+        self._quitDeadline: IDelayedCall | None = None
+        self._gaveUp = False
+        #: Reconnect attempts since the last WELCOME: what the backoff grows with.  Unlike
+        #: ``retries`` it also counts the waits for a nick held by our own lost
+        #: registration, which do not count towards ``maxRetries``.
+        self._attempt = 0
 
     # --- what the embedding program calls ---
 
@@ -254,11 +276,26 @@ class ChatClientFactory(ReconnectingClientFactory):
         return self._sendIfReady(b"WHO")
 
     def quit(self, text: str = "") -> None:
-        """Leave for good: no reconnects."""
+        """Leave for good: no reconnects.  ``gaveUp("you quit")`` follows, whatever happens."""
+        line = b"QUIT" + (b" " + _text(text) if text else b"")
         self._quitting = True
         self.stopTrying()
-        if not self._sendIfReady(b"QUIT" + (b" " + _text(text) if text else b"")):
-            self.observer.gaveUp("you quit")
+        protocol = self.protocolInstance
+        if protocol is not None and protocol.ready:
+            protocol.sendLine(line + b"\n")
+            # A frozen server never answers: do not wait for its BYE for ever.
+            self._quitDeadline = self.timer.callLater(QUIT_WAIT, self._quitWithoutBye)
+            return
+        if protocol is not None and protocol.transport is not None:
+            protocol.link.loseConnection()
+        self._giveUp("you quit")
+
+    def _quitWithoutBye(self) -> None:
+        self._quitDeadline = None
+        protocol = self.protocolInstance
+        if protocol is not None and protocol.transport is not None:
+            protocol.link.abortConnection()
+        self._giveUp("you quit")
 
     @property
     def connected(self) -> bool:
@@ -275,23 +312,30 @@ class ChatClientFactory(ReconnectingClientFactory):
             return
         if connector is None:
             connector = self.connector
-        self.retries += 1
+        self._attempt += 1
+        if self._waitingForOwnNick:
+            self._waitingForOwnNick = False
+        else:
+            self.retries += 1
         if self.maxRetries is not None and self.retries > self.maxRetries:
-            self.continueTrying = 0
-            self.observer.gaveUp(f"{self._lastProblem}; gave up after {self.maxRetries} retries")
+            self._giveUp(f"{self._lastProblem}; gave up after {self.maxRetries} retries")
             return
         if self._retryHint is not None:
             self.delay = hinted_delay(self._retryHint, self.rng)
             self._retryHint = None
         else:
-            self.delay = self.backoff.delay(self.retries - 1, self.rng)
-        self.observer.reconnecting(self.delay, self.retries)
+            self.delay = self.backoff.delay(self._attempt - 1, self.rng)
+        self.observer.reconnecting(self.delay, self._attempt)
 
         def reconnector() -> None:
             self._callID = None
             connector.connect()
 
         self._callID = self.timer.callLater(self.delay, reconnector)
+
+    def resetDelay(self) -> None:
+        super().resetDelay()
+        self._attempt = 0
 
     def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
         if self.continueTrying:
@@ -316,6 +360,9 @@ class ChatClientFactory(ReconnectingClientFactory):
         protocol.sendLine(b"NICK " + self.session.nick + password + b"\n")
 
     def welcomed(self, protocol: ChatClientProtocol, nick: bytes, token: bytes, seq: int) -> None:
+        if self._quitting:
+            protocol.sendLine(b"QUIT\n")
+            return
         # Only a registration proves the server works: a bare TCP connect does not.
         self.resetDelay()
         protocol.registering = False
@@ -357,9 +404,18 @@ class ChatClientFactory(ReconnectingClientFactory):
             self.observer.historyLost()
             self._register(protocol)
         elif code == 433 and protocol.registering and self._nickMayBeOurs:
-            # Most likely our own interrupted registration: wait for its grace to end.
+            # Most likely our own interrupted registration: wait for its grace to end,
+            # without using up the retries (the server will let the nick go).
             protocol.problem = "the nick is still held, probably by our own interrupted registration"
+            self._waitingForOwnNick = True
             protocol.link.loseConnection()
+        elif code == 413:
+            # The server answers lines in order: the line it refused is the oldest one not
+            # yet echoed.  Sending it again would only be refused again, for ever.
+            refused = self.session.refuseOldest()
+            shown = refused.decode("utf-8", "replace")[:60] if refused is not None else "a line"
+            protocol.problem = "the server refused a line as too long"
+            self.observer.serverError(code, f"{text}: not sent again: {shown!r}")
         elif code in FINAL_ERRORS and not protocol.ready:
             self._giveUp(f"the server refused us: ERR {code} {text}")
             protocol.link.loseConnection()
@@ -378,6 +434,9 @@ class ChatClientFactory(ReconnectingClientFactory):
     def lost(self, protocol: ChatClientProtocol, reason: Failure) -> None:
         if self.protocolInstance is protocol:
             self.protocolInstance = None
+        if self._quitting:
+            self._giveUp("you quit")
+            return
         if protocol.registering:
             self._nickMayBeOurs = True
         self._lastProblem = protocol.problem or f"connection lost: {reason.getErrorMessage()}"
@@ -387,8 +446,14 @@ class ChatClientFactory(ReconnectingClientFactory):
                 self.clientConnectionLost(self.connector, reason)
 
     def _giveUp(self, reason: str) -> None:
+        """No more attempts; the observer hears of it exactly once."""
         self.stopTrying()
-        self.observer.gaveUp(reason)
+        if self._quitDeadline is not None and self._quitDeadline.active():
+            self._quitDeadline.cancel()
+        self._quitDeadline = None
+        if not self._gaveUp:
+            self._gaveUp = True
+            self.observer.gaveUp(reason)
 
     # --- sending ---
 

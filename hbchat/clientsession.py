@@ -89,6 +89,10 @@ class ClientSession:
                 return True
         return False
 
+    def refuseOldest(self) -> bytes | None:
+        """The server refused our oldest unechoed line (too long): forget it; return its text."""
+        return self.unechoed.popleft() if self.unechoed else None
+
     def toResend(self) -> list[bytes]:
         """
         After a replay (or a fresh registration): the lines to send now, in order.

@@ -174,6 +174,18 @@ class PipeTests(CliTestCase):
         yield watcher.waitForLine(r"LEFT \d+ bot quit")
 
     @inlineCallbacks
+    def test_more_lines_than_the_outbox_holds_are_all_delivered(self) -> Any:
+        """stdin is read no faster than the server takes it: 1,500 lines, outbox of 1,000."""
+        _, port = self.startServer(ping=5, timeout=30)
+        process = self.spawnClient(f"tcp:127.0.0.1:{port}", "--nick", "bulk")
+        process.process.write(b"".join(b"line %d\n" % n for n in range(1500)))
+        process.process.closeStdin()
+        yield self.waitEnded(process)
+        self.assertEqual(process.exitCode(), 0, process.output()[-2000:])
+        self.assertEqual(process.errLines(), [])
+        self.assertEqual(sum(1 for line in process.outLines() if "<bulk> line " in line), 1500)
+
+    @inlineCallbacks
     def test_nobody_listening_gives_up_after_max_retries(self) -> Any:
         process = self.spawnClient(
             f"tcp:127.0.0.1:{freePort()}", "--nick", "bot", "--max-retries", "2", "--backoff-cap", "1"

@@ -363,3 +363,68 @@ class PartialReplayTests(SynchronousTestCase):
         said = [line for line in watcher.received() if line.startswith(b"MSG")]
         self.assertEqual(said, [b"MSG 3 carol x", b"MSG 4 carol y"])
         self.assertTrue(factory.session.idle)
+
+
+class QuitTests(ClientTestCase):
+    def test_quit_against_a_frozen_server_still_ends(self) -> None:
+        self.factory.quit()  # the QUIT is written, but nothing is delivered any more
+        self.server.clock.pump([1] * 6)
+        self.assertEqual(
+            [event for event in self.observer.events if event.startswith("gave up")], ["gave up: you quit"]
+        )
+
+    def test_quit_is_reported_once_even_when_the_connection_then_drops(self) -> None:
+        self.factory.quit()
+        self.network.flush()
+        self.network.cut()
+        self.server.clock.pump([1] * 10)
+        self.assertEqual(self.observer.events.count("gave up: you quit"), 1)
+
+    def test_quit_before_welcome_is_not_undone_by_the_welcome(self) -> None:
+        observer = RecordingObserver()
+        factory = ChatClientFactory("quitter", observer, clock=self.server.clock, rng=random.Random(1))
+        EndpointConnector(self.network, factory).connect()
+        self.network.pumps[-1].pump()  # HELLO in, NICK out; WELCOME not yet delivered
+        factory.quit()
+        self.network.flush()
+        self.server.advance(60)
+        self.network.flush()
+        self.assertFalse(factory.continueTrying)
+        self.assertNotIn("registered quitter resumed=False", observer.events)
+        self.assertEqual(observer.delays, [])
+
+
+class RefusedLineTests(SynchronousTestCase):
+    def test_a_line_too_long_for_the_server_is_dropped_not_resent_for_ever(self) -> None:
+        server = FakeServer(max_line=40, grace=60)
+        network = FakeNetwork(server)
+        observer = RecordingObserver()
+        factory = ChatClientFactory("carol", observer, clock=server.clock, rng=random.Random(3))
+        EndpointConnector(network, factory).connect()
+        network.flush()
+        factory.say("short")
+        factory.say("x" * 100)
+        factory.say("after")
+        network.advance(30)
+        self.assertIn("error 413 line too long: not sent again: '" + "x" * 60 + "'", observer.events)
+        self.assertEqual([text for _, _, text in observer.messages], ["short", "after"])
+        self.assertLessEqual(sum(1 for event in observer.events if event.startswith("disconnected")), 1)
+
+
+class MalformedServerTests(ClientTestCase):
+    def test_a_hello_without_heartbeat_settings_is_refused_not_crashed_on(self) -> None:
+        protocol = self.factory.protocolInstance
+        assert protocol is not None
+        for greeting in [
+            b"HELLO hbchat/1\n",
+            b"HELLO hbchat/1 ping=0 timeout=0\n",
+            b"HELLO hbchat/1 ping=x timeout=1\n",
+        ]:
+            protocol.dataReceived(greeting)  # no exception escapes
+
+
+class OwnNickWaitTests(InterruptedRegistrationTests):
+    def test_waiting_for_our_own_nick_does_not_use_up_the_retries(self) -> None:
+        self.factory.maxRetries = 2  # type: ignore[assignment]
+        self.network.advance(150)
+        self.assertIn("registered carol resumed=False", self.observer.events)
