@@ -8,10 +8,12 @@ twistd's ``--logger`` takes the dotted name of a callable that returns a log obs
     {"time": "2025-01-01T12:00:00.123Z", "level": "info", "namespace": "hbchat.server.ChatFactory",
      "text": "alice registered from 127.0.0.1:50412", "nick": "alice", "peer": "127.0.0.1:50412"}
 
-``text`` is the event as twistd's plain log shows it; the event's own fields follow, as
-they were logged (bytes decoded as UTF-8, anything that is not plain JSON as its repr).
-A failure adds ``traceback``.  twistd's own bookkeeping keys (``log_*``, and the legacy
-``message``, ``format``, ``isError``, ``time``, ``why``, ``failure``) are left out.
+``text`` is the event as twistd's plain log shows it, and ``format`` the template it was
+made from (the same for every event of a kind: ``"{nick} registered from {peer}"``); the
+event's own fields follow, as they were logged (bytes decoded as UTF-8, anything that is
+not plain JSON as its repr).  A failure adds ``traceback``.  twistd's other bookkeeping
+keys (``log_*``, and the legacy ``message``, ``isError``, ``time``, ``why``, ``failure``)
+are left out.
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ def event_as_dict(event: LogEvent) -> dict[str, Any]:
         "namespace": event.get("log_namespace"),
         "text": formatEvent(event),
     }
+    template = event.get("log_format")
+    if isinstance(template, str) and template != "{log_text}":
+        # The same for every event of a kind: what to filter on, where ``text`` varies.
+        record["format"] = template
     system = event.get("log_system")
     if system is not None:
         record["system"] = _plain(system)

@@ -24,7 +24,25 @@ if TYPE_CHECKING:
     from hbchat.server import ChatServerProtocol
 
 #: Bucket upper bounds of the PING round-trip histogram, in seconds.
-RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+RTT_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 
 #: Outcomes of RESUME: every missed event replayed, some lost, or the token unknown.
 RESUME_OUTCOMES = ("complete", "partial", "unknown")

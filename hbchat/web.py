@@ -188,7 +188,8 @@ class Connections(Resource):
         ]
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
-        return json.dumps(entries, indent=1).encode("utf-8") + b"\n"
+        # A JSON list with one connection per line: compact, and still readable.
+        return ("[\n" + ",\n".join(json.dumps(entry) for entry in entries) + "\n]\n").encode("utf-8")
 
 
 class Index(Resource):

@@ -25,6 +25,7 @@ class JSONLinesTests(SynchronousTestCase):
         self.log.warn("second")
         first, second = self.records()
         self.assertEqual(first["text"], "bob timed out after 90.0s")
+        self.assertEqual(first["format"], "{nick} timed out after {idle:.1f}s")
         self.assertEqual(first["level"], "info")
         self.assertEqual(first["namespace"], "hbchat.test")
         self.assertEqual((first["nick"], first["idle"], first["peer"]), ("bob", 90.04, "127.0.0.1:5000"))
@@ -52,7 +53,10 @@ class JSONLinesTests(SynchronousTestCase):
         record = event_as_dict(
             {"log_format": "hi", "log_level": LogLevel.info, "log_time": 0.0, "message": ("hi",), "isError": 0}
         )
-        self.assertEqual(record, {"time": "1970-01-01T00:00:00.000Z", "level": "info", "namespace": None, "text": "hi"})
+        self.assertEqual(
+            record,
+            {"time": "1970-01-01T00:00:00.000Z", "level": "info", "namespace": None, "text": "hi", "format": "hi"},
+        )
 
     def test_the_twistd_factory_writes_to_stdout(self) -> None:
         observer = json_observer()
