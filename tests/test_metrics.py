@@ -18,7 +18,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import FailTest, SkipTest, SynchronousTestCase
 
 from hbchat.config import ServerConfig
 from hbchat.listeners import Listener
@@ -43,6 +43,16 @@ def scrape(factory: ChatFactory) -> dict[str, float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def findPromtool() -> str:
+    """promtool's path; a skip without it, or a failure in CI (which must have it)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI") == "true":
+            raise FailTest("promtool is not on PATH; .ci/run unpacks it from Debian's prometheus package")
+        raise SkipTest("promtool not installed (Debian: apt-get install prometheus)")
+    return promtool
 
 
 def answerPings(peer: FakePeer) -> None:
@@ -276,11 +286,7 @@ class ExpositionTests(SynchronousTestCase):
         self.assertEqual(scrape(second.factory)["hbchat_users_registered"], 0)
 
     def test_promtool_accepts_the_exposition(self) -> None:
-        promtool = shutil.which("promtool")
-        if promtool is None:
-            if os.environ.get("CI") == "true":
-                self.fail("promtool is not on PATH; .ci/run unpacks it from Debian's prometheus package")
-            raise SkipTest("promtool not installed (Debian: apt-get install prometheus)")
+        promtool = findPromtool()
         text = generate_latest(chat_registry(self.busyFactory()))
         result = subprocess.run(
             [promtool, "check", "metrics"], input=text, capture_output=True, timeout=60, check=False
