@@ -26,11 +26,14 @@ class Sink(Protocol):
 class Fanout:
     """Queues broadcasts and direct lines for one turn and flushes them together."""
 
-    __slots__ = ("_direct", "_events", "_late", "_members", "_schedule", "_scheduled")
+    __slots__ = ("_direct", "_events", "_late", "_members", "_schedule", "_scheduled", "deliveries")
 
     def __init__(self, schedule: Callable[[Callable[[], None]], object]) -> None:
         self._schedule = schedule
         self._scheduled = False
+        #: Broadcasts handed to members so far, one per event per member (counted once a
+        #: turn, in :meth:`flush`; what :meth:`take` hands over before a close is not counted).
+        self.deliveries = 0
         self._events: list[bytes] = []
         self._members: set[Sink] = set()
         # Members that must skip the first N of this turn's events (joined, or were
@@ -110,6 +113,7 @@ class Fanout:
             # Iterate over a snapshot: a delivery may end a connection (a slow consumer cut
             # at its backlog limit), which discards it from the members.
             members = list(self._members)
+            self.deliveries += len(events) * len(members) - sum(late.values())
             if not direct and not late:
                 for member in members:
                     member.deliver(blob)

@@ -124,6 +124,10 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
             self.rtt = self.clock.seconds() - self._pingSentAt
             self._pingToken = b""
             self._heardSincePing = False
+            self.roundTripMeasured(self.rtt)
+
+    def roundTripMeasured(self, rtt: float) -> None:
+        """A PING of ours was answered after ``rtt`` seconds (a hook for statistics)."""
 
     def idleSeconds(self) -> float:
         """Seconds since the peer last sent anything."""

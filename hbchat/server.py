@@ -24,8 +24,10 @@ from hbchat.config import ServerConfig
 from hbchat.fanout import Fanout
 from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.history import History
+from hbchat.lag import ReactorLag
 from hbchat.sessions import Session, SessionTable
 from hbchat.sockopts import enable_keepalive
+from hbchat.stats import ServerStats, closing_reason
 from hbchat.writethrough import writer_for
 
 #: Seconds a congested receiver may hold every sender back before it counts as a slow
@@ -76,6 +78,15 @@ class ChatServerProtocol(HeartbeatProtocol):
     #: Bytes written since the output went over the high-water mark (None: it is not).
     _backlog: int | None = None
 
+    # For hbchat.stats and /connections: the --listen endpoint it came through (set by
+    # hbchat.listeners), when it connected, what it counted, and why it closed.
+    listener = "-"
+    connectedAt = 0.0
+    bytesIn = 0
+    bytesOut = 0
+    pongsReceived = 0
+    closeReason: str | None = None
+
     def __init__(self, factory: ChatFactory) -> None:
         self.factory = factory
         self.clock = factory.clock
@@ -85,6 +96,7 @@ class ChatServerProtocol(HeartbeatProtocol):
 
     def connectionMade(self) -> None:
         factory = self.factory
+        self.connectedAt = self.clock.seconds()
         self.peer = describe_peer(self.link.getPeer())
         if not factory.admit(self):
             self.log.warn(
@@ -101,9 +113,9 @@ class ChatServerProtocol(HeartbeatProtocol):
             enable_keepalive(self.transport, config.timeout)
         except OSError as error:
             self.log.debug("keepalive not set for {peer}: {error}", peer=self.peer, error=error)
-        self.log.info("connection from {peer}", peer=self.peer)
+        self.log.info("connection from {peer}", peer=self.peer, listener=self.listener)
         self._write = writer_for(self.transport)
-        self._write(wire.hello(config.ping, config.timeout))
+        self.deliver(wire.hello(config.ping, config.timeout))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._closeTimer is not None and self._closeTimer.active():
@@ -115,6 +127,7 @@ class ChatServerProtocol(HeartbeatProtocol):
 
     def deliver(self, data: bytes) -> None:
         self._write(data)
+        self.bytesOut += len(data)
         if self._backlog is not None:
             self._backlog += len(data)
             if self._backlog > self.factory.maxBacklog:
@@ -162,6 +175,7 @@ class ChatServerProtocol(HeartbeatProtocol):
     def dataReceived(self, data: bytes) -> None:
         if self.done:
             return
+        self.bytesIn += len(data)
         self.noteTraffic()
         lines, overflowed = self._framer.feed(data)
         commands = self._commands
@@ -196,6 +210,7 @@ class ChatServerProtocol(HeartbeatProtocol):
         self.answerPing(b" " + rest if rest else b"")
 
     def do_PONG(self, rest: bytes) -> None:
+        self.pongsReceived += 1
         self.pongReceived(rest)
 
     def do_NICK(self, rest: bytes) -> None:
@@ -284,6 +299,9 @@ class ChatServerProtocol(HeartbeatProtocol):
             late=late,
         )
 
+    def roundTripMeasured(self, rtt: float) -> None:
+        self.factory.stats.roundTrip(rtt)
+
     def heartbeatTimedOut(self, idle: float) -> None:
         self.log.info(
             "{nick} ({peer}) timed out after {idle:.1f}s of silence",
@@ -313,12 +331,16 @@ class ChatServerProtocol(HeartbeatProtocol):
         self.link.abortConnection()
 
     def _writeAndClose(self, data: bytes) -> None:
+        self.closeReason = closing_reason(data) or self.closeReason
+        self.bytesOut += len(data)
         link = self.link
         link.write(data)
         link.loseConnection()
         self._closeTimer = self.clock.callLater(CLOSE_GRACE, link.abortConnection)
 
     def _finish(self, reason: str) -> None:
+        if self.closeReason is None:
+            self.closeReason = reason
         self.done = True
         self.stopHeartbeat()
         self.factory.unregister(self, reason)
@@ -352,6 +374,15 @@ class ChatFactory(ServerFactory):
         self._draining: list[ChatServerProtocol] = []
         self._drainCall: IDelayedCall | None = None
         self._whenAllClosed: list[Deferred[None]] = []
+        self.stats = ServerStats()
+        #: Started and stopped with the listeners (startFactory, stopFactory).
+        self.lag = ReactorLag(clock)
+
+    def startFactory(self) -> None:
+        self.lag.start()
+
+    def stopFactory(self) -> None:
+        self.lag.stop()
 
     def buildProtocol(self, addr: IAddress | None) -> ChatServerProtocol:  # type: ignore[override]
         return ChatServerProtocol(self)
@@ -385,6 +416,7 @@ class ChatFactory(ServerFactory):
         """
         session = self.sessions.byToken(token)
         if session is None:
+            self.stats.resumed("unknown")
             return False
         previous = session.connection
         if previous is not None:
@@ -398,6 +430,7 @@ class ChatFactory(ServerFactory):
             protocol.sendLine(line)
         protocol.sendLine(wire.resumed(len(events), complete))
         self.fanout.add(protocol)
+        self.stats.resumed("complete" if complete else "partial")
         if previous is None:
             self._publish(wire.join(self.seq + 1, session.nick))
         self.log.info(
@@ -429,9 +462,15 @@ class ChatFactory(ServerFactory):
         self.log.info("session of {nick} expired unresumed", nick=session.nick.decode())
 
     def connectionLost(self, protocol: ChatServerProtocol, reason: Failure) -> None:
+        self.stats.connectionClosed(protocol)
         if protocol in self.connections:
             self.connections.discard(protocol)
-            self.log.info("{peer} closed: {why}", peer=protocol.peer, why=reason.getErrorMessage())
+            self.log.info(
+                "{peer} closed ({reason}): {why}",
+                peer=protocol.peer,
+                reason=protocol.closeReason,
+                why=reason.getErrorMessage(),
+            )
         if self._whenAllClosed and not self.connections:
             waiting, self._whenAllClosed = self._whenAllClosed, []
             for deferred in waiting:

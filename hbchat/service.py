@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IReactorCore, IReactorThreads
 from twisted.logger import Logger
 
 from hbchat.config import with_listen_backlog
+from hbchat.listeners import Listener
 from hbchat.server import ChatFactory
 
 
@@ -35,7 +36,8 @@ class ChatService(MultiService):
         for description in listen:
             # strports.service makes a listen failure (port in use, bad path) stop twistd
             # with an error instead of leaving a server that listens on nothing.
-            endpoint_service(with_listen_backlog(description), factory, reactor=reactor).setServiceParent(self)
+            listener = Listener(factory, description)
+            endpoint_service(with_listen_backlog(description), listener, reactor=reactor).setServiceParent(self)
 
     def privilegedStartService(self) -> None:
         # Listening happens here (before twistd drops privileges); a port in use is an

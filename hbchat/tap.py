@@ -18,6 +18,7 @@ from twisted.python import usage
 from hbchat.config import ConfigError, ServerConfig, parse_count, parse_seconds
 from hbchat.server import ChatFactory
 from hbchat.service import ChatService
+from hbchat.web import WithMetrics
 
 DEFAULTS = ServerConfig()
 
@@ -119,6 +120,7 @@ class ServerOptions(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+        self["metrics"] = None
 
     def opt_listen(self, description: str) -> None:
         """Twisted server endpoint string to serve on; repeat it to serve one chat on several. tcp:, ssl: and unix:
@@ -128,6 +130,18 @@ class ServerOptions(usage.Options):
         except Exception as error:
             raise usage.UsageError(f"--listen {description!r} is not a usable endpoint: {error}") from None
         self["listen"].append(description)
+
+    def opt_metrics(self, description: str) -> None:
+        """Twisted server endpoint string to serve /healthz, /readyz, /metrics (Prometheus) and /connections on over
+        HTTP; bind it to localhost, e.g. tcp:9464:interface=127.0.0.1 [default: off]"""
+        try:
+            serverFromString(None, description)
+        except Exception as error:
+            raise usage.UsageError(f"--metrics {description!r} is not a usable endpoint: {error}") from None
+        self["metrics"] = description
+
+    # usage.Options shows a docstring as written: one line, or its indentation shows too.
+    opt_metrics.__doc__ = " ".join((opt_metrics.__doc__ or "").split())
 
     def postOptions(self) -> None:
         try:
@@ -169,4 +183,7 @@ def makeService(options: ServerOptions, reactor: Any = None) -> IService:
         reactor = installed_reactor
     config: ServerConfig = options.config
     factory = ChatFactory(config, reactor)
-    return ChatService(factory, config.listen, reactor)
+    service = ChatService(factory, config.listen, reactor)
+    if options["metrics"] is not None:
+        return WithMetrics(service, factory, options["metrics"], reactor)
+    return service

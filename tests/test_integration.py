@@ -234,7 +234,8 @@ def listeningAddresses(factory: ChatFactory) -> list[Any]:
     return [
         reader.getHost()
         for reader in reactor.getReaders()
-        if isinstance(reader, (tcp.Port, unix.Port)) and reader.factory is factory
+        # A ChatService's ports listen with a Listener in front of the chat.
+        if isinstance(reader, (tcp.Port, unix.Port)) and getattr(reader.factory, "chat", reader.factory) is factory
     ]
 
 

@@ -11,6 +11,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from hbchat import tap
+from hbchat.listeners import Listener
 from hbchat.server import ChatFactory
 from hbchat.service import ChatService
 
@@ -97,9 +98,14 @@ class MakeServiceTests(SynchronousTestCase):
         service = tap.makeService(parse("--listen", "tcp:0", "--listen", "unix:/tmp/hb-test.sock"), Clock())
         self.assertIsInstance(service, ChatService)
         assert isinstance(service, ChatService)
-        listeners = list(service)
-        self.assertEqual(len(listeners), 2)
-        for listener in listeners:
-            assert isinstance(listener, StreamServerEndpointService)
-            self.assertIs(listener.factory, service.factory)
+        endpoints = list(service)
+        self.assertEqual(len(endpoints), 2)
+        for endpoint, description in zip(endpoints, ["tcp:0", "unix:/tmp/hb-test.sock"], strict=True):
+            assert isinstance(endpoint, StreamServerEndpointService)
+            # Each endpoint listens with a Listener that labels and counts its connections
+            # and hands them to the one chat.
+            assert isinstance(endpoint.factory, Listener)
+            self.assertIs(endpoint.factory.chat, service.factory)
+            self.assertEqual(endpoint.factory.description, description)
+        self.assertEqual(service.factory.stats.listeners, [endpoint.factory for endpoint in endpoints])
         self.assertIsInstance(service.factory, ChatFactory)

@@ -1,0 +1,140 @@
+"""
+What the server counts, in plain numbers, for :mod:`hbchat.metrics` to show at scrape time.
+
+Nothing here takes a lock or calls into ``prometheus_client``: the server handles millions
+of deliveries and tens of thousands of heartbeats a second, so the hot paths only add to
+ints (per read, per write, per PONG), and everything else is computed when ``/metrics``
+is scraped.  Per-connection counts live on the connection while it is open
+(``bytesIn``, ``bytesOut``, ``pongsReceived``, and the heartbeat's own PING counter) and
+are added to the totals here when it closes, so a scrape sums the totals and the open
+connections.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from hbchat import wire
+from hbchat.histogram import Histogram
+
+if TYPE_CHECKING:
+    from hbchat.server import ChatServerProtocol
+
+#: Bucket upper bounds of the PING round-trip histogram, in seconds.
+RTT_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+
+#: Outcomes of RESUME: every missed event replayed, some lost, or the token unknown.
+RESUME_OUTCOMES = ("complete", "partial", "unknown")
+
+#: Why connections close, as ``hbchat_connections_closed_total`` labels them: the LEFT
+#: reasons (quit, timeout, slow, error), and for closes that announce no LEFT or that
+#: the LEFT reason lumps together: replaced (another connection resumed the session),
+#: shutdown, register_timeout, line_too_long and full (refused: ERR 503).
+CLOSE_REASONS = (
+    "quit",
+    "timeout",
+    "slow",
+    "error",
+    "replaced",
+    "shutdown",
+    "register_timeout",
+    "line_too_long",
+    "full",
+)
+
+_CLOSING_LINES = {
+    wire.bye("quit"): "quit",
+    wire.bye("replaced"): "replaced",
+    wire.ERR_REGISTRATION_TIMEOUT: "register_timeout",
+    wire.ERR_LINE_TOO_LONG: "line_too_long",
+    wire.ERR_SERVER_FULL: "full",
+}
+
+
+def closing_reason(data: bytes) -> str | None:
+    """The close reason told by the last line written before a close on purpose (None: none)."""
+    last = data[data.rfind(b"\n", 0, len(data) - 1) + 1 :]
+    if last.startswith(b"BYE shutdown"):
+        return "shutdown"
+    return _CLOSING_LINES.get(last)
+
+
+class Listening(Protocol):
+    """A listener as the stats see it (:class:`hbchat.listeners.Listener`)."""
+
+    description: str
+    accepted: int
+    listening: bool
+
+
+@dataclass
+class Totals:
+    """Counts over every connection, closed and open."""
+
+    pingsSent: int = 0
+    pongsReceived: int = 0
+    bytesIn: int = 0
+    bytesOut: int = 0
+
+
+class ServerStats:
+    """The chat's counters; one per :class:`~hbchat.server.ChatFactory`."""
+
+    def __init__(self) -> None:
+        #: The listeners serving this chat, in the order of ``--listen``.
+        self.listeners: list[Listening] = []
+        #: Connections closed, by reason (see ``CLOSE_REASONS``).
+        self.closes: Counter[str] = Counter()
+        #: RESUMEs, by outcome (see ``RESUME_OUTCOMES``).
+        self.resumes: Counter[str] = Counter()
+        #: Round trips of answered PINGs, in seconds.
+        self.rtt = Histogram(RTT_BUCKETS)
+        #: What closed connections counted; open ones still hold theirs.
+        self._closed = Totals()
+
+    def roundTrip(self, seconds: float) -> None:
+        self.rtt.observe(seconds)
+
+    def resumed(self, outcome: str) -> None:
+        self.resumes[outcome] += 1
+
+    def connectionClosed(self, protocol: ChatServerProtocol) -> None:
+        """``protocol`` is gone: count why, and keep what it counted."""
+        self.closes[protocol.closeReason or "error"] += 1
+        closed = self._closed
+        closed.pingsSent += protocol._pingsSent
+        closed.pongsReceived += protocol.pongsReceived
+        closed.bytesIn += protocol.bytesIn
+        closed.bytesOut += protocol.bytesOut
+
+    def totals(self, open_connections: Iterable[ChatServerProtocol]) -> Totals:
+        """The closed connections' counts plus those of ``open_connections``."""
+        closed = self._closed
+        pings, pongs, received, sent = closed.pingsSent, closed.pongsReceived, closed.bytesIn, closed.bytesOut
+        for protocol in open_connections:
+            pings += protocol._pingsSent
+            pongs += protocol.pongsReceived
+            received += protocol.bytesIn
+            sent += protocol.bytesOut
+        return Totals(pings, pongs, received, sent)
