@@ -56,6 +56,8 @@ class Backpressure:
         self._congested: dict[Throttled, IDelayedCall] = {}
         #: Connections we stopped reading.
         self._paused: set[Throttled] = set()
+        #: When each congested receiver became congested.
+        self._since: dict[Throttled, float] = {}
         #: Connections that produced broadcasts during the current reactor turn.
         self._speakers: set[Throttled] = set()
 
@@ -87,6 +89,7 @@ class Backpressure:
             return
         self._congested[receiver] = self.clock.callLater(self.timeout, self._neverDrained, receiver)
         self._holding[receiver] = self.clock.callLater(self.patience, self._lostPatience, receiver)
+        self._since[receiver] = self.clock.seconds()
         self._pause(receiver)
         # The turn that filled it was made by these speakers: hold them back now.
         for speaker in self._speakers:
@@ -96,6 +99,7 @@ class Backpressure:
     def drained(self, receiver: Throttled) -> None:
         """``receiver`` sent everything it had."""
         timer = self._congested.pop(receiver, None)
+        self._since.pop(receiver, None)
         if timer is None:
             return
         _cancel(timer)
@@ -109,14 +113,24 @@ class Backpressure:
         """``connection`` is gone."""
         _cancel(self._congested.pop(connection, None))
         _cancel(self._holding.pop(connection, None))
+        self._since.pop(connection, None)
         self._paused.discard(connection)
         self._speakers.discard(connection)
         if not self._holding:
             self._releaseAll()
 
+    #: Fewer connections than this are never "the consumers as a whole": a handful of
+    #: peers that stop reading must not be able to hold a small server's chat for ever.
+    MOST_LAG_MINIMUM = 4
+
     def _mostLag(self) -> bool:
         """Most connections are congested: the consumers as a whole are the bottleneck."""
-        return 2 * len(self._congested) > self.population()
+        population = self.population()
+        return population >= self.MOST_LAG_MINIMUM and 2 * len(self._congested) > population
+
+    def _hardLimit(self) -> float:
+        """However many lag, a receiver that has not drained for this long is cut."""
+        return max(3 * self.timeout, 30.0)
 
     def _lostPatience(self, receiver: Throttled) -> None:
         if self._mostLag():
@@ -127,12 +141,14 @@ class Backpressure:
             self._releaseAll()
 
     def _neverDrained(self, receiver: Throttled) -> None:
-        if self._mostLag():
+        since = self._since.get(receiver, self.clock.seconds())
+        if self._mostLag() and self.clock.seconds() - since < self._hardLimit():
             # Senders are held, so its backlog is bounded: not its fault, not a cut.
             self._congested[receiver] = self.clock.callLater(self.timeout, self._neverDrained, receiver)
             return
         self._congested.pop(receiver, None)
-        receiver.cutAsSlow(f"its output did not drain for {self.timeout:g}s")
+        waited = self.clock.seconds() - self._since.pop(receiver, self.clock.seconds())
+        receiver.cutAsSlow(f"its output did not drain for {max(waited, self.timeout):g}s")
 
     def _releaseAll(self) -> None:
         """Read everyone again, except congested receivers (they wait for their own drain)."""

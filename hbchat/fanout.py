@@ -1,5 +1,5 @@
 """
-Coalescing output: everything sent during one reactor turn leaves in one write per connection.
+Coalescing output: the broadcasts of one reactor turn leave in one write per connection.
 
 A broadcast is appended once to a turn-wide list, not once per member, so the cost of an
 event is O(1) and the cost of a turn is one join plus one write per member, however many
@@ -64,9 +64,8 @@ class Fanout:
         Send ``data`` to ``sink`` only, after whatever it was sent before.
 
         With nothing queued ahead of it (no broadcast this turn, no earlier direct line for
-        this sink) it is delivered at once: the transport buffers it until the socket is
-        writable, which coalesces it with the rest of the turn just the same, and a reply
-        (a PONG, say) costs no end-of-turn flush.
+        this sink) it is delivered at once, so a reply (a PONG, say) costs no end-of-turn
+        flush; order is kept, since nothing for this sink is waiting.
         """
         queued = self._direct.get(sink)
         if queued is not None:

@@ -43,6 +43,7 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
     rtt: float | None = None
 
     _pinger: LoopingCall | None = None
+    _verdict: IDelayedCall | None = None
     _skipWhileIdleBelow = 0.0
     #: Times a timeout verdict was withdrawn because the peer had spoken after all
     #: (its data was waiting in the socket while the reactor was stalled).
@@ -84,6 +85,9 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
         if self._pinger is not None and self._pinger.running:
             self._pinger.stop()
         self._pinger = None
+        if self._verdict is not None and self._verdict.active():
+            self._verdict.cancel()
+        self._verdict = None
         self.setTimeout(None)
 
     def changeIdleTimeout(self, period: float) -> None:
@@ -152,9 +156,10 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
         a blocking call, a starved VM) every idle timer fires at once while the peers' data
         still waits unread; the next turn reads it.  A peer heard by then is spared.
         """
-        self.clock.callLater(0, self._judgeSilence, self.lastReceived)
+        self._verdict = self.clock.callLater(0, self._judgeSilence, self.lastReceived)
 
     def _judgeSilence(self, heard_at: float) -> None:
+        self._verdict = None
         if self.pingInterval is not None and self.lastReceived != heard_at:
             self.sparedVerdicts += 1
             self.heartbeatSpared(self.lastReceived - heard_at)

@@ -75,6 +75,7 @@ class ChatServerProtocol(HeartbeatProtocol):
     done = False
     _closeTimer: IDelayedCall | None = None
     _write: Callable[[bytes], None]
+    _producing = False
     #: Bytes written since the output went over the high-water mark (None: it is not).
     _backlog: int | None = None
 
@@ -109,6 +110,7 @@ class ChatServerProtocol(HeartbeatProtocol):
         self.lastReceived = self.clock.seconds()
         self.setTimeout(config.register_timeout)
         cast(IConsumer, self.transport).registerProducer(self, True)
+        self._producing = True
         try:
             enable_keepalive(self.transport, config.timeout)
         except OSError as error:
@@ -232,7 +234,12 @@ class ChatServerProtocol(HeartbeatProtocol):
             self.sendLine(wire.ERR_ALREADY_REGISTERED)
             return
         arguments = rest.split(b" ")
-        if len(arguments) != 2 or not arguments[0] or not (arguments[1].isdigit() and arguments[1].isascii()):
+        last_seq = arguments[-1]
+        if (
+            len(arguments) != 2
+            or not arguments[0]
+            or not (last_seq.isdigit() and last_seq.isascii() and len(last_seq) <= 20)
+        ):
             self.sendLine(wire.ERR_RESUME_ARGUMENTS)
             return
         if not self.factory.resume(self, arguments[0], int(arguments[1])):
@@ -335,6 +342,12 @@ class ChatServerProtocol(HeartbeatProtocol):
         self.bytesOut += len(data)
         link = self.link
         link.write(data)
+        # While a producer is registered, a transport whose output drains resumes it
+        # instead of finishing the close; without this a close over the high-water mark
+        # ended in an abort (RST) after CLOSE_GRACE.
+        if self._producing:
+            self._producing = False
+            cast(IConsumer, link).unregisterProducer()
         link.loseConnection()
         self._closeTimer = self.clock.callLater(CLOSE_GRACE, link.abortConnection)
 
@@ -374,6 +387,9 @@ class ChatFactory(ServerFactory):
         self._draining: list[ChatServerProtocol] = []
         self._drainCall: IDelayedCall | None = None
         self._whenAllClosed: list[Deferred[None]] = []
+        self._usersLine: bytes | None = None
+        self._usersCount = -1
+        self._usersSeq = -1
         self.stats = ServerStats()
         #: Started and stopped with the listeners (startFactory, stopFactory).
         self.lag = ReactorLag(clock)
@@ -487,8 +503,16 @@ class ChatFactory(ServerFactory):
         self.backpressure.turnEnded()
 
     def who(self) -> bytes:
-        """Connected users only: a session in grace is not listed."""
-        return wire.users(session.nick for session in self.sessions if session.connection is not None)
+        """
+        Connected users only: a session in grace is not listed.
+
+        The line is built once per change of membership, so that WHOs answered in a burst
+        share one bytes object instead of each holding a copy of the user list.
+        """
+        if self._usersLine is None or self._usersCount != len(self.fanout) or self._usersSeq != self.seq:
+            self._usersLine = wire.users(session.nick for session in self.sessions if session.connection is not None)
+            self._usersCount, self._usersSeq = len(self.fanout), self.seq
+        return self._usersLine
 
     def _publish(self, line: bytes) -> None:
         """Give ``line`` (built with ``self.seq + 1``) its number, keep it, and broadcast it."""

@@ -85,7 +85,9 @@ class BackpressureTests(SynchronousTestCase):
         self.assertEqual(self.receiver.cut, "its output did not drain for 5s")
 
     def test_when_most_receivers_lag_nobody_is_blamed_and_senders_stay_held(self) -> None:
-        self.population = 3
+        self.population = 4
+        third = Connection("third")
+        self.pressure.congested(third)
         self.pressure.spoke(self.sender)
         self.pressure.congested(self.receiver)
         self.pressure.congested(self.other)
@@ -126,15 +128,19 @@ class ServerBackpressureTests(SynchronousTestCase):
         self.assertEqual(self.alice.transport.producerState, "producing")
 
     def test_a_held_sender_is_not_timed_out_while_we_do_not_read_it(self) -> None:
+        dave, erin = self.server.registered("dave"), self.server.registered("erin")
         self.bob.protocol.pauseProducing()
-        self.carol.protocol.pauseProducing()  # most receivers lag: the hold lasts
+        self.carol.protocol.pauseProducing()
+        dave.protocol.pauseProducing()  # most receivers lag: the hold lasts
         self.alice.sendLine("SAY more")
         self.assertEqual(self.alice.transport.producerState, "paused")
         self.server.clock.pump([1] * 200)
         self.assertFalse(self.alice.aborted)
         self.bob.protocol.resumeProducing()
         self.carol.protocol.resumeProducing()
+        dave.protocol.resumeProducing()
         self.assertEqual(self.alice.transport.producerState, "producing")
+        erin.sendLine("PONG")
         self.server.clock.pump([1] * 90)
         self.assertTrue(self.alice.aborted)  # read again, and silent: now it is judged
 
@@ -154,3 +160,28 @@ class ServerBackpressureTests(SynchronousTestCase):
         self.alice.sendLine("SAY overflow the small backlog")
         self.bob.finishClose()
         self.assertIsNotNone(self.server.factory.sessions.byNick(b"bob"))
+
+
+class BoundedPatienceTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.population = 5
+        self.pressure = Backpressure(
+            self.clock, patience=1, timeout=5, max_backlog=1000, population=lambda: self.population
+        )
+
+    def test_even_when_most_lag_a_receiver_that_never_drains_is_cut_in_the_end(self) -> None:
+        stuck = [Connection(f"r{n}") for n in range(3)]
+        for receiver in stuck:
+            self.pressure.congested(receiver)
+        self.clock.pump([1] * 29)
+        self.assertTrue(all(receiver.cut is None for receiver in stuck))
+        self.clock.pump([1] * 6)
+        self.assertTrue(all(receiver.cut is not None for receiver in stuck))
+
+    def test_a_handful_of_connections_is_never_the_consumers_as_a_whole(self) -> None:
+        self.population = 2
+        receiver = Connection("alone")
+        self.pressure.congested(receiver)
+        self.clock.advance(5)
+        self.assertEqual(receiver.cut, "its output did not drain for 5s")

@@ -172,3 +172,12 @@ class ResumeTests(SynchronousTestCase):
         peer = server.registered("carol")
         server.factory.shutdown()
         self.assertEqual(peer.received(), [b"BYE shutdown retry=2.5"])
+
+
+class HugeNumberTests(SynchronousTestCase):
+    def test_an_absurdly_long_last_seq_is_err_400_not_an_exception(self) -> None:
+        server = FakeServer(max_line=8000)
+        peer = server.connect()
+        peer.received()
+        peer.sendLine(b"RESUME token " + b"9" * 5000)
+        self.assertEqual(peer.received(), [b"ERR 400 usage: RESUME <session-token> <last-seq>"])

@@ -568,3 +568,15 @@ class PeerTests(SynchronousTestCase):
     def test_peer_is_described_by_address(self) -> None:
         peer: FakePeer = FakeServer().connect()
         self.assertRegex(peer.protocol.peer, r"^127\.0\.0\.1:\d+$")
+
+
+class WhoBurstTests(SynchronousTestCase):
+    def test_a_burst_of_who_shares_one_users_line(self) -> None:
+        server = FakeServer()
+        peers = [server.registered(f"user{n}") for n in range(50)]
+        asker = peers[0]
+        asker.received()
+        asker.protocol.dataReceived(b"SAY x\n" + b"WHO\n" * 1000)
+        queued = server.factory.fanout._direct[asker.protocol]
+        self.assertEqual(len({id(data) for _, data in queued}), 1)
+        self.assertEqual(asker.received()[-1], server.factory.who().rstrip(b"\n"))
