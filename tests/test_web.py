@@ -179,8 +179,10 @@ class MetricsEndpointTests(ChatTestCase):
 
 
 def blockFor(seconds: float) -> None:
-    """Keep the reactor from turning, as a blocking call would."""
-    time.sleep(seconds)
+    """Keep the reactor from turning, as a blocking call or a long GC pause would."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
 
 
 @inlineCallbacks
