@@ -69,8 +69,8 @@ class ChatClientProtocol(HeartbeatProtocol):
     problem: str | None = None
 
     def __init__(self, factory: ChatClientFactory) -> None:
+        super().__init__(factory.timer)
         self.factory = factory
-        self.clock = factory.timer
         self._framer = wire.LineFramer(MAX_SERVER_LINE)
 
     def connectionMade(self) -> None:

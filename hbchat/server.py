@@ -44,6 +44,10 @@ DRAIN_STEP = 0.1
 CLOSE_GRACE = 3.0
 
 
+def _unconnected(data: bytes) -> None:
+    raise RuntimeError("not connected")
+
+
 def describe_peer(address: IAddress) -> str:
     host = getattr(address, "host", None)
     port = getattr(address, "port", None)
@@ -63,35 +67,72 @@ class ChatServerProtocol(HeartbeatProtocol):
     :meth:`resumeProducing` once it has drained, which drives :mod:`hbchat.backpressure`.
     """
 
+    __slots__ = (
+        "_backlog",
+        "_closeTimer",
+        "_framer",
+        "_producing",
+        "_write",
+        "bytesIn",
+        "bytesOut",
+        "closeReason",
+        "connected",
+        "connectedAt",
+        "done",
+        "factory",
+        "listener",
+        "nick",
+        "peer",
+        "pongsReceived",
+        "session",
+        "transport",
+    )
+
     log = Logger()
     factory: ChatFactory
 
     #: Set while registered; the session outlives the connection when it may be resumed.
-    session: Session[ChatServerProtocol] | None = None
-    nick: bytes | None = None
-    peer = "?"
+    session: Session[ChatServerProtocol] | None
+    nick: bytes | None
+    peer: str
     #: Set once the connection is finished as far as the chat is concerned: no more input
     #: is handled and no more output is queued.
-    done = False
-    _closeTimer: IDelayedCall | None = None
+    done: bool
+    _closeTimer: IDelayedCall | None
     _write: Callable[[bytes], None]
-    _producing = False
+    _producing: bool
     #: Bytes written since the output went over the high-water mark (None: it is not).
-    _backlog: int | None = None
+    _backlog: int | None
 
     # For hbchat.stats and /connections: the --listen endpoint it came through (set by
     # hbchat.listeners), when it connected, what it counted, and why it closed.
-    listener = "-"
-    connectedAt = 0.0
-    bytesIn = 0
-    bytesOut = 0
-    pongsReceived = 0
-    closeReason: str | None = None
+    listener: str
+    connectedAt: float
+    bytesIn: int
+    bytesOut: int
+    pongsReceived: int
+    closeReason: str | None
 
     def __init__(self, factory: ChatFactory) -> None:
+        super().__init__(factory.clock)
+        self.transport = None
+        self.connected = 0
         self.factory = factory
-        self.clock = factory.clock
         self._framer = wire.LineFramer(factory.config.max_line)
+        self.session = None
+        self.nick = None
+        self.peer = "?"
+        self.done = False
+        self._closeTimer = None
+        self._write = _unconnected
+        self._producing = False
+        self._backlog = None
+        self.listener = "-"
+        self.connectedAt = 0.0
+        self.bytesIn = 0
+        self.bytesOut = 0
+        self.pongsReceived = 0
+        self.closeReason = None
 
     # --- connection lifecycle ---
 

@@ -26,27 +26,35 @@ def writer_for(transport: Any) -> Callable[[bytes], None]:
     """The fastest correct way to write to ``transport``."""
     if not isinstance(transport, tcp.Connection) or not hasattr(transport, "_tempDataLen"):
         return transport.write  # type: ignore[no-any-return]
-    sock = transport.socket
-    buffered_write = transport.write
+    return _WriteThrough(transport)
 
-    def write(data: bytes) -> None:
+
+class _WriteThrough:
+    """A callable writer (one small object per connection, not a closure with its cells)."""
+
+    __slots__ = ("_sock", "_transport")
+
+    def __init__(self, transport: tcp.Connection) -> None:
+        self._transport = transport
+        self._sock = transport.socket
+
+    def __call__(self, data: bytes) -> None:
+        transport = self._transport
         if (
             transport._tempDataLen
             or len(transport.dataBuffer) > transport.offset
             or transport.disconnecting
             or not transport.connected
         ):
-            buffered_write(data)
+            transport.write(data)
             return
         try:
-            sent = sock.send(data)
+            sent = self._sock.send(data)
         except BlockingIOError:
             sent = 0
         except OSError:
             # Let Twisted find and report the error in its own way.
-            buffered_write(data)
+            transport.write(data)
             return
         if sent < len(data):
-            buffered_write(data[sent:])
-
-    return write
+            transport.write(data[sent:])
