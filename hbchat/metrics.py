@@ -121,7 +121,8 @@ class ChatCollector(Collector):
         closed = CounterMetricFamily(
             "hbchat_connections_closed",
             "Connections closed, by reason: quit, timeout, slow, error (reset, EOF without QUIT), replaced (resumed "
-            "elsewhere), shutdown, register_timeout, line_too_long, full (refused with ERR 503).",
+            "elsewhere), shutdown, register_timeout, line_too_long, full (refused with ERR 503), unauthorized (a third "
+            "failed login with --auth).",
             labels=["reason"],
         )
         for reason in (*CLOSE_REASONS, *sorted(set(closes) - set(CLOSE_REASONS))):

@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import cast
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IAddress, IConsumer, IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.logger import Logger
@@ -42,6 +45,9 @@ DRAIN_STEP = 0.1
 #: How long a connection closed on purpose may take to flush its last line before it is
 #: aborted: a peer that does not read must not hold its socket, or a shutdown, for long.
 CLOSE_GRACE = 3.0
+
+#: Failed logins (ERR 401) one connection may have; the last one closes it.
+MAX_AUTH_FAILURES = 3
 
 
 def _unconnected(data: bytes) -> None:
@@ -113,6 +119,12 @@ class ChatServerProtocol(HeartbeatProtocol):
     pongsReceived: int
     closeReason: str | None
 
+    #: While a password is being checked: the lines that arrived after the NICK, handled
+    #: in order once the verdict is in (reading is paused meanwhile).
+    _held: list[bytes] | None = None
+    _heldOverflow = False
+    authFailures = 0
+
     def __init__(self, factory: ChatFactory) -> None:
         super().__init__(factory.clock)
         self.transport = None
@@ -158,7 +170,7 @@ class ChatServerProtocol(HeartbeatProtocol):
             self.log.debug("keepalive not set for {peer}: {error}", peer=self.peer, error=error)
         self.log.info("connection from {peer}", peer=self.peer, listener=self.listener)
         self._write = writer_for(self.transport)
-        self.deliver(wire.hello(config.ping, config.timeout))
+        self.deliver(wire.hello(config.ping, config.timeout, auth_required=factory.checker is not None))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._closeTimer is not None and self._closeTimer.active():
@@ -196,7 +208,7 @@ class ChatServerProtocol(HeartbeatProtocol):
         cast(IPushProducer, self.transport).pauseProducing()
 
     def resumeReading(self) -> None:
-        if not self.done:
+        if not self.done and self._held is None:
             cast(IPushProducer, self.transport).resumeProducing()
 
     def cutAsSlow(self, why: str) -> None:
@@ -221,8 +233,15 @@ class ChatServerProtocol(HeartbeatProtocol):
         self.bytesIn += len(data)
         self.noteTraffic()
         lines, overflowed = self._framer.feed(data)
+        if self._held is not None:
+            self._held.extend(lines)
+            self._heldOverflow = self._heldOverflow or overflowed
+            return
+        self._handleLines(lines, overflowed)
+
+    def _handleLines(self, lines: list[bytes], overflowed: bool) -> None:
         commands = self._commands
-        for line in lines:
+        for index, line in enumerate(lines):
             if not line:
                 continue
             if not line.isascii():
@@ -242,6 +261,11 @@ class ChatServerProtocol(HeartbeatProtocol):
                 continue
             command(self, rest)
             if self.done:
+                return
+            if self._held is not None:
+                # A password check is under way: the rest waits for its verdict.
+                self._held.extend(lines[index + 1 :])
+                self._heldOverflow = overflowed
                 return
         if overflowed:
             self.log.info("{peer} sent a line over {limit} bytes", peer=self.peer, limit=self._framer.max_line)
@@ -267,8 +291,64 @@ class ChatServerProtocol(HeartbeatProtocol):
         nick = arguments[0]
         if not wire.is_valid_nick(nick):
             self.sendLine(wire.ERR_ERRONEOUS_NICKNAME)
-        elif not self.factory.register(self, nick):
+            return
+        checker = self.factory.checker
+        if checker is None:
+            if not self.factory.register(self, nick):
+                self.sendLine(wire.ERR_NICK_IN_USE)
+            return
+        if len(arguments) < 2 or not arguments[1]:
+            self._authFailed(nick, "no password")
+            return
+        # The verdict may come later: hold further input until it does.
+        self._held = []
+        self.pauseReading()
+        verdict = maybeDeferred(checker.requestAvatarId, UsernamePassword(nick, arguments[1]))
+        verdict.addCallbacks(self._authSucceeded, self._authRejected, callbackArgs=(nick,), errbackArgs=(nick,))
+        verdict.addErrback(lambda failure: self.log.failure("handling a login verdict", failure))
+
+    def _authSucceeded(self, avatar_id: object, nick: bytes) -> None:
+        if self.done:
+            return
+        if not self.factory.register(self, nick):
             self.sendLine(wire.ERR_NICK_IN_USE)
+        self._release()
+
+    def _authRejected(self, failure: Failure, nick: bytes) -> None:
+        if self.done:
+            return
+        if failure.check(UnauthorizedLogin):
+            self._authFailed(nick, "wrong password or unknown nick")
+        else:
+            self.log.failure("checking the password of {nick} failed", failure, nick=nick.decode())
+            self._authFailed(nick, "checker error")
+        self._release()
+
+    def _authFailed(self, nick: bytes, why: str) -> None:
+        self.authFailures += 1
+        self.factory.stats.authFailures += 1
+        self.log.info(
+            "{peer} failed to log in as {nick}: {why} ({count} of {limit})",
+            peer=self.peer,
+            nick=nick.decode(),
+            why=why,
+            count=self.authFailures,
+            limit=MAX_AUTH_FAILURES,
+        )
+        if self.authFailures >= MAX_AUTH_FAILURES:
+            self.closeWith(wire.ERR_UNAUTHORIZED, "unauthorized")
+        else:
+            self.sendLine(wire.ERR_UNAUTHORIZED)
+
+    def _release(self) -> None:
+        """The verdict is in: handle the held lines, in order, then read again."""
+        held, self._held = self._held or [], None
+        overflowed, self._heldOverflow = self._heldOverflow, False
+        if self.done:
+            return
+        self._handleLines(held, overflowed)
+        if self._held is None and not self.factory.backpressure.isPaused(self):
+            self.resumeReading()
 
     def do_RESUME(self, rest: bytes) -> None:
         if self.nick is not None:
@@ -410,9 +490,11 @@ class ChatFactory(ServerFactory):
 
     log = Logger()
 
-    def __init__(self, config: ServerConfig, clock: IReactorTime) -> None:
+    def __init__(self, config: ServerConfig, clock: IReactorTime, checker: ICredentialsChecker | None = None) -> None:
         self.config = config
         self.clock = clock
+        #: With a checker, NICK must carry a password it accepts (``--auth``).
+        self.checker = checker
         self.connections: set[ChatServerProtocol] = set()
         self.sessions: SessionTable[ChatServerProtocol] = SessionTable(clock, config.grace, self._sessionExpired)
         self.seq = 0

@@ -61,6 +61,7 @@ CLOSE_REASONS = (
     "register_timeout",
     "line_too_long",
     "full",
+    "unauthorized",
 )
 
 _CLOSING_LINES = {
@@ -69,6 +70,7 @@ _CLOSING_LINES = {
     wire.ERR_REGISTRATION_TIMEOUT: "register_timeout",
     wire.ERR_LINE_TOO_LONG: "line_too_long",
     wire.ERR_SERVER_FULL: "full",
+    wire.ERR_UNAUTHORIZED: "unauthorized",
 }
 
 
@@ -108,6 +110,8 @@ class ServerStats:
         self.closes: Counter[str] = Counter()
         #: RESUMEs, by outcome (see ``RESUME_OUTCOMES``).
         self.resumes: Counter[str] = Counter()
+        #: Failed logins (ERR 401) with --auth.
+        self.authFailures = 0
         #: Round trips of answered PINGs, in seconds.
         self.rtt = Histogram(RTT_BUCKETS)
         #: What closed connections counted; open ones still hold theirs.

@@ -12,6 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import IService
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.strcred import AuthOptionMixin
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
@@ -39,15 +42,19 @@ def _plain(seconds: float) -> float:
     return int(seconds) if seconds == int(seconds) else seconds
 
 
-class ServerOptions(usage.Options):
+class ServerOptions(AuthOptionMixin, usage.Options):
     """Options of ``twistd hbchat``; a bad value raises ``usage.UsageError``."""
+
+    # --auth CHECKER (twisted.cred.strcred): NICK <nick> <password> is checked as a username and password.
+    supportedInterfaces = (IUsernamePassword,)
 
     synopsis = "[options]"
     longdesc = (
         "A chat server speaking the hbchat v1 line protocol, with heartbeats that tell a live "
         "peer from a dead one. Endpoints are Twisted endpoint strings, e.g. tcp:6464, "
         "tcp:6464:interface=127.0.0.1, ssl:6697:privateKey=key.pem:certKey=cert.pem, "
-        "unix:/run/hbchat.sock. The protocol is described in docs/protocol.md."
+        "unix:/run/hbchat.sock. With --auth (e.g. --auth hbpasswd:/etc/hbchat/passwd, see --help-auth) "
+        "NICK must carry a password the checker accepts. The protocol is described in docs/protocol.md."
     )
 
     optParameters = [
@@ -143,7 +150,15 @@ class ServerOptions(usage.Options):
     # usage.Options shows a docstring as written: one line, or its indentation shows too.
     opt_metrics.__doc__ = " ".join((opt_metrics.__doc__ or "").split())
 
+    @property
+    def checker(self) -> ICredentialsChecker | None:
+        """The first --auth checker, or None: authentication is off."""
+        checkers: list[ICredentialsChecker] = self.get("credCheckers", [])
+        return checkers[0] if checkers else None
+
     def postOptions(self) -> None:
+        if len(self.get("credCheckers", [])) > 1:
+            raise usage.UsageError("--auth may be given once")
         try:
             self.config = ServerConfig(
                 ping=self["ping"],
@@ -182,7 +197,7 @@ def makeService(options: ServerOptions, reactor: Any = None) -> IService:
 
         reactor = installed_reactor
     config: ServerConfig = options.config
-    factory = ChatFactory(config, reactor)
+    factory = ChatFactory(config, reactor, options.checker)
     service = ChatService(factory, config.listen, reactor)
     if options["metrics"] is not None:
         return WithMetrics(service, factory, options["metrics"], reactor)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost, ConnectionRefusedError
@@ -67,9 +68,9 @@ class FakePeer:
     def receivedText(self) -> list[str]:
         return [line.decode("utf-8") for line in self.received()]
 
-    def register(self, nick: str) -> list[bytes]:
+    def register(self, nick: str, password: str | None = None) -> list[bytes]:
         """HELLO, NICK, and everything up to and including our own JOIN."""
-        self.sendLine(f"NICK {nick}")
+        self.sendLine(f"NICK {nick} {password}" if password is not None else f"NICK {nick}")
         return self.received()
 
     @property
@@ -118,20 +119,20 @@ class ReactorClock(Clock):
 class FakeServer:
     """An hbchat server on a fake clock; connect peers with :meth:`connect`."""
 
-    def __init__(self, **settings: Any) -> None:
+    def __init__(self, checker: ICredentialsChecker | None = None, **settings: Any) -> None:
         self.clock = ReactorClock()
         self.config = ServerConfig(**settings)
-        self.factory = ChatFactory(self.config, self.clock)
+        self.factory = ChatFactory(self.config, self.clock, checker)
         self._nextPort = 40000
 
     def connect(self) -> FakePeer:
         self._nextPort += 1
         return FakePeer(self, self._nextPort)
 
-    def registered(self, nick: str) -> FakePeer:
+    def registered(self, nick: str, password: str | None = None) -> FakePeer:
         """A peer that has registered as ``nick`` and read everything so far."""
         peer = self.connect()
-        peer.register(nick)
+        peer.register(nick, password)
         return peer
 
     def turn(self) -> None:

@@ -118,6 +118,31 @@ class TwistdTestCase(unittest.TestCase):
             check=False,
         )
 
+    @inlineCallbacks
+    def _connect(self, process: TwistdProcess, port: int) -> Any:
+        """Connect to the starting server, retrying until it listens (deadline: DEADLINE)."""
+        deadline = reactor.seconds() + DEADLINE
+        while True:
+            client = LineClient("tester")
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=DEADLINE)
+            try:
+                yield within(connectProtocol(endpoint, client), DEADLINE, "connecting to twistd")
+            except ConnectionRefusedError:
+                if process.reason is not None:
+                    self.fail(f"twistd exited before it listened\n{process.output()}")
+                if reactor.seconds() > deadline:
+                    self.fail(f"twistd did not listen on {port} within {DEADLINE}s\n{process.output()}")
+                yield deferLater(reactor, 0.1, lambda: None)
+                continue
+            self.addCleanup(client.disconnect)
+            return client
+
+    @inlineCallbacks
+    def _kill(self, process: TwistdProcess, transport: Any) -> Any:
+        if process.reason is None:
+            transport.signalProcess("KILL")
+            yield within(process.whenEnded(), DEADLINE, "twistd dying of SIGKILL")
+
 
 class TwistdServerTests(TwistdTestCase):
     @inlineCallbacks
@@ -205,31 +230,6 @@ class TwistdServerTests(TwistdTestCase):
             yield within(client.whenLost(), DEADLINE, "the connection closing")
         text = process.out.decode(errors="replace") + process.err.decode(errors="replace")
         self.assertNotIn("Traceback", text, process.output())
-
-    @inlineCallbacks
-    def _connect(self, process: TwistdProcess, port: int) -> Any:
-        """Connect to the starting server, retrying until it listens (deadline: DEADLINE)."""
-        deadline = reactor.seconds() + DEADLINE
-        while True:
-            client = LineClient("tester")
-            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=DEADLINE)
-            try:
-                yield within(connectProtocol(endpoint, client), DEADLINE, "connecting to twistd")
-            except ConnectionRefusedError:
-                if process.reason is not None:
-                    self.fail(f"twistd exited before it listened\n{process.output()}")
-                if reactor.seconds() > deadline:
-                    self.fail(f"twistd did not listen on {port} within {DEADLINE}s\n{process.output()}")
-                yield deferLater(reactor, 0.1, lambda: None)
-                continue
-            self.addCleanup(client.disconnect)
-            return client
-
-    @inlineCallbacks
-    def _kill(self, process: TwistdProcess, transport: Any) -> Any:
-        if process.reason is None:
-            transport.signalProcess("KILL")
-            yield within(process.whenEnded(), DEADLINE, "twistd dying of SIGKILL")
 
 
 class TwistdOptionTests(TwistdTestCase):

@@ -1,0 +1,269 @@
+"""
+Password files of salted, slow hashes, the checker that reads them, and ``hbchat-passwd``.
+
+One line per user::
+
+    <nick>:scrypt$<n>$<r>$<p>$<salt, base64>$<hash, base64>
+
+The hash is :func:`hashlib.scrypt` of the UTF-8 password; the cost parameters are stored
+with each line, so raising them later only affects new or changed passwords.  The file is
+read on every check, so ``hbchat-passwd`` changes take effect without a restart.  Hashing
+runs in a thread (scrypt is slow on purpose and must not stall the reactor), and secrets are
+compared with :func:`hmac.compare_digest`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import getpass
+import hashlib
+import hmac
+import os
+import secrets
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.defer import Deferred, maybeDeferred
+from zope.interface import implementer
+
+from hbchat import wire
+
+#: scrypt cost: 2**14 x 8 takes 16 MiB and some tens of milliseconds per check.
+SCRYPT_N = 2**14
+SCRYPT_R = 8
+SCRYPT_P = 1
+SALT_BYTES = 16
+HASH_BYTES = 32
+_MAXMEM = 64 * 1024 * 1024
+
+
+class PasswordFileError(ValueError):
+    """The password file cannot be read or has a malformed line; the message says where."""
+
+
+@dataclass(frozen=True)
+class Hashed:
+    n: int
+    r: int
+    p: int
+    salt: bytes
+    digest: bytes
+
+    def encode(self) -> str:
+        salt = base64.b64encode(self.salt).decode("ascii")
+        digest = base64.b64encode(self.digest).decode("ascii")
+        return f"scrypt${self.n}${self.r}${self.p}${salt}${digest}"
+
+    def matches(self, password: bytes) -> bool:
+        candidate = _scrypt(password, self.salt, self.n, self.r, self.p, len(self.digest))
+        return hmac.compare_digest(candidate, self.digest)
+
+
+def _scrypt(password: bytes, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:
+    return hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM, dklen=length)
+
+
+def hash_password(password: str | bytes, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> Hashed:
+    secret = password.encode("utf-8") if isinstance(password, str) else password
+    salt = secrets.token_bytes(SALT_BYTES)
+    return Hashed(n, r, p, salt, _scrypt(secret, salt, n, r, p, HASH_BYTES))
+
+
+def parse_hash(text: str) -> Hashed:
+    parts = text.split("$")
+    if len(parts) != 6 or parts[0] != "scrypt":
+        raise ValueError("not an scrypt$n$r$p$salt$hash entry")
+    n, r, p = (int(part) for part in parts[1:4])
+    if n < 2 or n & (n - 1) or r < 1 or p < 1:
+        raise ValueError("bad scrypt parameters")
+    salt = base64.b64decode(parts[4], validate=True)
+    digest = base64.b64decode(parts[5], validate=True)
+    if not salt or not digest:
+        raise ValueError("empty salt or hash")
+    return Hashed(n, r, p, salt, digest)
+
+
+def read_entries(path: str) -> dict[str, Hashed]:
+    """Nick to hash, in file order; blank lines and ``#`` comments are skipped."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError as error:
+        raise PasswordFileError(f"{path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise PasswordFileError(f"{path}: not UTF-8 text") from None
+    entries: dict[str, Hashed] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        nick, sep, encoded = line.partition(":")
+        try:
+            if not sep:
+                raise ValueError("no ':'")
+            entries[nick] = parse_hash(encoded)
+        except ValueError as error:
+            raise PasswordFileError(f"{path}, line {number}: malformed entry ({error})") from None
+    return entries
+
+
+def write_entries(path: str, entries: dict[str, Hashed]) -> None:
+    """Replace the file atomically (a temporary file in the same directory, then a rename)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        mode = 0o600
+    handle, temporary = tempfile.mkstemp(prefix=".hbpasswd-", dir=directory)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as output:
+            for nick, hashed in entries.items():
+                output.write(f"{nick}:{hashed.encode()}\n")
+            output.flush()
+            os.fsync(output.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _in_thread(function: Callable[..., bool], *arguments: Any) -> Deferred[bool]:
+    from twisted.internet.threads import deferToThread
+
+    return deferToThread(function, *arguments)
+
+
+@implementer(ICredentialsChecker)
+class HashedPasswordChecker:
+    """
+    An ``ICredentialsChecker`` for :class:`IUsernamePassword` against an hbpasswd file.
+
+    ``run`` calls the (slow) verification; by default in a thread.  An unknown user costs a
+    hash as well, so that timing does not tell which nicks exist.
+    """
+
+    credentialInterfaces = (IUsernamePassword,)
+
+    def __init__(self, path: str, run: Callable[..., Deferred[bool]] | None = None) -> None:
+        self.path = path
+        self._run = run if run is not None else _in_thread
+        self._dummy = hash_password(secrets.token_bytes(16), n=SCRYPT_N)
+
+    def _verify(self, nick: str, password: bytes) -> bool:
+        hashed = read_entries(self.path).get(nick)
+        if hashed is None:
+            self._dummy.matches(password)
+            return False
+        return hashed.matches(password)
+
+    def requestAvatarId(self, credentials: IUsernamePassword) -> Deferred[bytes | tuple[()]]:
+        username = credentials.username
+        name = username.decode("utf-8", "replace") if isinstance(username, bytes) else str(username)
+        password = credentials.password
+        secret = password if isinstance(password, bytes) else str(password).encode("utf-8")
+
+        def verdict(ok: bool) -> bytes | tuple[()]:
+            if not ok:
+                raise UnauthorizedLogin("invalid nick or password")
+            return name.encode("utf-8")
+
+        result: Deferred[bool] = maybeDeferred(self._run, self._verify, name, secret)
+        return result.addCallback(verdict)
+
+
+# --- hbchat-passwd ---
+
+
+def _read_new_password(nick: str, from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise PasswordFileError("no password on standard input")
+        return line.rstrip("\r\n")
+    first = getpass.getpass(f"Password for {nick}: ")
+    second = getpass.getpass("Again: ")
+    if first != second:
+        raise PasswordFileError("the passwords do not match")
+    return first
+
+
+def _check_password(password: str) -> None:
+    if not password:
+        raise PasswordFileError("empty password")
+    if any(character.isspace() or not character.isprintable() for character in password):
+        # NICK <nick> <password>: the password is one space-free argument.
+        raise PasswordFileError("a password may not contain spaces or control characters")
+
+
+def passwd_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="hbchat-passwd",
+        description="Manage an hbchat password file of salted scrypt hashes (twistd hbchat --auth hbpasswd:FILE).",
+        epilog="Exit status: 0 done, 1 failed (the message says why), 2 bad usage.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    add = commands.add_parser("add", help="add NICK, or change its password (asked twice, without echo)")
+    add.add_argument("file", metavar="FILE")
+    add.add_argument("nick", metavar="NICK")
+    add.add_argument(
+        "--stdin",
+        action="store_true",
+        help="read the password as one line from standard input (for scripts; no confirmation)",
+    )
+    remove = commands.add_parser("remove", help="remove NICK")
+    remove.add_argument("file", metavar="FILE")
+    remove.add_argument("nick", metavar="NICK")
+    listing = commands.add_parser("list", help="print the nicks in FILE, one a line (never the hashes)")
+    listing.add_argument("file", metavar="FILE")
+    arguments = parser.parse_args(argv)
+    try:
+        return _run_passwd(arguments)
+    except PasswordFileError as error:
+        sys.stderr.write(f"hbchat-passwd: error: {error}\n")
+        return 1
+    except OSError as error:
+        sys.stderr.write(f"hbchat-passwd: error: {arguments.file}: {error.strerror}\n")
+        return 1
+    except (KeyboardInterrupt, EOFError):
+        sys.stderr.write("hbchat-passwd: cancelled\n")
+        return 1
+
+
+def _run_passwd(arguments: argparse.Namespace) -> int:
+    path: str = arguments.file
+    if arguments.command == "list":
+        for listed in read_entries(path):
+            print(listed)
+        return 0
+    nick: str = arguments.nick
+    if not wire.is_valid_nick(nick.encode("utf-8")):
+        raise PasswordFileError(f"{nick!r} is not a valid nick (1 to 32 of A-Z a-z 0-9 _ - [ ] {{ }} ^ |)")
+    entries = read_entries(path) if arguments.command == "remove" or os.path.exists(path) else {}
+    if arguments.command == "remove":
+        if nick not in entries:
+            raise PasswordFileError(f"{nick} is not in {path}")
+        del entries[nick]
+        write_entries(path, entries)
+        print(f"removed {nick}")
+        return 0
+    password = _read_new_password(nick, arguments.stdin)
+    _check_password(password)
+    existed = nick in entries
+    entries[nick] = hash_password(password)
+    write_entries(path, entries)
+    print(f"{'changed' if existed else 'added'} {nick}")
+    return 0
+
+
+def main() -> None:
+    raise SystemExit(passwd_main())
