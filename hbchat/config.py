@@ -67,6 +67,8 @@ class ServerConfig:
     grace: float = 120.0
     retry_hint: float = 10.0
     drain: float = 5.0
+    max_per_ip: int = 50
+    sendq_max: int = 4 * 1024 * 1024
     listen: tuple[str, ...] = field(default=("tcp:6464",))
 
     def __post_init__(self) -> None:

@@ -8,6 +8,7 @@ event is encoded once and every connection gets one write per reactor turn.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import cast
 
@@ -36,8 +37,6 @@ from hbchat.writethrough import writer_for
 #: Seconds a congested receiver may hold every sender back before it counts as a slow
 #: consumer; a healthy one drains in milliseconds.
 SLOW_PATIENCE = 1.0
-#: A slow consumer whose backlog grows past this many bytes is cut (LEFT ... slow).
-MAX_BACKLOG = 4 * 1024 * 1024
 
 #: Seconds between two batches of BYEs while draining.
 DRAIN_STEP = 0.1
@@ -52,6 +51,22 @@ MAX_AUTH_FAILURES = 3
 
 def _unconnected(data: bytes) -> None:
     raise RuntimeError("not connected")
+
+
+def limited_host(address: IAddress) -> str | None:
+    """
+    The address a connection counts against for --max-per-ip; None for loopback and UNIX
+    sockets, which are exempt (behind a local proxy every client would share 127.0.0.1).
+    """
+    host = getattr(address, "host", None)
+    if not isinstance(host, str):
+        return None
+    try:
+        if ipaddress.ip_address(host.split("%", 1)[0]).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return host
 
 
 def describe_peer(address: IAddress) -> str:
@@ -125,6 +140,9 @@ class ChatServerProtocol(HeartbeatProtocol):
     _heldOverflow = False
     authFailures = 0
 
+    #: The address counted for --max-per-ip (None: exempt, or not admitted).
+    host: str | None = None
+
     def __init__(self, factory: ChatFactory) -> None:
         super().__init__(factory.clock)
         self.transport = None
@@ -152,12 +170,11 @@ class ChatServerProtocol(HeartbeatProtocol):
         factory = self.factory
         self.connectedAt = self.clock.seconds()
         self.peer = describe_peer(self.link.getPeer())
-        if not factory.admit(self):
-            self.log.warn(
-                "refused {peer}: server full ({limit} connections)", peer=self.peer, limit=factory.config.max_clients
-            )
+        refusal = factory.admit(self, limited_host(self.link.getPeer()))
+        if refusal is not None:
+            self.log.warn("refused {peer}: {why}", peer=self.peer, why=refusal.decode().strip())
             self.done = True
-            self._writeAndClose(wire.ERR_SERVER_FULL)
+            self._writeAndClose(refusal)
             return
         config = factory.config
         self.lastReceived = self.clock.seconds()
@@ -500,9 +517,10 @@ class ChatFactory(ServerFactory):
         self.seq = 0
         self.history = History(config.history)
         self.fanout = Fanout(lambda flush: clock.callLater(0, self._endTurn))
-        self.maxBacklog = MAX_BACKLOG
+        self.maxBacklog = config.sendq_max
+        self._perHost: dict[str, int] = {}
         self.backpressure = Backpressure(
-            clock, SLOW_PATIENCE, config.timeout, MAX_BACKLOG, population=lambda: len(self.connections)
+            clock, SLOW_PATIENCE, config.timeout, config.sendq_max, population=lambda: len(self.connections)
         )
         self.stopping = False
         #: Timeout verdicts withdrawn because the peer had spoken during a server stall.
@@ -526,12 +544,21 @@ class ChatFactory(ServerFactory):
     def buildProtocol(self, addr: IAddress | None) -> ChatServerProtocol:  # type: ignore[override]
         return ChatServerProtocol(self)
 
-    def admit(self, protocol: ChatServerProtocol) -> bool:
-        """Count a new connection in, unless the server is full or stopping."""
+    def admit(self, protocol: ChatServerProtocol, host: str | None) -> bytes | None:
+        """
+        Count a new connection in; or the ERR line that refuses it (server full or
+        stopping, or too many connections from its address).
+        """
         if self.stopping or len(self.connections) >= self.config.max_clients:
-            return False
+            return wire.ERR_SERVER_FULL
+        if host is not None:
+            count = self._perHost.get(host, 0)
+            if count >= self.config.max_per_ip:
+                return wire.ERR_TOO_MANY_FROM_ADDRESS
+            self._perHost[host] = count + 1
+            protocol.host = host
         self.connections.add(protocol)
-        return True
+        return None
 
     def register(self, protocol: ChatServerProtocol, nick: bytes) -> bool:
         """NICK: a new session, WELCOME, and a JOIN for everyone; ``False`` if the nick is taken."""
@@ -604,6 +631,13 @@ class ChatFactory(ServerFactory):
         self.stats.connectionClosed(protocol)
         if protocol in self.connections:
             self.connections.discard(protocol)
+            host = protocol.host
+            if host is not None:
+                remaining = self._perHost[host] - 1
+                if remaining:
+                    self._perHost[host] = remaining
+                else:
+                    del self._perHost[host]
             self.log.info(
                 "{peer} closed ({reason}): {why}",
                 peer=protocol.peer,

@@ -70,6 +70,7 @@ _CLOSING_LINES = {
     wire.ERR_REGISTRATION_TIMEOUT: "register_timeout",
     wire.ERR_LINE_TOO_LONG: "line_too_long",
     wire.ERR_SERVER_FULL: "full",
+    wire.ERR_TOO_MANY_FROM_ADDRESS: "full",
     wire.ERR_UNAUTHORIZED: "unauthorized",
 }
 

@@ -94,6 +94,20 @@ class ServerOptions(AuthOptionMixin, usage.Options):
             _coerce(parse_count, "max-clients"),
         ],
         [
+            "max-per-ip",
+            None,
+            DEFAULTS.max_per_ip,
+            "Most connections from one IP address; more are told ERR 503 (loopback and UNIX sockets are exempt).",
+            _coerce(parse_count, "max-per-ip"),
+        ],
+        [
+            "sendq-max",
+            None,
+            DEFAULTS.sendq_max,
+            "A client whose unsent output grows past this many bytes while it lags is cut (LEFT ... slow).",
+            _coerce(parse_count, "sendq-max"),
+        ],
+        [
             "history",
             None,
             DEFAULTS.history,
@@ -170,6 +184,8 @@ class ServerOptions(AuthOptionMixin, usage.Options):
                 grace=self["grace"],
                 retry_hint=self["retry-hint"],
                 drain=self["drain"],
+                max_per_ip=self["max-per-ip"],
+                sendq_max=self["sendq-max"],
                 listen=tuple(self["listen"]) or DEFAULTS.listen,
             )
         except ConfigError as error:

@@ -168,6 +168,7 @@ ERR_LINE_TOO_LONG = err(413, "line too long")
 ERR_ERRONEOUS_NICKNAME = err(432, "erroneous nickname")
 ERR_NICK_IN_USE = err(433, "nick in use")
 ERR_SERVER_FULL = err(503, "server full")
+ERR_TOO_MANY_FROM_ADDRESS = err(503, "too many connections from your address")
 
 
 def err_unknown_command(verb: bytes) -> bytes:

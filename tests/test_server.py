@@ -580,3 +580,35 @@ class WhoBurstTests(SynchronousTestCase):
         queued = server.factory.fanout._direct[asker.protocol]
         self.assertEqual(len({id(data) for _, data in queued}), 1)
         self.assertEqual(asker.received()[-1], server.factory.who().rstrip(b"\n"))
+
+
+class PerAddressLimitTests(SynchronousTestCase):
+    def test_connections_beyond_the_per_address_limit_get_err_503(self) -> None:
+        from twisted.internet.address import IPv4Address
+
+        from hbchat.testing import RecordingTransport
+
+        server = FakeServer(max_per_ip=2)
+        transports = []
+        for port in range(3):
+            transport = RecordingTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 40000 + port))
+            protocol = server.factory.buildProtocol(transport.getPeer())
+            protocol.makeConnection(transport)
+            transports.append((protocol, transport))
+        server.turn()
+        self.assertTrue(transports[0][1].value().startswith(b"HELLO"))
+        self.assertEqual(transports[2][1].value(), b"ERR 503 too many connections from your address\n")
+        # A closed connection frees its place.
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+
+        transports[0][0].connectionLost(Failure(ConnectionDone()))
+        transport = RecordingTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 40009))
+        protocol = server.factory.buildProtocol(transport.getPeer())
+        protocol.makeConnection(transport)
+        self.assertTrue(transport.value().startswith(b"HELLO"))
+
+    def test_loopback_is_exempt(self) -> None:
+        server = FakeServer(max_per_ip=1)
+        peers = [server.connect() for _ in range(3)]  # FakePeers come from 127.0.0.1
+        self.assertTrue(all(peer.received()[0].startswith(b"HELLO") for peer in peers))
