@@ -14,14 +14,11 @@ compared with :func:`hmac.compare_digest`.
 
 from __future__ import annotations
 
-import argparse
 import base64
-import getpass
 import hashlib
 import hmac
 import os
 import secrets
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,8 +29,6 @@ from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, maybeDeferred
 from zope.interface import implementer
-
-from hbchat import wire
 
 #: scrypt cost: 2**14 x 8 takes 16 MiB and some tens of milliseconds per check.
 SCRYPT_N = 2**14
@@ -182,88 +177,3 @@ class HashedPasswordChecker:
 
 
 # --- hbchat-passwd ---
-
-
-def _read_new_password(nick: str, from_stdin: bool) -> str:
-    if from_stdin:
-        line = sys.stdin.readline()
-        if not line:
-            raise PasswordFileError("no password on standard input")
-        return line.rstrip("\r\n")
-    first = getpass.getpass(f"Password for {nick}: ")
-    second = getpass.getpass("Again: ")
-    if first != second:
-        raise PasswordFileError("the passwords do not match")
-    return first
-
-
-def _check_password(password: str) -> None:
-    if not password:
-        raise PasswordFileError("empty password")
-    if any(character.isspace() or not character.isprintable() for character in password):
-        # NICK <nick> <password>: the password is one space-free argument.
-        raise PasswordFileError("a password may not contain spaces or control characters")
-
-
-def passwd_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="hbchat-passwd",
-        description="Manage an hbchat password file of salted scrypt hashes (twistd hbchat --auth hbpasswd:FILE).",
-        epilog="Exit status: 0 done, 1 failed (the message says why), 2 bad usage.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    add = commands.add_parser("add", help="add NICK, or change its password (asked twice, without echo)")
-    add.add_argument("file", metavar="FILE")
-    add.add_argument("nick", metavar="NICK")
-    add.add_argument(
-        "--stdin",
-        action="store_true",
-        help="read the password as one line from standard input (for scripts; no confirmation)",
-    )
-    remove = commands.add_parser("remove", help="remove NICK")
-    remove.add_argument("file", metavar="FILE")
-    remove.add_argument("nick", metavar="NICK")
-    listing = commands.add_parser("list", help="print the nicks in FILE, one a line (never the hashes)")
-    listing.add_argument("file", metavar="FILE")
-    arguments = parser.parse_args(argv)
-    try:
-        return _run_passwd(arguments)
-    except PasswordFileError as error:
-        sys.stderr.write(f"hbchat-passwd: error: {error}\n")
-        return 1
-    except OSError as error:
-        sys.stderr.write(f"hbchat-passwd: error: {arguments.file}: {error.strerror}\n")
-        return 1
-    except (KeyboardInterrupt, EOFError):
-        sys.stderr.write("hbchat-passwd: cancelled\n")
-        return 1
-
-
-def _run_passwd(arguments: argparse.Namespace) -> int:
-    path: str = arguments.file
-    if arguments.command == "list":
-        for listed in read_entries(path):
-            print(listed)
-        return 0
-    nick: str = arguments.nick
-    if not wire.is_valid_nick(nick.encode("utf-8")):
-        raise PasswordFileError(f"{nick!r} is not a valid nick (1 to 32 of A-Z a-z 0-9 _ - [ ] {{ }} ^ |)")
-    entries = read_entries(path) if arguments.command == "remove" or os.path.exists(path) else {}
-    if arguments.command == "remove":
-        if nick not in entries:
-            raise PasswordFileError(f"{nick} is not in {path}")
-        del entries[nick]
-        write_entries(path, entries)
-        print(f"removed {nick}")
-        return 0
-    password = _read_new_password(nick, arguments.stdin)
-    _check_password(password)
-    existed = nick in entries
-    entries[nick] = hash_password(password)
-    write_entries(path, entries)
-    print(f"{'changed' if existed else 'added'} {nick}")
-    return 0
-
-
-def main() -> None:
-    raise SystemExit(passwd_main())

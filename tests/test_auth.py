@@ -21,7 +21,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from zope.interface import implementer
 
-from hbchat import passwords, tap
+from hbchat import passwdcli, passwords, tap
 from hbchat.passwords import HashedPasswordChecker, hash_password, read_entries, write_entries
 from hbchat.testing import FakeServer
 from tests.test_twistd import TwistdProcess, TwistdTestCase, findExecutable, freePort
@@ -328,7 +328,7 @@ class PasswdCommandTests(SynchronousTestCase):
 
         self.patch(getpass, "getpass", fake_getpass)
         self.patch(sys, "stderr", open(os.devnull, "w"))
-        self.assertEqual(passwords.passwd_main(["add", self.path, "alice"]), 1)
+        self.assertEqual(passwdcli.passwd_main(["add", self.path, "alice"]), 1)
         self.assertEqual(asked, ["Password for alice: ", "Again: "])
         self.assertFalse(os.path.exists(self.path))
 
