@@ -5,28 +5,8 @@ Reconnect storm: N clients, a server restart, and when every one of them tries t
 The logic lives in :mod:`hbchat.bench.storm` (``hbchat-bench storm`` runs it too); this
 script is its front end for the measurement in docs/performance.md.
 
-One process (this script's reactor) connects N :class:`hbchat.client.ChatClientFactory`
-clients over loopback to a ``twistd hbchat`` subprocess, then stops the server and starts a
-new one on the same port a fixed delay later.  Every connection attempt the clients make
-is timestamped relative to the stop, as is the moment each client is registered again.
-
-Scenarios (``--scenarios``):
-
-* ``stock-crash``: SIGKILL (no BYE, pure backoff) with Twisted's stock
-  ``ReconnectingClientFactory.retry``: Gaussian jitter around a delay that starts at 1 s
-  and grows by a factor of e, capped at 30 s.
-* ``hbchat-crash``: SIGKILL with hbchat's own retry: full jitter, uniform(0, min(30, 2**n)).
-* ``hbchat-graceful``: SIGTERM; the server says ``BYE shutdown retry=S`` (``--retry-hint``)
-  and the clients come back after uniform(0, S).
-* ``stock-crash-quick``, ``hbchat-crash-quick``: the crashes again, with the new server
-  spawned after ``--quick-restart-delay`` (0.2 s), i.e. up before the stock clients' first
-  retry at about 1 s, which then lands on it in one wave.
-* ``stock-graceful`` (not run by default): SIGTERM with the stock retry, which ignores the hint.
-
-``--smoke`` runs only the first three, with 50 clients.
-
-Outputs: a JSON file with everything measured, a PNG with the attempts per 100 ms of each
-scenario, and a "Reconnect storm" section in ``performance.md`` next to the PNG.
+The scenarios, what is timed and what is written are described in
+:mod:`hbchat.bench.storm`.
 
 Usage::
 

@@ -211,11 +211,6 @@ class EndpointConnector:
         attempt, self._attempt = self._attempt, None
         attempt.cancel()
 
-    def disconnect(self) -> None:
-        protocol = self.factory.protocolInstance
-        if protocol is not None and protocol.transport is not None:
-            protocol.link.loseConnection()
-
 
 class ChatClientFactory(ReconnectingClientFactory):
     """A chat session that survives its connections."""

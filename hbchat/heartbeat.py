@@ -44,7 +44,6 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
         "lastReceived",
         "pingInterval",
         "rtt",
-        "sparedVerdicts",
     )
 
     clock: IReactorTime
@@ -62,9 +61,6 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
     _pinger: LoopingCall | None
     _verdict: IDelayedCall | None
     _skipWhileIdleBelow: float
-    #: Times a timeout verdict was withdrawn because the peer had spoken after all
-    #: (its data was waiting in the socket while the reactor was stalled).
-    sparedVerdicts: int
     _heardSincePing: bool
     _pingsSent: int
     _pingToken: bytes
@@ -75,7 +71,6 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
         self.pingInterval = None
         self.lastReceived = 0.0
         self.rtt = None
-        self.sparedVerdicts = 0
         self._pinger = None
         self._verdict = None
         self._skipWhileIdleBelow = 0.0
@@ -192,7 +187,6 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
     def _judgeSilence(self, heard_at: float) -> None:
         self._verdict = None
         if self.pingInterval is not None and self.lastReceived != heard_at:
-            self.sparedVerdicts += 1
             self.heartbeatSpared(self.lastReceived - heard_at)
             if self.timeOut is not None:
                 self.setTimeout(self.timeOut)

@@ -32,10 +32,6 @@ class Session(Generic[Connection]):
         self.connection: Connection | None = connection
         self._expiry: IDelayedCall | None = None
 
-    @property
-    def inGrace(self) -> bool:
-        return self.connection is None
-
 
 class SessionTable(Generic[Connection]):
     """Sessions by nick (regardless of case) and by token, with grace-period expiry."""

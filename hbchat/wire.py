@@ -20,8 +20,6 @@ PROTOCOL = b"hbchat/1"
 # Verbs a client may send before registering; everything else is ERR 403 until then.
 PRE_REGISTRATION_VERBS = frozenset({b"NICK", b"RESUME", b"PING", b"PONG", b"QUIT"})
 
-# Why a registered user left, as announced in LEFT.
-LEFT_REASONS = frozenset({"quit", "timeout", "slow", "error", "kicked"})
 
 _NICK = re.compile(rb"[A-Za-z0-9_\-\[\]{}^|]{1,32}")
 

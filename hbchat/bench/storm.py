@@ -288,6 +288,11 @@ def find_twistd() -> str:
     return str(candidate)
 
 
+#: The storm's server settings (besides --listen and --retry-hint): a slow heartbeat, so
+#: that what is measured is reconnection, and room for every client.
+SERVER_OPTIONS = ("--ping", "5", "--timeout", "15", "--max-clients", "20000")
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((HOST, 0))
@@ -485,16 +490,7 @@ async def run_scenario(name: str, settings: Settings, workdir: Path, server_comm
     random.seed(settings.seed)  # the stock retry draws from the module-level generator
     rng = random.Random(settings.seed)
     port = free_port()
-    options = [
-        "--ping",
-        "5",
-        "--timeout",
-        "15",
-        "--max-clients",
-        "20000",
-        "--retry-hint",
-        f"{settings.retry_hint:g}",
-    ]
+    options = [*SERVER_OPTIONS, "--retry-hint", f"{settings.retry_hint:g}"]
     template = None
     if server_command is not None:
         template = server_command.replace("{retry_hint}", f"{settings.retry_hint:g}")
@@ -860,7 +856,7 @@ def section(results: list[Result], settings: Settings, command: str, machine: st
         f"Command: `{command}`",
         "",
         f"N = {settings.clients} clients, connected at {settings.rate:g}/s before the stop. Server options: "
-        f"`--ping 5 --timeout 15 --max-clients 20000 --retry-hint {settings.retry_hint:g}`, listening with "
+        f"`{' '.join(SERVER_OPTIONS)} --retry-hint {settings.retry_hint:g}`, listening with "
         + (
             f"a listen backlog of {settings.backlog}"
             if settings.backlog
@@ -1157,12 +1153,7 @@ def default_server_command() -> str:
             "hbchat",
             "--listen",
             f"tcp:{{port}}:interface={HOST}",
-            "--ping",
-            "5",
-            "--timeout",
-            "15",
-            "--max-clients",
-            "20000",
+            *SERVER_OPTIONS,
             "--retry-hint",
             "{retry_hint}",
         ]
