@@ -8,7 +8,9 @@
 #   a medians (min-max) table per target on stdout.
 #
 # The hbchat server is the installed `twistd` (pip install .), started as the driver's README says:
-# pinned to CPU 0 with the driver on CPU 1, --ping 1 --timeout 3, rate limiting off where it exists.
+# pinned to CPU 0 with the driver on CPU 1, --ping 1 --timeout 3. The fan-out scenarios turn the
+# per-connection rate limit off (--rate 0): their 4 senders send 7,500 lines/s each by design, far
+# over the default 100/s. The idle ones run with the default limits (their 1 PING/s is within them).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 BENCH="${BENCH:-$HERE/../../shared/bench}"
@@ -17,12 +19,15 @@ TWISTD="${TWISTD:-$(command -v twistd)}"
 export REPS="${REPS:-3}" RESULTS="${RESULTS:-/tmp/hbbench/targets}"
 mkdir -p "$RESULTS"
 HB="$TWISTD -n --pidfile= hbchat --listen tcp:\$PORT:interface=127.0.0.1 --ping 1 --timeout 3 --max-clients 20000"
+HB_FANOUT="$HB --rate 0"
 targets=("$@")
 ((${#targets[@]})) || targets=(fanout3m flat fanout1k idle10k idle19900 sweep)
 
 run() {  # run PEER SCENARIO [ARG] with the environment given before it
   echo "== $*" >&2
-  HBCHAT_CMD="$HB" "$BENCH/run.sh" "$@" | tail -n 4
+  local command=$HB
+  [[ $2 == idle ]] || command=$HB_FANOUT
+  HBCHAT_CMD="$command" "$BENCH/run.sh" "$@" | tail -n 4
 }
 
 for target in "${targets[@]}"; do

@@ -1,7 +1,8 @@
 """
 Backpressure: when senders outrun receivers, slow the senders down, never drop messages.
 
-A receiver whose unsent output passes the transport's high-water mark is *congested*.  While
+A receiver whose unsent output passes the transport's high-water mark (``--sendq-soft``,
+set with :func:`set_high_water`) is *congested*.  While
 any receiver is congested the server stops reading from every connection that produces
 broadcasts, so the backlog stops growing and each receiver's output stays bounded; the
 senders are read again once every congested receiver has drained.  A congested client is
@@ -18,10 +19,33 @@ held back for as long as it takes.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+
+def set_high_water(transport: Any, size: int) -> bool:
+    """
+    Make ``transport`` tell its producer to pause once ``size`` bytes of output are unsent.
+
+    Twisted's stream transports do that at their ``bufferSize`` (64 KiB by default); under
+    TLS it is the transport beneath the TLS layer that holds the bytes, so that is the one
+    set.  ``False`` if there is no such transport (a fake one in tests, say).
+    """
+    # The transport that owns the socket (a TLS wrapper's handle is its OpenSSL connection,
+    # and it forwards unknown attributes to the transport beneath, so ask for the socket).
+    for _ in range(8):
+        if transport is None:
+            return False
+        get_handle = getattr(transport, "getHandle", None)
+        if get_handle is not None and isinstance(get_handle(), socket.socket):
+            if isinstance(getattr(transport, "bufferSize", None), int) and transport.bufferSize != size:
+                transport.bufferSize = size
+            return True
+        transport = getattr(transport, "transport", None)
+    return False
 
 
 class Throttled(Protocol):

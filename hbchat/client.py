@@ -25,8 +25,10 @@ from twisted.python.failure import Failure
 from hbchat import wire
 from hbchat.backoff import DEFAULT_BACKOFF, Backoff, hinted_delay
 from hbchat.clientsession import ClientSession
+from hbchat.config import DEFAULT_BURST, DEFAULT_RATE
 from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.interfaces import IChatObserver
+from hbchat.ratelimit import Bucket
 from hbchat.sockopts import enable_keepalive
 
 #: Seconds to wait for HELLO before the server is taken for dead (its advertised timeout
@@ -52,6 +54,17 @@ FINAL_BYES = {
 }
 #: ERRs during registration after which reconnecting cannot help.
 FINAL_ERRORS = {401, 432, 433}
+
+#: The share of the server's advertised rate and burst the client uses for its chat
+#: lines: the rest is room for heartbeats, WHO, and lines bunched up by the network.
+PACE_SHARE = 0.8
+
+
+def pace_for(rate: float, burst: int) -> Bucket | None:
+    """How fast we send SAY and TELL to a server that allows ``rate`` lines/s, ``burst`` at once (0: no limit)."""
+    if rate <= 0:
+        return None
+    return Bucket(rate * PACE_SHARE, max(1.0, burst * PACE_SHARE / 2))
 
 
 class ChatClientProtocol(HeartbeatProtocol):
@@ -113,12 +126,19 @@ class ChatClientProtocol(HeartbeatProtocol):
             self.problem = f"the server's greeting is not hbchat/1: {rest[:80]!r}"
             self.link.abortConnection()
             return
+        # Without rate= the server has the default limits (docs/protocol.md, section 2).
+        try:
+            rate, burst = float(settings.get(b"rate", DEFAULT_RATE)), int(settings.get(b"burst", DEFAULT_BURST))
+        except ValueError:
+            rate, burst = DEFAULT_RATE, DEFAULT_BURST
+        if not (0 <= rate < math.inf and burst >= 1):
+            rate, burst = DEFAULT_RATE, DEFAULT_BURST
         self.startHeartbeat(ping, timeout)
         try:
             enable_keepalive(self.transport, timeout)
         except OSError:
             pass
-        self.factory.greeted(self, auth=settings.get(b"auth") == b"required")
+        self.factory.greeted(self, auth=settings.get(b"auth") == b"required", pace=pace_for(rate, burst))
 
     def line_WELCOME(self, rest: bytes) -> None:
         nick, token, seq = rest.split(b" ")
@@ -256,6 +276,17 @@ class ChatClientFactory(ReconnectingClientFactory):
         #: ``retries`` it also counts the waits for a nick held by our own lost
         #: registration, which do not count towards ``maxRetries``.
         self._attempt = 0
+        #: How fast SAY and TELL may go out (hbchat.ratelimit), from the server's HELLO;
+        #: ``_paceFullAt`` is the pace bucket's state, ``_paceCall`` the wait for its next token.
+        self._pace: Bucket | None = None
+        self._paceFullAt = 0.0
+        self._paceCall: IDelayedCall | None = None
+        #: Refused lines put back at the front of the outbox since it last sent one; when we last slowed down.
+        self._requeued = 0
+        self._slowedAt = -math.inf
+        #: After an ERR 429 on this connection: one SAY in flight at a time, so that a line
+        #: sent again is not overtaken by the ones behind it.
+        self._oneAtATime = False
 
     # --- what the embedding program calls ---
 
@@ -339,8 +370,10 @@ class ChatClientFactory(ReconnectingClientFactory):
 
     # --- called by the protocol ---
 
-    def greeted(self, protocol: ChatClientProtocol, auth: bool) -> None:
+    def greeted(self, protocol: ChatClientProtocol, auth: bool, pace: Bucket | None = None) -> None:
         self.protocolInstance = protocol
+        self._pace, self._paceFullAt = pace, 0.0
+        self._oneAtATime = False
         session = self.session
         if session.token is not None:
             protocol.resuming = True
@@ -378,8 +411,9 @@ class ChatClientFactory(ReconnectingClientFactory):
     def _ready(self, protocol: ChatClientProtocol) -> None:
         protocol.resuming = False
         protocol.ready = True
-        for line in self.session.toResend():
-            self._send(protocol, line)
+        session = self.session
+        session.outbox.extend(session.toResend())
+        self._sendOutbox()
 
     def event(self, seq: int, kind: bytes, nick: bytes, detail: bytes) -> None:
         if not self.session.isNew(seq):
@@ -388,6 +422,8 @@ class ChatClientFactory(ReconnectingClientFactory):
         if kind == b"MSG":
             own = self.session.echoed(nick, detail)
             self.observer.message(seq, name, detail.decode("utf-8", "replace"), own)
+            if own and self._oneAtATime:
+                self._sendOutbox()
         elif kind == b"JOIN":
             self.observer.joined(seq, name)
         else:
@@ -411,6 +447,8 @@ class ChatClientFactory(ReconnectingClientFactory):
             shown = refused.decode("utf-8", "replace")[:60] if refused is not None else "a line"
             protocol.problem = "the server refused a line as too long"
             self.observer.serverError(code, f"{text}: not sent again: {shown!r}")
+        elif code == 429:
+            self._rateLimited(protocol, text)
         elif code in FINAL_ERRORS and not protocol.ready:
             self._giveUp(f"the server refused us: ERR {code} {text}")
             protocol.link.loseConnection()
@@ -429,6 +467,9 @@ class ChatClientFactory(ReconnectingClientFactory):
     def lost(self, protocol: ChatClientProtocol, reason: Failure) -> None:
         if self.protocolInstance is protocol:
             self.protocolInstance = None
+            if self._paceCall is not None and self._paceCall.active():
+                self._paceCall.cancel()
+            self._paceCall = None
         if self._quitting:
             self._giveUp("you quit")
             return
@@ -450,14 +491,61 @@ class ChatClientFactory(ReconnectingClientFactory):
             self._gaveUp = True
             self.observer.gaveUp(reason)
 
+    def _rateLimited(self, protocol: ChatClientProtocol, text: str) -> None:
+        """
+        ERR 429: the server refused a line.  A refused SAY is our oldest unechoed one (the
+        server answers lines in order): it goes back to the front of the outbox; we slow
+        down to half our pace, so that the server never has to kick us, and from now on
+        send a SAY only once the one before it has come back, so that the order holds.
+        """
+        refused_verb = text.rpartition(": ")[2].split(" ")[0]
+        if refused_verb == "SAY":
+            refused = self.session.refuseOldest()
+            if refused is not None:
+                # Several refusals in a row go back in the order they were sent.
+                self.session.outbox.insert(self._requeued, b"SAY " + refused)
+                self._requeued += 1
+        now = self.timer.seconds()
+        if now - self._slowedAt >= 1.0:  # one burst of refusals halves the pace once
+            self._slowedAt = now
+            pace = self._pace or Bucket(DEFAULT_RATE * PACE_SHARE, DEFAULT_BURST * PACE_SHARE / 2)
+            self._pace = Bucket(max(1.0, pace.rate / 2), max(1.0, pace.burst / 2))
+        assert self._pace is not None
+        self._oneAtATime = True
+        note = f"slowing down to {self._pace.rate:g} lines/s"
+        if refused_verb not in ("SAY", "PING", "PONG"):
+            note += f"; a {refused_verb or 'line'} was not handled"
+        self.observer.serverError(429, f"{text}: {note}")
+        self._sendOutbox()
+
     # --- sending ---
 
     def _submit(self, line: bytes) -> None:
+        self.session.queue(line)
+        self._sendOutbox()
+
+    def _sendOutbox(self) -> None:
+        """Send what waits in the outbox, as fast as the pace allows; come back for the rest."""
         protocol = self.protocolInstance
-        if protocol is not None and protocol.ready and not self.session.outbox:
-            self._send(protocol, line)
-        else:
-            self.session.queue(line)
+        if self._paceCall is not None or protocol is None or not protocol.ready:
+            return
+        outbox, pace = self.session.outbox, self._pace
+        now = self.timer.seconds()
+        while outbox:
+            if self._oneAtATime and self.session.unechoed:
+                return  # sent again when the echo comes (event)
+            if pace is not None:
+                full_at = pace.take(self._paceFullAt, now)
+                if full_at is None:
+                    self._paceCall = self.timer.callLater(pace.wait(self._paceFullAt, now), self._paceAgain)
+                    return
+                self._paceFullAt = full_at
+            self._requeued = 0
+            self._send(protocol, outbox.popleft())
+
+    def _paceAgain(self) -> None:
+        self._paceCall = None
+        self._sendOutbox()
 
     def _sendIfReady(self, line: bytes) -> bool:
         protocol = self.protocolInstance

@@ -44,7 +44,7 @@ class ClientSession:
     def queue(self, line: bytes) -> None:
         """Keep a line for when the connection is back."""
         if len(self.outbox) >= self.outbox_limit:
-            raise OutboxFullError(f"{len(self.outbox)} lines are already waiting for the connection to come back")
+            raise OutboxFullError(f"{len(self.outbox)} lines are already waiting to be sent")
         self.outbox.append(line)
 
     def sending(self, line: bytes) -> None:

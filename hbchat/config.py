@@ -28,6 +28,17 @@ def parse_seconds(option: str, text: str, allow_zero: bool = False) -> float:
     return value
 
 
+def parse_rate(option: str, text: str) -> float:
+    """Zero (off) or a positive finite number of lines per second."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--{option} must be a number of lines per second, not {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"--{option} must be zero (off) or a positive number of lines per second, not {text!r}")
+    return value
+
+
 def parse_count(option: str, text: str) -> int:
     """A positive whole number."""
     try:
@@ -54,6 +65,12 @@ def with_listen_backlog(description: str, backlog: int = LISTEN_BACKLOG) -> str:
     return description
 
 
+#: Lines a second per connection, and at once, unless --rate and --burst say otherwise.
+#: Part of the protocol: a HELLO without ``rate=`` means these.
+DEFAULT_RATE = 100.0
+DEFAULT_BURST = 200
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """Everything the chat factory needs to know; defaults are the documented ones."""
@@ -69,6 +86,12 @@ class ServerConfig:
     drain: float = 5.0
     max_per_ip: int = 50
     sendq_max: int = 4 * 1024 * 1024
+    sendq_soft: int = 256 * 1024
+    #: Lines a second per connection (0: no limit) and how many may come at once.
+    rate: float = DEFAULT_RATE
+    burst: int = DEFAULT_BURST
+    #: Connections between accept and registration (TLS handshake included) at once.
+    max_handshakes: int = 500
     listen: tuple[str, ...] = field(default=("tcp:6464",))
 
     def __post_init__(self) -> None:
@@ -76,6 +99,8 @@ class ServerConfig:
             raise ConfigError(
                 f"--timeout ({format_number(self.timeout)}) must be greater than --ping ({format_number(self.ping)})"
             )
+        if self.sendq_soft >= self.sendq_max:
+            raise ConfigError(f"--sendq-soft ({self.sendq_soft}) must be less than --sendq-max ({self.sendq_max})")
 
 
 def format_number(value: float) -> str:

@@ -12,9 +12,16 @@ talks to its transport directly, as before (write-through depends on it).
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IAddress
-from twisted.internet.protocol import Factory
+from typing import Any
 
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IAddress, IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.protocol import Factory
+from zope.interface import implementer
+
+from hbchat.config import with_listen_backlog
 from hbchat.server import ChatFactory, ChatServerProtocol
 
 
@@ -31,7 +38,21 @@ class Listener(Factory):
         self.accepted = 0
         #: Between the port's start and stop.
         self.listening = False
+        #: The listening port, once listening (see :class:`_RecordingEndpoint`).
+        self.port: IListeningPort | None = None
         chat.stats.listeners.append(self)
+        chat.gates.append(self)
+
+    def pauseAccepting(self) -> None:
+        """Leave new connections in the kernel's listen queue (--max-handshakes)."""
+        stop = getattr(self.port, "stopReading", None)
+        if stop is not None and getattr(self.port, "connected", False):
+            stop()
+
+    def resumeAccepting(self) -> None:
+        start = getattr(self.port, "startReading", None)
+        if start is not None and getattr(self.port, "connected", False):
+            start()
 
     def buildProtocol(self, addr: IAddress | None) -> ChatServerProtocol:  # type: ignore[override]
         self.accepted += 1
@@ -50,3 +71,36 @@ class Listener(Factory):
     def logPrefix(self) -> str:
         # The port logs "<prefix> starting on <port>": name the chat, as before.
         return self.chat.logPrefix()  # type: ignore[no-any-return]
+
+
+@implementer(IStreamServerEndpoint)
+class _RecordingEndpoint:
+    """An endpoint that tells the :class:`Listener` which port it listens on."""
+
+    def __init__(self, endpoint: IStreamServerEndpoint, listener: Listener) -> None:
+        self.endpoint = endpoint
+        self.listener = listener
+
+    def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:  # noqa: N803
+        def listening(port: IListeningPort) -> IListeningPort:
+            self.listener.port = port
+            return port
+
+        return self.endpoint.listen(protocolFactory).addCallback(listening)
+
+
+def listener_service(
+    chat: ChatFactory, description: str, reactor: Any, endpoint: IStreamServerEndpoint | None = None
+) -> StreamServerEndpointService:
+    """
+    The service that serves ``chat`` on ``description`` (a --listen endpoint string; tcp:,
+    ssl: and unix: get backlog=1024 unless they name one), as ``twistd`` runs it.
+    """
+    listener = Listener(chat, description)
+    if endpoint is None:
+        endpoint = serverFromString(reactor, with_listen_backlog(description))
+    service = StreamServerEndpointService(_RecordingEndpoint(endpoint, listener), listener)
+    # As twisted.application.strports.service does: a listen failure (port in use, bad
+    # path) stops twistd with an error instead of leaving a server that listens on nothing.
+    service._raiseSynchronously = True
+    return service

@@ -118,11 +118,26 @@ class ChatCollector(Collector):
             "Connections cut because they did not keep up with their output.",
             closes["slow"],
         )
+        yield _counter(
+            "hbchat_rate_limit_rejections",
+            "Lines refused with ERR 429: over --rate/--burst, or PINGs too often.",
+            stats.rateLimited,
+        )
+        yield _gauge(
+            "hbchat_connections_registering",
+            "Connections accepted and not yet registered (TLS handshake, NICK, password check).",
+            factory.handshaking,
+        )
+        yield _counter(
+            "hbchat_accept_pauses",
+            "Times accepting paused because --max-handshakes connections were registering.",
+            stats.acceptPauses,
+        )
         closed = CounterMetricFamily(
             "hbchat_connections_closed",
             "Connections closed, by reason: quit, timeout, slow, error (reset, EOF without QUIT), replaced (resumed "
             "elsewhere), shutdown, register_timeout, line_too_long, full (refused with ERR 503), unauthorized (a third "
-            "failed login with --auth).",
+            "failed login with --auth), kicked (over the rate limit after repeated ERR 429).",
             labels=["reason"],
         )
         for reason in (*CLOSE_REASONS, *sorted(set(closes) - set(CLOSE_REASONS))):

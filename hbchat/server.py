@@ -10,25 +10,34 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from typing import cast
+from typing import Protocol, cast
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.interfaces import IAddress, IConsumer, IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import (
+    IAddress,
+    IConsumer,
+    IDelayedCall,
+    IHandshakeListener,
+    INegotiated,
+    IPushProducer,
+    IReactorTime,
+)
 from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from hbchat import wire
-from hbchat.backpressure import Backpressure
+from hbchat.backpressure import Backpressure, set_high_water
 from hbchat.config import ServerConfig
 from hbchat.fanout import Fanout
 from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.history import History
 from hbchat.lag import ReactorLag
+from hbchat.ratelimit import MAX_STRIKES, Bucket, ping_bucket, strikes_after
 from hbchat.sessions import Session, SessionTable
 from hbchat.sockopts import enable_keepalive
 from hbchat.stats import ServerStats, closing_reason
@@ -47,6 +56,18 @@ CLOSE_GRACE = 3.0
 
 #: Failed logins (ERR 401) one connection may have; the last one closes it.
 MAX_AUTH_FAILURES = 3
+
+#: Seconds between two log lines about accepting paused by --max-handshakes (a storm
+#: may pause and resume it many times a second).
+PAUSE_LOG_INTERVAL = 10.0
+
+
+class Gate(Protocol):
+    """Something that lets connections in: a listener (hbchat.listeners.Listener)."""
+
+    def pauseAccepting(self) -> None: ...
+
+    def resumeAccepting(self) -> None: ...
 
 
 def _unconnected(data: bytes) -> None:
@@ -78,7 +99,7 @@ def describe_peer(address: IAddress) -> str:
     return f"unix:{name.decode(errors='replace') if isinstance(name, bytes) else name or '?'}"
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IHandshakeListener)
 class ChatServerProtocol(HeartbeatProtocol):
     """
     One client connection: registration, commands, heartbeat, and how it ends.
@@ -92,6 +113,7 @@ class ChatServerProtocol(HeartbeatProtocol):
         "_backlog",
         "_closeTimer",
         "_framer",
+        "_fullAt",
         "_producing",
         "_write",
         "bytesIn",
@@ -142,6 +164,15 @@ class ChatServerProtocol(HeartbeatProtocol):
 
     #: The address counted for --max-per-ip (None: exempt, or not admitted).
     host: str | None = None
+    #: Counted in ChatFactory.handshaking: admitted, not yet registered, not finished.
+    handshaking = False
+
+    #: Rate limits (hbchat.ratelimit): when the line bucket (in ``__slots__``: every line
+    #: touches it) and the PING bucket are full again, and the ERR 429 strikes so far.
+    _fullAt: float
+    _pingFullAt = 0.0
+    _strikes = 0
+    _lastStrike = 0.0
 
     def __init__(self, factory: ChatFactory) -> None:
         super().__init__(factory.clock)
@@ -149,6 +180,7 @@ class ChatServerProtocol(HeartbeatProtocol):
         self.connected = 0
         self.factory = factory
         self._framer = wire.LineFramer(factory.config.max_line)
+        self._fullAt = 0.0
         self.session = None
         self.nick = None
         self.peer = "?"
@@ -179,15 +211,30 @@ class ChatServerProtocol(HeartbeatProtocol):
         config = factory.config
         self.lastReceived = self.clock.seconds()
         self.setTimeout(config.register_timeout)
-        cast(IConsumer, self.transport).registerProducer(self, True)
-        self._producing = True
+        if INegotiated.providedBy(self.transport):
+            # TLS: the transport holds our HELLO until the handshake is done and pauses its
+            # producer meanwhile; were we registered, backpressure would stop reading the
+            # handshake itself.  We become its producer once the handshake completes.
+            pass
+        else:
+            self._becomeProducer()
+        set_high_water(self.transport, config.sendq_soft)
         try:
             enable_keepalive(self.transport, config.timeout)
         except OSError as error:
             self.log.debug("keepalive not set for {peer}: {error}", peer=self.peer, error=error)
         self.log.info("connection from {peer}", peer=self.peer, listener=self.listener)
         self._write = writer_for(self.transport)
-        self.deliver(wire.hello(config.ping, config.timeout, auth_required=factory.checker is not None))
+        self.deliver(factory.greeting)
+
+    def handshakeCompleted(self) -> None:
+        """IHandshakeListener: the TLS handshake is done (the registration deadline covered it)."""
+        if not self.done:
+            self._becomeProducer()
+
+    def _becomeProducer(self) -> None:
+        cast(IConsumer, self.transport).registerProducer(self, True)
+        self._producing = True
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._closeTimer is not None and self._closeTimer.active():
@@ -258,17 +305,28 @@ class ChatServerProtocol(HeartbeatProtocol):
 
     def _handleLines(self, lines: list[bytes], overflowed: bool) -> None:
         commands = self._commands
+        factory = self.factory
+        bucket = factory.lineBucket
+        now = self.clock.seconds() if bucket is not None else 0.0
         for index, line in enumerate(lines):
             if not line:
                 continue
+            verb, _, rest = line.partition(b" ")
+            verb = verb.upper()
+            if bucket is not None:
+                full_at = bucket.take(self._fullAt, now)
+                if full_at is None or (verb == b"PING" and not self._pingAllowed(now)):
+                    self._rateLimited(verb, now)
+                    if self.done:
+                        return
+                    continue
+                self._fullAt = full_at
             if not line.isascii():
                 try:
                     line.decode("utf-8")
                 except UnicodeDecodeError:
                     self.sendLine(wire.ERR_INVALID_UTF8)
                     continue
-            verb, _, rest = line.partition(b" ")
-            verb = verb.upper()
             if self.nick is None and verb not in wire.PRE_REGISTRATION_VERBS:
                 self.sendLine(wire.ERR_REGISTER_FIRST)
                 continue
@@ -287,6 +345,39 @@ class ChatServerProtocol(HeartbeatProtocol):
         if overflowed:
             self.log.info("{peer} sent a line over {limit} bytes", peer=self.peer, limit=self._framer.max_line)
             self.closeWith(wire.ERR_LINE_TOO_LONG, "error")
+
+    # --- rate limits (--rate, --burst) ---
+
+    def _pingAllowed(self, now: float) -> bool:
+        full_at = self.factory.pingBucket.take(self._pingFullAt, now)
+        if full_at is None:
+            return False
+        self._pingFullAt = full_at
+        return True
+
+    def _rateLimited(self, verb: bytes, now: float) -> None:
+        """A line over the limit: ERR 429 (not handled); a peer that keeps on is kicked."""
+        self.factory.stats.rateLimited += 1
+        strikes = self._strikes = strikes_after(self._strikes, self._lastStrike, now)
+        self._lastStrike = now
+        if strikes > MAX_STRIKES:
+            self.log.info(
+                "{nick} ({peer}) kicked: still over the rate limit after {count} ERR 429",
+                nick=(self.nick or b"-").decode(),
+                peer=self.peer,
+                count=MAX_STRIKES,
+            )
+            self.closeWith(wire.BYE_KICKED, "kicked")
+            return
+        if strikes == 1:
+            self.log.info(
+                "{nick} ({peer}) rate-limited: over {rate:g} lines/s (burst {burst:g}) or PINGs too often",
+                nick=(self.nick or b"-").decode(),
+                peer=self.peer,
+                rate=self.factory.config.rate,
+                burst=self.factory.config.burst,
+            )
+        self.sendLine(wire.err_rate_limited(verb))
 
     # --- commands; each gets the bytes after the verb and its space ---
 
@@ -417,6 +508,8 @@ class ChatServerProtocol(HeartbeatProtocol):
         """We hold ``session`` now: switch from the registration deadline to the heartbeat."""
         self.session = session
         self.nick = session.nick
+        if self.handshaking:
+            self.factory.handshakeOver(self)
         config = self.factory.config
         self.startHeartbeat(config.ping, config.timeout)
 
@@ -494,6 +587,8 @@ class ChatServerProtocol(HeartbeatProtocol):
             self.closeReason = reason
         self.done = True
         self.stopHeartbeat()
+        if self.handshaking:
+            self.factory.handshakeOver(self)
         self.factory.unregister(self, reason)
 
 
@@ -518,6 +613,12 @@ class ChatFactory(ServerFactory):
         self.history = History(config.history)
         self.fanout = Fanout(lambda flush: clock.callLater(0, self._endTurn))
         self.maxBacklog = config.sendq_max
+        #: Per-connection limits on lines and on PINGs; None with --rate 0.
+        self.lineBucket = Bucket(config.rate, config.burst) if config.rate > 0 else None
+        self.pingBucket = ping_bucket(config.ping)
+        self.greeting = wire.hello(
+            config.ping, config.timeout, auth_required=checker is not None, rate=config.rate, burst=config.burst
+        )
         self._perHost: dict[str, int] = {}
         self.backpressure = Backpressure(
             clock, SLOW_PATIENCE, config.timeout, config.sendq_max, population=lambda: len(self.connections)
@@ -532,6 +633,12 @@ class ChatFactory(ServerFactory):
         self._usersCount = -1
         self._usersSeq = -1
         self.stats = ServerStats()
+        #: Connections admitted and not yet registered (TLS handshake, NICK, password check).
+        self.handshaking = 0
+        #: What stops and restarts accepting (the listeners); paused at --max-handshakes.
+        self.gates: list[Gate] = []
+        self.acceptPaused = False
+        self._pauseLoggedAt = -PAUSE_LOG_INTERVAL
         #: Started and stopped with the listeners (startFactory, stopFactory).
         self.lag = ReactorLag(clock)
 
@@ -558,7 +665,40 @@ class ChatFactory(ServerFactory):
             self._perHost[host] = count + 1
             protocol.host = host
         self.connections.add(protocol)
+        protocol.handshaking = True
+        self.handshaking += 1
+        if self.handshaking >= self.config.max_handshakes and not self.acceptPaused:
+            self._pauseAccepting()
         return None
+
+    def handshakeOver(self, protocol: ChatServerProtocol) -> None:
+        """``protocol`` registered (or ended): one handshake fewer under way."""
+        protocol.handshaking = False
+        self.handshaking -= 1
+        if self.acceptPaused and self.handshaking < self.config.max_handshakes:
+            self.acceptPaused = False
+            for gate in self.gates:
+                gate.resumeAccepting()
+
+    def _pauseAccepting(self) -> None:
+        """
+        Too many connections between accept and registration (--max-handshakes): leave the
+        next ones in the listen queue, where they cost nothing and their registration
+        deadline has not started, until one of these registers or ends.
+        """
+        self.acceptPaused = True
+        self.stats.acceptPauses += 1
+        for gate in self.gates:
+            gate.pauseAccepting()
+        now = self.clock.seconds()
+        if now - self._pauseLoggedAt >= PAUSE_LOG_INTERVAL:
+            self._pauseLoggedAt = now
+            self.log.info(
+                "{count} connections are registering (--max-handshakes): new ones wait in the listen queue "
+                "(accepting paused {times} times so far)",
+                count=self.handshaking,
+                times=self.stats.acceptPauses,
+            )
 
     def register(self, protocol: ChatServerProtocol, nick: bytes) -> bool:
         """NICK: a new session, WELCOME, and a JOIN for everyone; ``False`` if the nick is taken."""

@@ -13,14 +13,12 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from twisted.application.service import MultiService
-from twisted.application.strports import service as endpoint_service
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorCore, IReactorThreads
 from twisted.logger import Logger
 
-from hbchat.config import with_listen_backlog
-from hbchat.listeners import Listener
+from hbchat.listeners import listener_service
 from hbchat.server import ChatFactory
 
 
@@ -34,10 +32,7 @@ class ChatService(MultiService):
         self.factory = factory
         self.reactor = reactor
         for description in listen:
-            # strports.service makes a listen failure (port in use, bad path) stop twistd
-            # with an error instead of leaving a server that listens on nothing.
-            listener = Listener(factory, description)
-            endpoint_service(with_listen_backlog(description), listener, reactor=reactor).setServiceParent(self)
+            listener_service(factory, description, reactor).setServiceParent(self)
 
     def privilegedStartService(self) -> None:
         # Listening happens here (before twistd drops privileges); a port in use is an

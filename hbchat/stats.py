@@ -62,6 +62,7 @@ CLOSE_REASONS = (
     "line_too_long",
     "full",
     "unauthorized",
+    "kicked",
 )
 
 _CLOSING_LINES = {
@@ -72,6 +73,7 @@ _CLOSING_LINES = {
     wire.ERR_SERVER_FULL: "full",
     wire.ERR_TOO_MANY_FROM_ADDRESS: "full",
     wire.ERR_UNAUTHORIZED: "unauthorized",
+    wire.BYE_KICKED: "kicked",
 }
 
 
@@ -113,6 +115,10 @@ class ServerStats:
         self.resumes: Counter[str] = Counter()
         #: Failed logins (ERR 401) with --auth.
         self.authFailures = 0
+        #: Lines refused with ERR 429 (--rate, --burst, too many PINGs).
+        self.rateLimited = 0
+        #: Times accepting was paused because --max-handshakes connections were registering.
+        self.acceptPauses = 0
         #: Round trips of answered PINGs, in seconds.
         self.rtt = Histogram(RTT_BUCKETS)
         #: What closed connections counted; open ones still hold theirs.

@@ -18,7 +18,7 @@ from twisted.cred.strcred import AuthOptionMixin
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
-from hbchat.config import ConfigError, ServerConfig, parse_count, parse_seconds
+from hbchat.config import ConfigError, ServerConfig, parse_count, parse_rate, parse_seconds
 from hbchat.server import ChatFactory
 from hbchat.service import ChatService
 from hbchat.web import WithMetrics
@@ -108,6 +108,37 @@ class ServerOptions(AuthOptionMixin, usage.Options):
             _coerce(parse_count, "sendq-max"),
         ],
         [
+            "sendq-soft",
+            None,
+            DEFAULTS.sendq_soft,
+            "When a client's unsent output passes this many bytes, the server stops reading from it (and from the "
+            "clients talking to it) until it drains.",
+            _coerce(parse_count, "sendq-soft"),
+        ],
+        [
+            "rate",
+            None,
+            _plain(DEFAULTS.rate),
+            "Lines a second each connection may send on average (0: no limit); more are answered ERR 429, and a "
+            "client that keeps going after 10 of them is cut (BYE kicked).",
+            _coerce(parse_rate, "rate"),
+        ],
+        [
+            "burst",
+            None,
+            DEFAULTS.burst,
+            "Lines a connection may send at once, above --rate, before ERR 429.",
+            _coerce(parse_count, "burst"),
+        ],
+        [
+            "max-handshakes",
+            None,
+            DEFAULTS.max_handshakes,
+            "Most connections between accept and registration (TLS handshake included) at once; further ones wait "
+            "in the listen queue.",
+            _coerce(parse_count, "max-handshakes"),
+        ],
+        [
             "history",
             None,
             DEFAULTS.history,
@@ -186,6 +217,10 @@ class ServerOptions(AuthOptionMixin, usage.Options):
                 drain=self["drain"],
                 max_per_ip=self["max-per-ip"],
                 sendq_max=self["sendq-max"],
+                sendq_soft=self["sendq-soft"],
+                rate=self["rate"],
+                burst=self["burst"],
+                max_handshakes=self["max-handshakes"],
                 listen=tuple(self["listen"]) or DEFAULTS.listen,
             )
         except ConfigError as error:

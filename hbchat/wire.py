@@ -13,7 +13,7 @@ import re
 import secrets
 from collections.abc import Iterable
 
-from hbchat.config import format_number
+from hbchat.config import DEFAULT_BURST, DEFAULT_RATE, format_number
 
 PROTOCOL = b"hbchat/1"
 
@@ -90,12 +90,21 @@ def new_session_token() -> str:
 # --- Lines the server sends.  Each returns the complete line, LF included. ---
 
 
-def hello(ping: float, timeout: float, auth_required: bool = False) -> bytes:
+def hello(
+    ping: float, timeout: float, auth_required: bool = False, rate: float = DEFAULT_RATE, burst: int = DEFAULT_BURST
+) -> bytes:
+    """
+    The greeting.  ``rate=`` and ``burst=`` are told only when they differ from the
+    defaults, which a client assumes when they are missing: the default greeting stays
+    the one every v1 client knows.
+    """
     line = b"HELLO %s ping=%s timeout=%s" % (
         PROTOCOL,
         format_number(ping).encode(),
         format_number(timeout).encode(),
     )
+    if (rate, burst) != (DEFAULT_RATE, DEFAULT_BURST):
+        line += b" rate=%s burst=%d" % (format_number(rate).encode(), burst)
     if auth_required:
         line += b" auth=required"
     return line + b"\n"
@@ -152,6 +161,8 @@ def err(code: int, text: str) -> bytes:
     return b"ERR %d %s\n" % (code, text.encode("utf-8"))
 
 
+BYE_KICKED = bye("kicked")
+
 ERR_INVALID_UTF8 = err(400, "invalid UTF-8")
 ERR_EMPTY_MESSAGE = err(400, "empty message")
 ERR_ALREADY_REGISTERED = err(400, "already registered")
@@ -167,6 +178,21 @@ ERR_ERRONEOUS_NICKNAME = err(432, "erroneous nickname")
 ERR_NICK_IN_USE = err(433, "nick in use")
 ERR_SERVER_FULL = err(503, "server full")
 ERR_TOO_MANY_FROM_ADDRESS = err(503, "too many connections from your address")
+
+
+#: Verbs a client may send at all; ERR 429 names the one it refused, any other line is a "line".
+VERBS = frozenset({b"NICK", b"RESUME", b"PING", b"PONG", b"QUIT", b"SAY", b"TELL", b"WHO"})
+
+_RATE_LIMITED = {verb: err(429, f"too many requests: {verb.decode()} not handled") for verb in VERBS}
+_RATE_LIMITED_LINE = err(429, "too many requests: line not handled")
+
+
+def err_rate_limited(verb: bytes) -> bytes:
+    """
+    ``ERR 429`` for a line refused by the rate limit; ``verb`` (upper-cased) is named so
+    that a client knows which of its lines to send again (a SAY is its oldest unechoed one).
+    """
+    return _RATE_LIMITED.get(verb, _RATE_LIMITED_LINE)
 
 
 def err_unknown_command(verb: bytes) -> bytes:

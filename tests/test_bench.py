@@ -499,7 +499,7 @@ class BenchRunTests(ChatTestCase):
 
     @inlineCallbacks
     def test_fanout(self) -> Any:
-        path = self.startUNIXServer(ping=1, timeout=5)
+        path = self.startUNIXServer(ping=1, timeout=5, rate=0)  # one sender at 200 lines/s
         result = self.workdir / "fanout.json"
         code, out, err = yield self.runBench(
             "fanout",

@@ -12,6 +12,7 @@ from hbchat.backoff import Backoff
 from hbchat.client import ChatClientFactory, EndpointConnector
 from hbchat.clientsession import ClientSession, OutboxFullError
 from hbchat.interfaces import IChatObserver
+from hbchat.ratelimit import Bucket
 from hbchat.testing import FakeNetwork, FakePeer, FakeServer
 
 
@@ -428,3 +429,59 @@ class OwnNickWaitTests(InterruptedRegistrationTests):
         self.factory.maxRetries = 2  # type: ignore[assignment]
         self.network.advance(150)
         self.assertIn("registered carol resumed=False", self.observer.events)
+
+
+class PacingTests(SynchronousTestCase):
+    """The client keeps under the server's rate limit, so that a pipe of lines is never kicked."""
+
+    def connectTo(self, server: FakeServer) -> tuple[FakeNetwork, RecordingObserver, ChatClientFactory]:
+        network = FakeNetwork(server)
+        observer = RecordingObserver()
+        factory = ChatClientFactory("carol", observer, clock=server.clock, rng=random.Random(3))
+        EndpointConnector(network, factory).connect()
+        network.flush()
+        return network, observer, factory
+
+    def test_a_flood_of_lines_is_paced_under_the_default_limit_and_all_delivered(self) -> None:
+        server = FakeServer(ping=5, timeout=15)
+        network, observer, factory = self.connectTo(server)
+        for n in range(600):
+            factory.say(f"line {n}")
+        network.flush()
+        self.assertLess(len(observer.messages), 200)  # not all at once
+        network.advance(12)
+        self.assertEqual([text for _, _, text in observer.messages], [f"line {n}" for n in range(600)])
+        self.assertNotIn(429, [event for event in observer.events if event.startswith("error 429")])
+        self.assertEqual(server.factory.stats.rateLimited, 0)
+
+    def test_the_pace_follows_the_rate_the_greeting_tells(self) -> None:
+        server = FakeServer(ping=5, timeout=15, rate=10, burst=20)
+        network, observer, factory = self.connectTo(server)
+        for n in range(50):
+            factory.say(f"line {n}")
+        network.advance(2)
+        self.assertLess(len(observer.messages), 40)
+        network.advance(6)
+        self.assertEqual(len(observer.messages), 50)
+        self.assertEqual(server.factory.stats.rateLimited, 0)
+
+    def test_without_a_limit_nothing_waits(self) -> None:
+        server = FakeServer(ping=5, timeout=15, rate=0)
+        network, observer, factory = self.connectTo(server)
+        for n in range(1000):
+            factory.say(f"line {n}")
+        network.flush()
+        self.assertEqual(len(observer.messages), 1000)
+
+    def test_a_refused_say_is_sent_again_and_the_client_slows_down(self) -> None:
+        # The server allows less than it says (as an older or misconfigured one might).
+        server = FakeServer(ping=5, timeout=15, rate=10, burst=20)
+        network, observer, factory = self.connectTo(server)
+        server.factory.lineBucket = Bucket(rate=2, burst=3)
+        server.advance(2)
+        for n in range(8):
+            factory.say(f"line {n}")
+        network.advance(20)
+        self.assertEqual([text for _, _, text in observer.messages], [f"line {n}" for n in range(8)])
+        self.assertTrue(any(event.startswith("error 429 ") and "slowing down" in event for event in observer.events))
+        self.assertTrue(factory.connected)

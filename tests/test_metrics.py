@@ -175,6 +175,20 @@ class CountersTests(SynchronousTestCase):
         self.assertEqual(values["hbchat_slow_consumer_cuts_total"], 1)
         self.assertEqual(values["hbchat_connections_closed_total{reason=slow}"], 1)
 
+    def test_rate_limit_rejections_and_kicks_are_counted(self) -> None:
+        server = FakeServer(ping=30, timeout=90, rate=1, burst=1)
+        alice = server.registered("alice")
+        server.advance(1)
+        alice.sendLine("SAY one")
+        alice.sendLine("SAY refused")
+        values = scrape(server.factory)
+        self.assertEqual(values["hbchat_rate_limit_rejections_total"], 1)
+        alice.send(b"SAY again\n" * 10)
+        alice.finishClose()
+        values = scrape(server.factory)
+        self.assertEqual(values["hbchat_rate_limit_rejections_total"], 11)
+        self.assertEqual(values["hbchat_connections_closed_total{reason=kicked}"], 1)
+
     def test_resumes_are_counted_by_outcome(self) -> None:
         self.server = FakeServer(history=3)
         self.factory = self.server.factory
@@ -254,6 +268,7 @@ class ExpositionTests(SynchronousTestCase):
             "hbchat_ping_rtt_seconds",
             "hbchat_idle_timeouts",
             "hbchat_slow_consumer_cuts",
+            "hbchat_rate_limit_rejections",
             "hbchat_connections_closed",
             "hbchat_received_bytes",
             "hbchat_sent_bytes",

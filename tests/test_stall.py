@@ -133,7 +133,8 @@ class StallTests(ChatTestCase):
     @inlineCallbacks
     def test_a_client_that_keeps_talking_survives_a_stall_of_twice_the_timeout(self) -> Any:
         ping, timeout = 0.5, 1.5
-        factory, port = self.startServer(ping=ping, timeout=timeout, register_timeout=10)
+        # The live client PINGs as fast as the answers come: no rate limit here.
+        factory, port = self.startServer(ping=ping, timeout=timeout, register_timeout=10, rate=0)
         live = self.startClient(port, "live", chatty=True)
         silent = self.startClient(port, "silent", chatty=False)
         yield self.waitFor(lambda: live.registered.is_set() and silent.registered.is_set(), "both to register")

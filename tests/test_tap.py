@@ -54,6 +54,25 @@ class OptionsTests(SynchronousTestCase):
         )
         self.assertEqual(config.listen, ("tcp:1234", "unix:/tmp/x.sock"))
 
+    def test_limits_have_their_documented_defaults(self) -> None:
+        config = parse().config
+        self.assertEqual((config.rate, config.burst), (100, 200))
+        self.assertEqual((config.sendq_soft, config.sendq_max), (256 * 1024, 4 * 1024 * 1024))
+        self.assertEqual((config.max_per_ip, config.max_handshakes), (50, 500))
+
+    def test_limits_are_taken(self) -> None:
+        config = parse(
+            *("--rate", "2.5", "--burst", "5", "--sendq-soft", "1000", "--sendq-max", "5000"),
+            *("--max-handshakes", "7"),
+        ).config
+        self.assertEqual(
+            (config.rate, config.burst, config.sendq_soft, config.sendq_max, config.max_handshakes),
+            (2.5, 5, 1000, 5000, 7),
+        )
+
+    def test_rate_zero_turns_rate_limiting_off(self) -> None:
+        self.assertEqual(parse("--rate", "0").config.rate, 0)
+
     def test_bad_values_name_their_option(self) -> None:
         cases = [
             (["--ping", "x"], "--ping"),
@@ -65,6 +84,12 @@ class OptionsTests(SynchronousTestCase):
             (["--ping", "2", "--timeout", "1"], "--timeout"),
             (["--listen", "bogus:thing"], "--listen"),
             (["--listen", "tcp:notaport"], "--listen"),
+            (["--rate", "-1"], "--rate"),
+            (["--rate", "fast"], "--rate"),
+            (["--burst", "0"], "--burst"),
+            (["--sendq-soft", "0"], "--sendq-soft"),
+            (["--sendq-soft", "2000", "--sendq-max", "1000"], "--sendq-soft"),
+            (["--max-handshakes", "0"], "--max-handshakes"),
         ]
         for arguments, option in cases:
             error = self.assertRaises(usage.UsageError, parse, *arguments)

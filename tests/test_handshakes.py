@@ -1,0 +1,99 @@
+"""--max-handshakes: at most N connections between accept and registration; more wait in the listen queue."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from twisted.internet import reactor, task
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import inlineCallbacks
+from twisted.trial.unittest import SynchronousTestCase
+
+from hbchat.listeners import Listener
+from hbchat.testing import FakeServer
+from tests.test_integration import ChatTestCase
+
+
+class RecordingGate:
+    def __init__(self) -> None:
+        self.paused = False
+        self.pauses = 0
+
+    def pauseAccepting(self) -> None:
+        self.paused = True
+        self.pauses += 1
+
+    def resumeAccepting(self) -> None:
+        self.paused = False
+
+
+class HandshakeBoundTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.server = FakeServer(max_handshakes=2, ping=5, timeout=15, register_timeout=10)
+        self.gate = RecordingGate()
+        self.server.factory.gates.append(self.gate)
+
+    def test_accepting_pauses_when_the_bound_is_reached(self) -> None:
+        self.server.connect()
+        self.assertFalse(self.gate.paused)
+        self.server.connect()
+        self.assertTrue(self.gate.paused)
+        self.assertEqual(self.server.factory.handshaking, 2)
+
+    def test_a_registration_lets_the_next_one_in(self) -> None:
+        first = self.server.connect()
+        self.server.connect()
+        first.register("alice")
+        self.assertFalse(self.gate.paused)
+        self.assertEqual(self.server.factory.handshaking, 1)
+
+    def test_a_connection_that_ends_unregistered_lets_the_next_one_in(self) -> None:
+        first = self.server.connect()
+        self.server.connect()
+        first.lose()
+        self.assertFalse(self.gate.paused)
+
+    def test_a_registration_timeout_lets_the_next_one_in(self) -> None:
+        self.server.connect()
+        self.server.connect()
+        self.server.advance(10)
+        self.server.turn()  # the verdict comes the turn after the timer (stall sparing)
+        self.assertFalse(self.gate.paused)
+        self.assertEqual(self.server.factory.handshaking, 0)
+
+    def test_registered_connections_do_not_count(self) -> None:
+        for nick in ("a", "b", "c", "d"):
+            self.server.registered(nick)
+        self.assertFalse(self.gate.paused)
+        self.assertEqual(self.server.factory.handshaking, 0)
+
+    def test_pauses_are_counted(self) -> None:
+        first = self.server.connect()
+        self.server.connect()
+        first.register("alice")
+        self.server.connect()
+        self.assertEqual(self.server.factory.stats.acceptPauses, 2)
+        self.assertEqual(self.gate.pauses, 2)
+
+
+class ListenQueueTests(ChatTestCase):
+    @inlineCallbacks
+    def test_a_connection_over_the_bound_waits_for_its_hello_until_one_registers(self) -> Any:
+        service = self.startService(
+            *("--listen", "tcp:0:interface=127.0.0.1", "--max-handshakes", "2", "--register-timeout", "60")
+        )
+        listener = cast(Listener, service.factory.gates[0])
+        assert listener.port is not None
+        port = cast(IPv4Address, listener.port.getHost()).port
+        first = yield self.connect(port, "first")
+        yield first.waitForLine(r"HELLO .*")
+        second = yield self.connect(port, "second")
+        yield second.waitForLine(r"HELLO .*")
+        # The kernel completes the TCP handshake; the server does not accept it yet.
+        third = yield self.connect(port, "third")
+        yield task.deferLater(reactor, 0.3, lambda: None)
+        self.assertEqual(third.lines, [])
+        self.assertEqual(len(service.factory.connections), 2)
+        yield self.register(first, "first")
+        yield third.waitForLine(r"HELLO .*")
+        self.assertEqual(len(service.factory.connections), 3)
