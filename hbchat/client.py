@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -52,6 +54,25 @@ FINAL_BYES = {
 }
 #: ERRs during registration after which reconnecting cannot help.
 FINAL_ERRORS = {401, 432, 433}
+
+
+class PermanentConnectionError(Exception):
+    """
+    A connection failed for a reason that reconnecting cannot cure (a certificate that
+    does not verify, say); its text is one line for a person.  The factory gives up at once.
+    """
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What a failed or lost connection means, in words, and whether retrying could help."""
+
+    text: str
+    final: bool
+
+
+#: Turns a connection's failure into a :class:`Diagnosis`, or ``None`` for "nothing special".
+Diagnose = Callable[[Failure], Diagnosis | None]
 
 
 class ChatClientProtocol(HeartbeatProtocol):
@@ -228,6 +249,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         clock: IReactorTime | None = None,
         rng: random.Random | None = None,
         outbox_limit: int = 1000,
+        diagnose: Diagnose | None = None,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
@@ -241,6 +263,8 @@ class ChatClientFactory(ReconnectingClientFactory):
         self.backoff = backoff
         self.maxRetries = max_retries  # type: ignore[assignment]
         self.rng = rng or random.Random()
+        #: Explains transport failures the generic text would not (a TLS alert, say).
+        self.diagnose = diagnose
         self.session = ClientSession(nick.encode("utf-8"), outbox_limit)
         self.protocolInstance: ChatClientProtocol | None = None
         self._retryHint: float | None = None
@@ -333,9 +357,20 @@ class ChatClientFactory(ReconnectingClientFactory):
         self._attempt = 0
 
     def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        diagnosis = self._diagnose(reason)
+        if diagnosis is not None and diagnosis.final:
+            self._giveUp(diagnosis.text)
+            return
         if self.continueTrying:
-            self._lastProblem = f"could not connect: {reason.getErrorMessage().rstrip('.')}"
+            problem = diagnosis.text if diagnosis is not None else reason.getErrorMessage().rstrip(".")
+            self._lastProblem = f"could not connect: {problem}"
         super().clientConnectionFailed(connector, reason)
+
+    def _diagnose(self, reason: Failure) -> Diagnosis | None:
+        """A :class:`PermanentConnectionError` is final; anything else is ``diagnose``'s to explain."""
+        if reason.check(PermanentConnectionError):
+            return Diagnosis(str(reason.value), final=True)
+        return self.diagnose(reason) if self.diagnose is not None else None
 
     # --- called by the protocol ---
 
@@ -432,9 +467,18 @@ class ChatClientFactory(ReconnectingClientFactory):
         if self._quitting:
             self._giveUp("you quit")
             return
+        diagnosis = self._diagnose(reason)
+        if diagnosis is not None and diagnosis.final:
+            self._giveUp(diagnosis.text)
+            return
         if protocol.registering:
             self._nickMayBeOurs = True
-        self._lastProblem = protocol.problem or f"connection lost: {reason.getErrorMessage()}"
+        if protocol.problem is not None:
+            self._lastProblem = protocol.problem
+        elif diagnosis is not None:
+            self._lastProblem = f"connection lost: {diagnosis.text}"
+        else:
+            self._lastProblem = f"connection lost: {reason.getErrorMessage()}"
         if self.continueTrying:
             self.observer.disconnected(self._lastProblem)
             if self.connector is not None:
