@@ -19,10 +19,10 @@ from typing import Any, cast
 from OpenSSL import crypto
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import gatherResults, inlineCallbacks
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
 from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 from twisted.internet.interfaces import IAddress, IHandshakeListener, IListeningPort
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.protocol import connectionDone
 from twisted.internet.ssl import Certificate, CertificateOptions, KeyPair, TLSVersion
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
@@ -48,7 +48,7 @@ class HandshakeFirst(ProtocolWrapper):
 
     def handshakeCompleted(self) -> None:
         self.started = True
-        self.wrappedProtocol.makeConnection(self)
+        self.wrappedProtocol.makeConnection(cast(Any, self))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.connected = 0
@@ -66,9 +66,9 @@ class HandshakeFirstFactory(WrappingFactory):
         super().__init__(wrappedFactory)
         self.accepted = 0
 
-    def buildProtocol(self, addr: IAddress) -> Protocol | None:
+    def buildProtocol(self, addr: IAddress | None) -> ProtocolWrapper:
         self.accepted += 1
-        return cast(Protocol | None, super().buildProtocol(addr))
+        return super().buildProtocol(addr)
 
 
 class TLSServers:
@@ -115,6 +115,6 @@ class TLSServers:
 
     @inlineCallbacks
     def _stop(self, chat: ChatFactory, port: IListeningPort) -> Any:
-        stopped = gatherResults([port.stopListening(), chat.shutdown()], consumeErrors=True)
+        stopped = gatherResults([cast(Deferred[None], port.stopListening()), chat.shutdown()], consumeErrors=True)
         yield within(stopped, DEADLINE, "stopping the TLS server")
         forgetSessions(chat)
