@@ -77,6 +77,9 @@ CERTIFICATE_ALERTS = frozenset(
 #: Other alerts that a reconnect would only get again.
 FINAL_ALERTS = frozenset({"handshake failure", "protocol version", "insufficient security", "illegal parameter"})
 
+#: OpenSSL's words for bytes that are not a TLS record at all.
+NOT_TLS = ("wrong version number", "packet length too long", "http request", "record layer failure")
+
 _HINT_CA = "--ca FILE trusts a private CA"
 
 
@@ -417,7 +420,13 @@ class TLSClient:
         label = self.address.label
         alert = _alert(reason)
         if alert is None:
-            return Diagnosis(f"TLS: {_openssl_error(reason)}", final=False)
+            error = _openssl_error(reason)
+            if any(sign in error for sign in NOT_TLS):
+                # Plain text where a TLS record should be: a tcp: port, not a TLS one.
+                return Diagnosis(
+                    f"TLS: the server at {label} does not speak TLS ({error}); is it a tcp: port?", final=True
+                )
+            return Diagnosis(f"TLS: {error}", final=False)
         if alert in CERTIFICATE_ALERTS:
             if self.client_certificate is None:
                 return Diagnosis(

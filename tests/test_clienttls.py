@@ -234,10 +234,19 @@ class DiagnosisTests(SynchronousTestCase):
         assert diagnosis is not None
         self.assertTrue(diagnosis.final)
 
-    def test_other_tls_errors_are_worded_but_retried(self) -> None:
+    def test_a_server_that_does_not_speak_tls_is_final(self) -> None:
         self.assertEqual(
             self.anonymous.diagnose(ssl_error("wrong version number")),
-            Diagnosis("TLS: wrong version number", final=False),
+            Diagnosis(
+                "TLS: the server at localhost:6697 does not speak TLS (wrong version number); is it a tcp: port?",
+                final=True,
+            ),
+        )
+
+    def test_other_tls_errors_are_worded_but_retried(self) -> None:
+        self.assertEqual(
+            self.anonymous.diagnose(ssl_error("decryption failed or bad record mac")),
+            Diagnosis("TLS: decryption failed or bad record mac", final=False),
         )
 
     def test_failures_that_are_not_tls_are_left_alone(self) -> None:

@@ -13,7 +13,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 
 from hbchat.client import connect
-from hbchat.clienttls import TLSAddress, TLSClient, load_client_certificate, load_trust_roots
+from hbchat.clienttls import TLSAddress, TLSClient, load_client_certificate, load_trust_roots, parse_tls_description
 from tests.test_client_integration import (
     QUICK,
     ClientTestCase,
@@ -76,6 +76,16 @@ class TLSChatTests(TLSClientTestCase):
         _, port = self.tls.start()
         return self.chatsOver(self.tlsClient(port, host="localhost"), "alice")
 
+    def test_chat_over_tls_through_another_endpoint(self) -> Any:
+        _, port = self.tls.start()
+        address = parse_tls_description(rf"tls:localhost:{port}:endpoint=tcp\:127.0.0.1\:{port}")
+        return self.chatsOver(TLSClient(address, load_trust_roots(self.tls.caFile)), "alice")
+
+    def test_chat_over_tls_with_bind_address_and_timeout(self) -> Any:
+        _, port = self.tls.start()
+        address = parse_tls_description(f"tls:127.0.0.1:{port}:bindAddress=127.0.0.1:timeout=10")
+        return self.chatsOver(TLSClient(address, load_trust_roots(self.tls.caFile)), "alice")
+
     def test_mutual_tls_with_a_client_certificate(self) -> Any:
         _, port = self.tls.start(clientCA=self.tls.ca)
         return self.chatsOver(self.tlsClient(port, nick="alice"), "alice")
@@ -107,6 +117,21 @@ class VerificationFailureTests(TLSClientTestCase):
         return self.assertGivesUpAtOnce(
             self.tlsClient(port), server, f"TLS: the certificate of 127.0.0.1:{port} expired on {when}"
         )
+
+
+class NotTLSTests(TLSClientTestCase):
+    @inlineCallbacks
+    def test_a_plain_tcp_server_gives_up_at_once(self) -> Any:
+        _, port = self.startServer(ping=5, timeout=30)
+        factory, observer = self.startTLSClient("bob", self.tlsClient(port))
+        yield self.waitFor(lambda: observer.count("gave up") > 0, "the client to give up", observer)
+        # OpenSSL's own words in the parentheses vary with its version.
+        self.assertEqual(len(observer.events), 1, observer.transcript())
+        self.assertRegex(
+            observer.events[0],
+            rf"^gave up: TLS: the server at 127\.0\.0\.1:{port} does not speak TLS \(.+\); is it a tcp: port\?$",
+        )
+        self.assertFalse(factory.continueTrying)
 
 
 class ClientCertificateRefusedTests(TLSClientTestCase):
