@@ -34,6 +34,7 @@ from twisted.internet.ssl import (
     Certificate,
     KeyPair,
     PrivateCertificate,
+    TLSVersion,
     optionsForClientTLS,
     platformTrust,
     trustRootFromCertificates,
@@ -343,7 +344,13 @@ class VerifyingCreator:
 
     def __init__(self, address: TLSAddress, trust: Any, client_certificate: PrivateCertificate | None) -> None:
         self.address = address
-        self._options = optionsForClientTLS(address.host, trustRoot=trust, clientCertificate=client_certificate)
+        self._options = optionsForClientTLS(
+            address.host,
+            trustRoot=trust,
+            clientCertificate=client_certificate,
+            # Twisted's default, on the Twisteds that have it; stated for those that do not.
+            extraCertificateOptions={"raiseMinimumTo": TLSVersion.TLSv1_2},
+        )
         self._identity = _service_id(address.host)
 
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:  # noqa: N803 (the interface's name)

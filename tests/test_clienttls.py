@@ -189,6 +189,15 @@ class NameCheckTests(SynchronousTestCase):
             problem, 'TLS: the certificate of 127.0.0.1:6697 is not valid for "127.0.0.1": it is for localhost'
         )
 
+    def test_the_common_name_alone_is_not_enough(self) -> None:
+        without_names = crypto.X509.from_cryptography(CertificateAuthority().client("localhost").certificate)
+        problem = self.creator("localhost").problem(without_names, 0, 0, True)
+        self.assertEqual(
+            problem,
+            'TLS: the certificate of localhost:6697 is not valid for "localhost": '
+            "it is for localhost (common name only; no subjectAltName)",
+        )
+
     def test_openssl_errors_come_first(self) -> None:
         problem = self.creator("localhost").problem(self.leaf, 10, 0, False)
         self.assertIsNotNone(problem)

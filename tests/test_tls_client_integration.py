@@ -118,6 +118,14 @@ class VerificationFailureTests(TLSClientTestCase):
             self.tlsClient(port), server, f"TLS: the certificate of 127.0.0.1:{port} expired on {when}"
         )
 
+    def test_a_certificate_not_meant_for_a_server_gives_up(self) -> Any:
+        server, port = self.tls.start(self.tls.ca.client("127.0.0.1"))
+        return self.assertGivesUpAtOnce(
+            self.tlsClient(port),
+            server,
+            f"TLS: the certificate of 127.0.0.1:{port} is not meant for a TLS server (its key usage forbids it)",
+        )
+
 
 class NotTLSTests(TLSClientTestCase):
     @inlineCallbacks
