@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -359,23 +360,25 @@ class VerifyingCreator:
         return connection
 
     def _callback(self, tls_protocol: Any) -> Callable[[SSL.Connection, crypto.X509, int, int, int], bool]:
-        protocol: Any = tls_protocol
+        # A weak reference: the connection keeps this callback, and the protocol keeps the connection.
+        protocol = weakref.ref(tls_protocol)
+        failed = False
 
         def verify(connection: SSL.Connection, certificate: crypto.X509, code: int, depth: int, ok: int) -> bool:
-            # An exception here would be lost inside OpenSSL: report everything through the protocol.
-            nonlocal protocol
-            if protocol is None:
+            # An exception here would be lost inside OpenSSL: every problem goes through the protocol.
+            nonlocal failed
+            if failed:
                 return False
             try:
                 problem = self.problem(certificate, code, depth, bool(ok))
             except Exception as error:
                 problem = f"TLS: the certificate of {self.address.label} could not be checked: {error}"
             if problem is None:
-                if depth == 0:
-                    protocol = None  # done; no cycle through the connection
                 return True
-            failing, protocol = protocol, None
-            failing.failVerification(Failure(ServerCertificateError(problem)))
+            failed = True
+            failing = protocol()
+            if failing is not None:
+                failing.failVerification(Failure(ServerCertificateError(problem)))
             return False
 
         return verify
@@ -445,5 +448,9 @@ class TLSClient:
                 f'TLS: the server at {label} refused our client certificate (TLS alert "{alert}")', final=True
             )
         if alert in FINAL_ALERTS:
-            return Diagnosis(f'TLS: the server at {label} refused the connection (TLS alert "{alert}")', final=True)
+            # Before TLS 1.3, a server that wants a certificate we did not give says only this.
+            hint = "; it may require a client certificate (--cert FILE)" if self.client_certificate is None else ""
+            return Diagnosis(
+                f'TLS: the server at {label} refused the connection (TLS alert "{alert}"){hint}', final=True
+            )
         return Diagnosis(f'TLS: the server at {label} ended the connection (TLS alert "{alert}")', final=False)

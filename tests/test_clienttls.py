@@ -238,10 +238,16 @@ class DiagnosisTests(SynchronousTestCase):
         self.assertIn("requires a client certificate", diagnosis.text)
         self.assertIn("--cert FILE", diagnosis.text)
 
-    def test_a_handshake_failure_alert_is_final(self) -> None:
+    def test_a_handshake_failure_alert_is_final_and_hints_at_a_certificate(self) -> None:
         diagnosis = self.anonymous.diagnose(ssl_error("sslv3 alert handshake failure"))
-        assert diagnosis is not None
-        self.assertTrue(diagnosis.final)
+        self.assertEqual(
+            diagnosis,
+            Diagnosis(
+                'TLS: the server at localhost:6697 refused the connection (TLS alert "handshake failure"); '
+                "it may require a client certificate (--cert FILE)",
+                final=True,
+            ),
+        )
 
     def test_a_server_that_does_not_speak_tls_is_final(self) -> None:
         self.assertEqual(

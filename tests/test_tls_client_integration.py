@@ -90,6 +90,10 @@ class TLSChatTests(TLSClientTestCase):
         _, port = self.tls.start(clientCA=self.tls.ca)
         return self.chatsOver(self.tlsClient(port, nick="alice"), "alice")
 
+    def test_mutual_tls_1_2_with_a_client_certificate(self) -> Any:
+        _, port = self.tls.start(clientCA=self.tls.ca, tls12=True)
+        return self.chatsOver(self.tlsClient(port, nick="alice"), "alice")
+
 
 class VerificationFailureTests(TLSClientTestCase):
     def test_a_certificate_for_another_name_gives_up_naming_both(self) -> Any:
@@ -150,6 +154,15 @@ class ClientCertificateRefusedTests(TLSClientTestCase):
             server,
             f'TLS: the server at 127.0.0.1:{port} requires a client certificate (TLS alert "certificate required"); '
             "give one with --cert FILE --key FILE",
+        )
+
+    def test_no_client_certificate_for_a_tls_1_2_server_that_requires_one(self) -> Any:
+        server, port = self.tls.start(clientCA=self.tls.ca, tls12=True)
+        return self.assertGivesUpAtOnce(
+            self.tlsClient(port),
+            server,
+            f'TLS: the server at 127.0.0.1:{port} refused the connection (TLS alert "handshake failure"); '
+            "it may require a client certificate (--cert FILE)",
         )
 
     def test_a_client_certificate_from_a_ca_the_server_does_not_trust(self) -> Any:

@@ -87,11 +87,12 @@ class TLSServers:
         return str(cert), str(key)
 
     def start(
-        self, certificate: Issued | None = None, clientCA: CertificateAuthority | None = None
+        self, certificate: Issued | None = None, clientCA: CertificateAuthority | None = None, tls12: bool = False
     ) -> tuple[HandshakeFirstFactory, int]:
         """
         A chat on 127.0.0.1 (ephemeral port) with ``certificate`` (default: ours, for
-        localhost and 127.0.0.1); with ``clientCA``, a client certificate it issued is required.
+        localhost and 127.0.0.1); with ``clientCA``, a client certificate it issued is
+        required, over TLS 1.2 only if ``tls12``.
         """
         issued = certificate if certificate is not None else self.ca.server("localhost", "127.0.0.1")
         chat = ChatFactory(ServerConfig(ping=5, timeout=30), reactor)
@@ -107,6 +108,7 @@ class TLSServers:
                 requireCertificate=True,
                 caCerts=[Certificate.loadPEM(clientCA.cert_pem).original],
                 raiseMinimumTo=TLSVersion.TLSv1_2,
+                **({"lowerMaximumSecurityTo": TLSVersion.TLSv1_2} if tls12 else {}),
             )
             endpoint = SSL4ServerEndpoint(reactor, 0, options, interface="127.0.0.1")
         port: IListeningPort = self.case.successResultOf(endpoint.listen(wrapper))
