@@ -7,6 +7,9 @@ timeout the server's HELLO advertises.  :class:`ChatClientFactory` is a
 it keeps the :class:`~hbchat.clientsession.ClientSession` across connections.  An
 :class:`EndpointConnector` lets it drive any Twisted client endpoint (``tcp:``, ``tls:``,
 ``unix:``).  Everything the client sees goes to an :class:`~hbchat.interfaces.IChatObserver`.
+A failure that reconnecting cannot cure (a :class:`PermanentConnectionError`, or a final
+:class:`Diagnosis` from the factory's ``diagnose``, as :mod:`hbchat.clienttls` gives for
+TLS) ends the client at once instead of starting the backoff.
 """
 
 from __future__ import annotations
