@@ -4,6 +4,9 @@
 On a terminal, a typed line is said to everyone and ``/commands`` do the rest.  With stdin
 a pipe or a file, every line is said and the program exits 0 once the server has echoed
 every one of them back (so each was delivered), or non-zero when that cannot happen.
+
+A ``tls:`` endpoint is built by :mod:`hbchat.clienttls` (``--ca``, ``--cert``, ``--key``),
+so that a certificate that does not verify is reported in one line and ends the client.
 """
 
 from __future__ import annotations
@@ -11,12 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import connectionDone
 from twisted.internet.stdio import StandardIO
 from twisted.protocols.basic import LineReceiver
@@ -25,8 +28,16 @@ from zope.interface import implementer
 
 from hbchat import wire
 from hbchat.backoff import Backoff
-from hbchat.client import ChatClientFactory, connect
+from hbchat.client import ChatClientFactory, Diagnose, connect
 from hbchat.clientsession import OutboxFullError
+from hbchat.clienttls import (
+    TLSClient,
+    TLSSetupError,
+    is_tls_description,
+    load_client_certificate,
+    load_trust_roots,
+    parse_tls_description,
+)
 from hbchat.interfaces import IChatObserver
 
 HELP = """\
@@ -253,9 +264,19 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
             "echoed each one back (delivered), 1 if that cannot happen."
         ),
         epilog="Examples: hbchat-client tcp:localhost:6464 --nick alice;  "
-        "echo hello | hbchat-client tcp:localhost:6464 --nick bot",
+        "echo hello | hbchat-client tcp:localhost:6464 --nick bot;  "
+        "hbchat-client tls:chat.example:6697 --nick alice --ca ca.pem --cert alice.pem --key alice.key.  "
+        "TLS: the server's certificate must be valid for HOST and issued by a trusted CA (the system's, or --ca). "
+        "A certificate that does not verify (wrong host name, untrusted issuer, expired), or a server that refuses "
+        "our client certificate, ends the client at once with one line on stderr and exit status 1: retrying would "
+        "fail the same way. A TLS file that cannot be used is reported the same way, before connecting.",
     )
-    parser.add_argument("endpoint", metavar="ENDPOINT", help="Twisted client endpoint string, e.g. tcp:localhost:6464")
+    parser.add_argument(
+        "endpoint",
+        metavar="ENDPOINT",
+        help="Twisted client endpoint string: tcp:HOST:PORT, unix:PATH, or tls:HOST:PORT (verified; "
+        "also :timeout=S, :bindAddress=IP, :endpoint=DESCRIPTION to run TLS over another endpoint)",
+    )
     parser.add_argument("--nick", required=True, help="nick to register: 1-32 letters, digits or _-[]{}^|")
     parser.add_argument("--password-file", metavar="FILE", help="file whose first line is the password")
     parser.add_argument(
@@ -268,6 +289,23 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--backoff-cap", metavar="SECONDS", type=float, default=30.0, help="longest reconnect delay (default 30)"
     )
+    parser.add_argument(
+        "--ca",
+        metavar="FILE",
+        help="tls: only. Trust the CA certificate(s) in this PEM file (a private CA, or a bundle) instead of "
+        "the system's trust store",
+    )
+    parser.add_argument(
+        "--cert",
+        metavar="FILE",
+        help="tls: only. Present the client certificate in this PEM file, for a server that requires one (mutual TLS)",
+    )
+    parser.add_argument(
+        "--key",
+        metavar="FILE",
+        help="tls: only. The unencrypted PEM private key of --cert (default: the --cert file itself, which "
+        "may hold both key and certificate)",
+    )
     arguments = parser.parse_args(argv)
     if not wire.is_valid_nick(arguments.nick.encode("utf-8")):
         parser.error(f"--nick {arguments.nick!r}: use 1 to 32 letters, digits or _-[]{{}}^|")
@@ -275,6 +313,12 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         parser.error("--max-retries must be 0 or more")
     if not arguments.backoff_cap >= 1:
         parser.error("--backoff-cap must be at least 1 second")
+    tls_options = [f"--{name}" for name in ("ca", "cert", "key") if getattr(arguments, name) is not None]
+    if tls_options and not is_tls_description(arguments.endpoint):
+        verb = "needs" if len(tls_options) == 1 else "need"
+        parser.error(f"{' and '.join(tls_options)} {verb} a tls: ENDPOINT (tls:HOST:PORT), not {arguments.endpoint!r}")
+    if arguments.key is not None and arguments.cert is None:
+        parser.error("--key needs --cert (the certificate the key belongs to)")
     if arguments.password_file:
         try:
             with open(arguments.password_file, encoding="utf-8") as handle:
@@ -286,8 +330,33 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     return arguments
 
 
-def run(reactor: Any, arguments: argparse.Namespace) -> Deferred[None]:
-    interactive = sys.stdin.isatty()
+def _fail(message: str, status: int) -> NoReturn:
+    sys.stderr.write(f"hbchat-client: {message}\n")
+    raise SystemExit(status)
+
+
+def tls_client(arguments: argparse.Namespace) -> TLSClient:
+    """The tls: ENDPOINT with --ca, --cert and --key read; a problem ends the program in one line."""
+    try:
+        address = parse_tls_description(arguments.endpoint)
+    except ValueError as error:
+        _fail(f"ENDPOINT {arguments.endpoint!r} is not usable: {error}", 2)
+    try:
+        roots = load_trust_roots(arguments.ca) if arguments.ca is not None else None
+    except TLSSetupError as error:
+        _fail(f"--ca: {error}", 1)
+    try:
+        certificate = load_client_certificate(arguments.cert, arguments.key) if arguments.cert is not None else None
+    except TLSSetupError as error:
+        _fail(f"--cert/--key: {error}", 1)
+    return TLSClient(address, roots, certificate)
+
+
+def make_endpoint(reactor: Any, arguments: argparse.Namespace) -> tuple[IStreamClientEndpoint, Diagnose | None]:
+    """The endpoint to connect through, and what explains its failures (for tls:)."""
+    if is_tls_description(arguments.endpoint):
+        tls = tls_client(arguments)
+        return tls.endpoint(reactor), tls.diagnose
     endpoint_error = None
     try:
         endpoint = clientFromString(reactor, arguments.endpoint)
@@ -298,8 +367,13 @@ def run(reactor: Any, arguments: argparse.Namespace) -> Deferred[None]:
     if endpoint_error is None and arguments.endpoint.startswith("unix:") and not getattr(endpoint, "_path", "x"):
         endpoint_error = "a part is missing (unix:PATH)"
     if endpoint_error is not None:
-        sys.stderr.write(f"hbchat-client: ENDPOINT {arguments.endpoint!r} is not usable: {endpoint_error}\n")
-        raise SystemExit(2)
+        _fail(f"ENDPOINT {arguments.endpoint!r} is not usable: {endpoint_error}", 2)
+    return endpoint, None
+
+
+def run(reactor: Any, arguments: argparse.Namespace) -> Deferred[None]:
+    interactive = sys.stdin.isatty()
+    endpoint, diagnose = make_endpoint(reactor, arguments)
     console = Console(sys.stdout, sys.stderr, reactor, interactive)
     max_retries = arguments.max_retries
     if max_retries is None and not interactive:
@@ -311,6 +385,7 @@ def run(reactor: Any, arguments: argparse.Namespace) -> Deferred[None]:
         backoff=Backoff(cap=arguments.backoff_cap),
         max_retries=max_retries,
         clock=reactor,
+        diagnose=diagnose,
     )
     console.factory = factory
     StandardIO(InputLines(console), reactor=reactor)

@@ -7,12 +7,17 @@ timeout the server's HELLO advertises.  :class:`ChatClientFactory` is a
 it keeps the :class:`~hbchat.clientsession.ClientSession` across connections.  An
 :class:`EndpointConnector` lets it drive any Twisted client endpoint (``tcp:``, ``tls:``,
 ``unix:``).  Everything the client sees goes to an :class:`~hbchat.interfaces.IChatObserver`.
+A failure that reconnecting cannot cure (a :class:`PermanentConnectionError`, or a final
+:class:`Diagnosis` from the factory's ``diagnose``, as :mod:`hbchat.clienttls` gives for
+TLS) ends the client at once instead of starting the backoff.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -65,6 +70,25 @@ def pace_for(rate: float, burst: int) -> Bucket | None:
     if rate <= 0:
         return None
     return Bucket(rate * PACE_SHARE, max(1.0, burst * PACE_SHARE / 2))
+
+
+class PermanentConnectionError(Exception):
+    """
+    A connection failed for a reason that reconnecting cannot cure (a certificate that
+    does not verify, say); its text is one line for a person.  The factory gives up at once.
+    """
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What a failed or lost connection means, in words, and whether retrying could help."""
+
+    text: str
+    final: bool
+
+
+#: Turns a connection's failure into a :class:`Diagnosis`, or ``None`` for "nothing special".
+Diagnose = Callable[[Failure], Diagnosis | None]
 
 
 class ChatClientProtocol(HeartbeatProtocol):
@@ -248,6 +272,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         clock: IReactorTime | None = None,
         rng: random.Random | None = None,
         outbox_limit: int = 1000,
+        diagnose: Diagnose | None = None,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
@@ -261,6 +286,8 @@ class ChatClientFactory(ReconnectingClientFactory):
         self.backoff = backoff
         self.maxRetries = max_retries  # type: ignore[assignment]
         self.rng = rng or random.Random()
+        #: Explains transport failures the generic text would not (a TLS alert, say).
+        self.diagnose = diagnose
         self.session = ClientSession(nick.encode("utf-8"), outbox_limit)
         self.protocolInstance: ChatClientProtocol | None = None
         self._retryHint: float | None = None
@@ -364,9 +391,20 @@ class ChatClientFactory(ReconnectingClientFactory):
         self._attempt = 0
 
     def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        diagnosis = self._diagnose(reason)
+        if diagnosis is not None and diagnosis.final:
+            self._giveUp(diagnosis.text)
+            return
         if self.continueTrying:
-            self._lastProblem = f"could not connect: {reason.getErrorMessage().rstrip('.')}"
+            problem = diagnosis.text if diagnosis is not None else reason.getErrorMessage().rstrip(".")
+            self._lastProblem = f"could not connect: {problem}"
         super().clientConnectionFailed(connector, reason)
+
+    def _diagnose(self, reason: Failure) -> Diagnosis | None:
+        """A :class:`PermanentConnectionError` is final; anything else is ``diagnose``'s to explain."""
+        if reason.check(PermanentConnectionError):
+            return Diagnosis(str(reason.value), final=True)
+        return self.diagnose(reason) if self.diagnose is not None else None
 
     # --- called by the protocol ---
 
@@ -473,9 +511,18 @@ class ChatClientFactory(ReconnectingClientFactory):
         if self._quitting:
             self._giveUp("you quit")
             return
+        diagnosis = self._diagnose(reason)
+        if diagnosis is not None and diagnosis.final:
+            self._giveUp(diagnosis.text)
+            return
         if protocol.registering:
             self._nickMayBeOurs = True
-        self._lastProblem = protocol.problem or f"connection lost: {reason.getErrorMessage()}"
+        if protocol.problem is not None:
+            self._lastProblem = protocol.problem
+        elif diagnosis is not None:
+            self._lastProblem = f"connection lost: {diagnosis.text}"
+        else:
+            self._lastProblem = f"connection lost: {reason.getErrorMessage()}"
         if self.continueTrying:
             self.observer.disconnected(self._lastProblem)
             if self.connector is not None:

@@ -181,15 +181,19 @@ class FakeNetwork:
             if pump.serverIO.disconnected and pump.clientIO.disconnected:
                 self.pumps.remove(pump)
 
-    def cut(self) -> None:
-        """Every connection breaks at once; bytes in flight are lost."""
+    def cut(self, reason: Exception | None = None) -> None:
+        """
+        Every connection breaks at once; bytes in flight are lost.  The client sees
+        ``reason`` (a TLS failure, say) if given, else ``ConnectionLost``.
+        """
         pumps, self.pumps = self.pumps, []
         for pump in pumps:
             for transport in (pump.clientIO, pump.serverIO):
                 transport.stream = []
                 transport.disconnecting = transport.disconnected = True
             for transport in (pump.clientIO, pump.serverIO):
-                transport.protocol.connectionLost(Failure(ConnectionLost("fake network: cut")))
+                cause = reason if reason is not None and transport is pump.clientIO else None
+                transport.protocol.connectionLost(Failure(cause or ConnectionLost("fake network: cut")))
         self.server.turn()
 
     def advance(self, seconds: float) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import random
 
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IProtocolFactory
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from hbchat.backoff import Backoff
-from hbchat.client import ChatClientFactory, EndpointConnector
+from hbchat.client import ChatClientFactory, Diagnosis, EndpointConnector, PermanentConnectionError
 from hbchat.clientsession import ClientSession, OutboxFullError
 from hbchat.interfaces import IChatObserver
 from hbchat.ratelimit import Bucket
@@ -310,6 +313,46 @@ class ReconnectTests(ClientTestCase):
         thief.sendLine(b"RESUME " + token + b" 0")
         self.network.flush()
         self.assertIn("gave up: another connection resumed our session", self.observer.events)
+
+
+class PermanentFailureTests(ClientTestCase):
+    """Failures that reconnecting cannot cure end the client at once, in one line."""
+
+    def test_a_permanent_error_on_a_connection_gives_up_without_reconnecting(self) -> None:
+        self.network.cut(PermanentConnectionError("TLS: the certificate is bad"))
+        self.server.advance(60)
+        self.assertEqual(self.observer.events[-1], "gave up: TLS: the certificate is bad")
+        self.assertEqual(self.observer.delays, [])
+        self.assertNotIn("disconnected", " ".join(self.observer.events))
+        self.assertEqual(self.network.connections, 1)
+
+    def test_a_permanent_error_while_connecting_gives_up_without_reconnecting(self) -> None:
+        class Refusing:
+            def connect(self, factory: IProtocolFactory) -> Deferred[object]:
+                return fail(PermanentConnectionError("TLS: nobody to trust"))
+
+        observer = RecordingObserver()
+        factory = ChatClientFactory("hana", observer, clock=self.server.clock)
+        EndpointConnector(Refusing(), factory).connect()  # type: ignore[arg-type]
+        self.server.advance(60)
+        self.assertEqual(observer.events, ["gave up: TLS: nobody to trust"])
+        self.assertEqual(observer.delays, [])
+
+    def test_a_final_diagnosis_gives_up_with_its_text(self) -> None:
+        def diagnose(reason: Failure) -> Diagnosis | None:
+            return Diagnosis("the server refused our client certificate", final=True)
+
+        self.factory.diagnose = diagnose
+        self.network.cut()
+        self.server.advance(60)
+        self.assertEqual(self.observer.events[-1], "gave up: the server refused our client certificate")
+        self.assertEqual(self.observer.delays, [])
+
+    def test_a_passing_diagnosis_words_the_loss_and_reconnects(self) -> None:
+        self.factory.diagnose = lambda reason: Diagnosis("TLS: wrong version number", final=False)
+        self.network.cut()
+        self.assertIn("disconnected: connection lost: TLS: wrong version number", self.observer.events)
+        self.assertEqual(len(self.observer.delays), 1)
 
 
 class InterruptedRegistrationTests(ClientTestCase):
