@@ -14,6 +14,7 @@ from twisted.internet.defer import inlineCallbacks
 
 from hbchat.client import connect
 from hbchat.clienttls import TLSAddress, TLSClient, load_client_certificate, load_trust_roots, parse_tls_description
+from hbchat.listeners import Listener
 from tests.test_client_integration import (
     QUICK,
     ClientTestCase,
@@ -22,7 +23,7 @@ from tests.test_client_integration import (
     WatchingObserver,
 )
 from tests.tlscerts import CertificateAuthority
-from tests.tlsserver import HandshakeFirstFactory, TLSServers
+from tests.tlsserver import TLSServers
 
 
 class TLSClientTestCase(ClientTestCase):
@@ -57,7 +58,7 @@ class TLSClientTestCase(ClientTestCase):
         yield self.waitOwn(observer, "hello over TLS")
 
     @inlineCallbacks
-    def assertGivesUpAtOnce(self, tls: TLSClient, server: HandshakeFirstFactory, expected: str) -> Any:
+    def assertGivesUpAtOnce(self, tls: TLSClient, server: Listener, expected: str) -> Any:
         """One ``gaveUp`` with exactly ``expected``, nothing else reported, one connection only."""
         factory, observer = self.startTLSClient("bob", tls)
         yield self.waitFor(lambda: observer.count("gave up") > 0, "the client to give up", observer)
