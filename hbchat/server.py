@@ -16,7 +16,14 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.interfaces import IAddress, IConsumer, IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import (
+    IAddress,
+    IConsumer,
+    IDelayedCall,
+    IHandshakeListener,
+    IPushProducer,
+    IReactorTime,
+)
 from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -32,6 +39,7 @@ from hbchat.lag import ReactorLag
 from hbchat.sessions import Session, SessionTable
 from hbchat.sockopts import enable_keepalive
 from hbchat.stats import ServerStats, closing_reason
+from hbchat.tls import awaits_handshake
 from hbchat.writethrough import writer_for
 
 #: Seconds a congested receiver may hold every sender back before it counts as a slow
@@ -78,7 +86,7 @@ def describe_peer(address: IAddress) -> str:
     return f"unix:{name.decode(errors='replace') if isinstance(name, bytes) else name or '?'}"
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IHandshakeListener)
 class ChatServerProtocol(HeartbeatProtocol):
     """
     One client connection: registration, commands, heartbeat, and how it ends.
@@ -179,8 +187,8 @@ class ChatServerProtocol(HeartbeatProtocol):
         config = factory.config
         self.lastReceived = self.clock.seconds()
         self.setTimeout(config.register_timeout)
-        cast(IConsumer, self.transport).registerProducer(self, True)
-        self._producing = True
+        if not awaits_handshake(self.transport):
+            self._produce()
         try:
             enable_keepalive(self.transport, config.timeout)
         except OSError as error:
@@ -188,6 +196,21 @@ class ChatServerProtocol(HeartbeatProtocol):
         self.log.info("connection from {peer}", peer=self.peer, listener=self.listener)
         self._write = writer_for(self.transport)
         self.deliver(wire.hello(config.ping, config.timeout, auth_required=factory.checker is not None))
+
+    def handshakeCompleted(self) -> None:
+        """
+        IHandshakeListener: a TLS connection's handshake is done.  Until now its transport
+        held our output back for the handshake and would have paused us for it, which
+        backpressure would take for a congested client (and stop reading the very
+        handshake it waits for); from now on its pauses mean a backlog.
+        """
+        if not self.done:
+            self._produce()
+
+    def _produce(self) -> None:
+        """Become the streaming producer of our output: the transport reports its backlog."""
+        cast(IConsumer, self.transport).registerProducer(self, True)
+        self._producing = True
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._closeTimer is not None and self._closeTimer.active():
