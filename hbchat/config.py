@@ -70,6 +70,8 @@ class ServerConfig:
     max_per_ip: int = 50
     sendq_max: int = 4 * 1024 * 1024
     listen: tuple[str, ...] = field(default=("tcp:6464",))
+    #: --tls-client-ca: clients of ssl: listeners must present a certificate this CA signed.
+    tls_client_ca: str | None = None
 
     def __post_init__(self) -> None:
         if self.timeout <= self.ping:
