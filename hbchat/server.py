@@ -39,7 +39,7 @@ from hbchat.lag import ReactorLag
 from hbchat.sessions import Session, SessionTable
 from hbchat.sockopts import enable_keepalive
 from hbchat.stats import ServerStats, closing_reason
-from hbchat.tls import awaits_handshake
+from hbchat.tls import awaits_handshake, identity_refusal
 from hbchat.writethrough import writer_for
 
 #: Seconds a congested receiver may hold every sender back before it counts as a slow
@@ -332,6 +332,11 @@ class ChatServerProtocol(HeartbeatProtocol):
         if not wire.is_valid_nick(nick):
             self.sendLine(wire.ERR_ERRONEOUS_NICKNAME)
             return
+        refusal = self.factory.identityRefusal
+        why = None if refusal is None else refusal(self.transport, nick)
+        if why is not None:
+            self._authFailed(nick, why)
+            return
         checker = self.factory.checker
         if checker is None:
             if not self.factory.register(self, nick):
@@ -535,6 +540,10 @@ class ChatFactory(ServerFactory):
         self.clock = clock
         #: With a checker, NICK must carry a password it accepts (``--auth``).
         self.checker = checker
+        #: With --tls-identity: why a connection may not take a nick (None: it may).
+        self.identityRefusal: Callable[[object, bytes], str | None] | None = (
+            identity_refusal if config.tls_identity else None
+        )
         self.connections: set[ChatServerProtocol] = set()
         self.sessions: SessionTable[ChatServerProtocol] = SessionTable(clock, config.grace, self._sessionExpired)
         self.seq = 0

@@ -60,6 +60,16 @@ class ServerOptions(AuthOptionMixin, usage.Options):
         "The protocol is described in docs/protocol.md; TLS setup in docs/security.md."
     )
 
+    optFlags = [
+        [
+            "tls-identity",
+            None,
+            "With --tls-client-ca: NICK must be the common name of the client's certificate, exactly (letter case "
+            "included), or it is ERR 401. Connections through non-TLS listeners have no certificate, so every NICK "
+            "of theirs is ERR 401 (RESUME, with its token, still works).",
+        ],
+    ]
+
     optParameters = [
         [
             "ping",
@@ -202,6 +212,7 @@ class ServerOptions(AuthOptionMixin, usage.Options):
                 sendq_max=self["sendq-max"],
                 listen=tuple(self["listen"]) or DEFAULTS.listen,
                 tls_client_ca=self["tls-client-ca"],
+                tls_identity=bool(self["tls-identity"]),
             )
             self._checkTLS(self.config)
         except ConfigError as error:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import TCP4ServerEndpoint
@@ -308,3 +309,37 @@ def awaits_handshake(transport: object) -> bool:
     before the client has said anything), which then hears ``handshakeCompleted``.
     """
     return isinstance(transport, TLSMemoryBIOProtocol)
+
+
+def peer_common_name(transport: object) -> str | None:
+    """
+    The common name of the client certificate a connection presented; None without TLS,
+    without a certificate, or with a certificate that has no single common name.
+    """
+    get_certificate = getattr(transport, "getPeerCertificate", None)
+    if get_certificate is None:
+        return None
+    certificate = get_certificate()
+    if certificate is None:
+        return None
+    names = certificate.to_cryptography().subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(names) != 1:
+        return None
+    value = names[0].value
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def identity_refusal(transport: object, nick: bytes) -> str | None:
+    """
+    ``--tls-identity``: why this connection may not take ``nick`` (None: it may).
+
+    The nick must equal the common name of the client's certificate exactly, letter case
+    included: the certificate names the nick everyone will see.  A connection without a
+    client certificate (a non-TLS listener) cannot prove any identity, so it may take none.
+    """
+    name = peer_common_name(transport)
+    if name is None:
+        return "no client certificate"
+    if name.encode("utf-8") != nick:
+        return f"its certificate is for {name!r}"
+    return None

@@ -1,6 +1,6 @@
 """
 TLS listeners (hbchat.tls): reading ssl: descriptions, building and reloading contexts,
-and mutual TLS, and the registration deadline that covers the handshake.
+mutual TLS and --tls-identity, and the registration deadline that covers the handshake.
 
 Certificates are made in the test (tests.tlscerts).  Unit tests drive time with a Clock and
 carry TLS bytes between two in-memory TLS protocols; integration tests use real loopback
@@ -30,7 +30,7 @@ from hbchat import wire
 from hbchat.config import LISTEN_BACKLOG, ConfigError, ServerConfig
 from hbchat.listeners import Listener
 from hbchat.server import CLOSE_GRACE, ChatFactory
-from hbchat.tls import ServerTLS, TLSListen, load_certificates, parse_ssl
+from hbchat.tls import ServerTLS, TLSListen, identity_refusal, load_certificates, parse_ssl
 from tests.test_integration import DEADLINE, ChatTestCase, LineClient, tcpPortOf, within
 from tests.tlscerts import CertificateAuthority, Issued
 
@@ -259,6 +259,51 @@ class DeadlineTests(SynchronousTestCase):
         self.assertFalse(self.link.serverTransport.disconnecting)
 
 
+class IdentityTests(SynchronousTestCase):
+    """--tls-identity, on connections in memory."""
+
+    def setUp(self) -> None:
+        self.ca = CertificateAuthority()
+        self.directory = tempdir(self)
+        self.clock = Clock()
+        ca = str(self.ca.write(self.directory))
+        self.config = ServerConfig(tls_client_ca=ca, tls_identity=True)
+        self.factory = ChatFactory(self.config, self.clock)
+        self.tls = ServerTLS(parse_ssl(sslDescription(self.directory, self.ca.server()), ca))
+
+    def nick(self, certificate: Issued, nick: bytes) -> bytes:
+        link = InMemoryTLS(self.factory, self.tls, clientOptions(self.ca, certificate=certificate))
+        link.settle()
+        link.send(b"NICK " + nick + b"\n")
+        return link.recorder.received.split(b"\n", 1)[1]
+
+    def test_nick_equal_to_the_certificates_common_name_is_welcomed(self) -> None:
+        self.assertTrue(self.nick(self.ca.client("alice"), b"alice").startswith(b"WELCOME alice "))
+
+    def test_another_nick_is_err_401_and_counts_as_a_failed_login(self) -> None:
+        self.assertEqual(self.nick(self.ca.client("alice"), b"bob"), wire.ERR_UNAUTHORIZED)
+        self.assertEqual(self.factory.stats.authFailures, 1)
+
+    def test_the_comparison_is_case_sensitive(self) -> None:
+        self.assertEqual(self.nick(self.ca.client("alice"), b"Alice"), wire.ERR_UNAUTHORIZED)
+
+    def test_a_connection_without_tls_cannot_prove_a_nick(self) -> None:
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40001))
+        protocol = self.factory.buildProtocol(None)
+        protocol.makeConnection(transport)
+        self.assertEqual(identity_refusal(transport, b"alice"), "no client certificate")
+        protocol.dataReceived(b"NICK alice\n")
+        self.clock.advance(0)
+        self.assertTrue(transport.value().endswith(wire.ERR_UNAUTHORIZED))
+
+    def test_the_third_mismatch_closes_the_connection(self) -> None:
+        link = InMemoryTLS(self.factory, self.tls, clientOptions(self.ca, certificate=self.ca.client("alice")))
+        link.settle()
+        link.send(b"NICK bob\nNICK carol\nNICK dave\n")
+        self.assertEqual(link.recorder.received.count(wire.ERR_UNAUTHORIZED), 3)
+        self.assertEqual(link.chat.closeReason, "unauthorized")
+
+
 class HalfClientHello(Protocol):
     """A TCP client that sends ``data`` (maybe nothing) and waits; records when it was closed."""
 
@@ -346,6 +391,15 @@ class TLSIntegrationTests(ChatTestCase):
         stranger = CertificateAuthority("another CA").client("alice")
         client = yield self.connectTLS(port, "stranger", clientOptions(self.ca, certificate=stranger))
         yield self.assertRefused(client, "unknown ca")
+
+    @inlineCallbacks
+    def test_identity_refuses_another_nick_and_welcomes_its_own(self) -> Any:
+        _, port = self.serve(None, "--tls-client-ca", str(self.ca.write(self.directory)), "--tls-identity")
+        alice = yield self.connectTLS(port, "alice", clientOptions(self.ca, certificate=self.ca.client("alice")))
+        yield alice.waitForLine(r"HELLO .*")
+        alice.sendLine("NICK bob")
+        yield alice.waitForLine(r"ERR 401 invalid nick or password")
+        yield self.register(alice, "alice")
 
     @inlineCallbacks
     def test_a_verifying_client_rejects_a_certificate_for_another_host_name(self) -> Any:
