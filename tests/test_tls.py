@@ -9,6 +9,8 @@ sockets through the same service twistd builds.
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Any, cast
 
@@ -472,3 +474,31 @@ class TLSIntegrationTests(ChatTestCase):
         """Fires once the server has no connection left (checked every 50 ms)."""
         while self.service.factory.connections:
             yield deferLater(reactor, 0.05, lambda: None)
+
+
+class HangupTests(ChatTestCase):
+    """SIGHUP reloads the TLS listeners' files, while the service runs and has any."""
+
+    @inlineCallbacks
+    def test_sighup_reloads_the_certificates_and_stopping_restores_the_old_handler(self) -> Any:
+        ca = CertificateAuthority()
+        directory = tempdir(self)
+        before = signal.getsignal(signal.SIGHUP)
+        service = self.startService("--listen", sslDescription(directory, ca.server()))
+        self.assertNotEqual(signal.getsignal(signal.SIGHUP), before)
+        [tls] = service.tls
+        second = ca.server()
+        second.write(directory, "server")
+        os.kill(os.getpid(), signal.SIGHUP)
+        deadline = reactor.seconds() + DEADLINE
+        while tls.reloads == 0 and reactor.seconds() < deadline:
+            yield deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(tls.reloads, 1)
+        self.assertEqual(tls.certificate.original.to_cryptography(), second.certificate)
+        yield service.stopService()
+        self.assertEqual(signal.getsignal(signal.SIGHUP), before)
+
+    def test_without_tls_listeners_sighup_is_left_alone(self) -> None:
+        before = signal.getsignal(signal.SIGHUP)
+        self.startService("--listen", "tcp:0:interface=127.0.0.1")
+        self.assertEqual(signal.getsignal(signal.SIGHUP), before)
