@@ -270,8 +270,9 @@ class ServerTLS:
         try:
             options = load_options(self.listen)
         except ConfigError as error:
+            # The error names the listener already.
             self.log.error(
-                "TLS certificate for {listener} not reloaded, still serving the previous one: {error}",
+                "TLS certificate not reloaded, still serving the previous one: {error}",
                 listener=self.listen.description,
                 error=str(error),
             )
@@ -280,11 +281,12 @@ class ServerTLS:
         self.reloads += 1
         certificate = options.certificate
         assert certificate is not None
+        served = certificate.to_cryptography()
         self.log.info(
             "reloaded TLS certificate for {listener}: {subject}, valid until {notAfter}",
             listener=self.listen.description,
-            subject=certificate.get_subject().commonName,
-            notAfter=(certificate.get_notAfter() or b"?").decode("ascii"),
+            subject=served.subject.rfc4514_string(),
+            notAfter=served.not_valid_after_utc.isoformat(),
         )
         return True
 

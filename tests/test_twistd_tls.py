@@ -87,3 +87,16 @@ class TwistdTLSTests(TwistdTestCase):
         yield old.waitForLine(r"MSG \d+ old rotated under me")
         self.assertIsNone(process.reason, process.output())
         self.assertNotIn(b"Traceback", process.out + process.err, process.output())
+
+    def test_a_client_ca_that_is_no_certificate_is_one_line_and_exit_1(self) -> None:
+        ca = CertificateAuthority()
+        directory = Path(self.freshDirectory())
+        cert, key = ca.server().write(directory, "server")
+        garbage = directory / "garbage.pem"
+        garbage.write_text("not a certificate\n")
+        description = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+        result = self.runTwistd("-n", "--pidfile=", "hbchat", "--listen", description, "--tls-client-ca", str(garbage))
+        self.assertEqual(result.returncode, 1, result)
+        self.assertEqual(len(result.stderr.splitlines()), 1, result)
+        self.assertIn("--tls-client-ca", result.stderr)
+        self.assertNotIn("Traceback", result.stdout + result.stderr)
