@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from OpenSSL import SSL
+from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -288,6 +289,13 @@ class IdentityTests(SynchronousTestCase):
 
     def test_the_comparison_is_case_sensitive(self) -> None:
         self.assertEqual(self.nick(self.ca.client("alice"), b"Alice"), wire.ERR_UNAUTHORIZED)
+
+    def test_with_auth_too_the_certificate_names_the_nick_and_the_password_confirms_it(self) -> None:
+        self.factory = ChatFactory(self.config, self.clock, InMemoryUsernamePasswordDatabaseDontUse(alice=b"pw"))
+        alice = self.ca.client("alice")
+        self.assertEqual(self.nick(alice, b"alice"), wire.ERR_UNAUTHORIZED)
+        self.assertEqual(self.nick(alice, b"bob pw"), wire.ERR_UNAUTHORIZED)
+        self.assertTrue(self.nick(alice, b"alice pw").startswith(b"WELCOME alice "))
 
     def test_a_connection_without_tls_cannot_prove_a_nick(self) -> None:
         transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40001))
