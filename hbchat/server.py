@@ -39,7 +39,7 @@ from hbchat.lag import ReactorLag
 from hbchat.sessions import Session, SessionTable
 from hbchat.sockopts import enable_keepalive
 from hbchat.stats import ServerStats, closing_reason
-from hbchat.tls import awaits_handshake, identity_refusal
+from hbchat.tls import awaits_handshake, identity_refusal, tls_failed
 from hbchat.writethrough import writer_for
 
 #: Seconds a congested receiver may hold every sender back before it counts as a slow
@@ -216,6 +216,8 @@ class ChatServerProtocol(HeartbeatProtocol):
         if self._closeTimer is not None and self._closeTimer.active():
             self._closeTimer.cancel()
         self._closeTimer = None
+        if self.closeReason is None and tls_failed(reason):
+            self.closeReason = "tls_error"
         self._finish("error")
         self.factory.backpressure.forget(self)
         self.factory.connectionLost(self, reason)

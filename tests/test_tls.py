@@ -394,6 +394,8 @@ class TLSIntegrationTests(ChatTestCase):
         closes = [e for e in events if e.get("log_format", "").startswith("{peer} closed")]
         self.assertEqual(len(closes), 1, events)
         self.assertEqual(closes[0]["log_level"].name, "info")
+        self.assertEqual(closes[0]["reason"], "tls_error")
+        self.assertEqual(self.service.factory.stats.closes["tls_error"], 1)
 
     @inlineCallbacks
     def test_mutual_tls_refuses_a_certificate_from_another_ca(self) -> Any:
