@@ -93,8 +93,14 @@ class ServerConfig:
     #: Connections between accept and registration (TLS handshake included) at once.
     max_handshakes: int = 500
     listen: tuple[str, ...] = field(default=("tcp:6464",))
+    #: --tls-client-ca: clients of ssl: listeners must present a certificate this CA signed.
+    tls_client_ca: str | None = None
+    #: --tls-identity: a NICK must be the common name of the client's certificate.
+    tls_identity: bool = False
 
     def __post_init__(self) -> None:
+        if self.tls_identity and self.tls_client_ca is None:
+            raise ConfigError("--tls-identity needs --tls-client-ca (the CA that vouches for the names)")
         if self.timeout <= self.ping:
             raise ConfigError(
                 f"--timeout ({format_number(self.timeout)}) must be greater than --ping ({format_number(self.ping)})"

@@ -23,6 +23,7 @@ from zope.interface import implementer
 
 from hbchat.config import with_listen_backlog
 from hbchat.server import ChatFactory, ChatServerProtocol
+from hbchat.tls import ServerTLS
 
 
 class Listener(Factory):
@@ -90,16 +91,21 @@ class _RecordingEndpoint:
 
 
 def listener_service(
-    chat: ChatFactory, description: str, reactor: Any, endpoint: IStreamServerEndpoint | None = None
+    chat: ChatFactory, description: str, reactor: Any, tls: ServerTLS | None = None
 ) -> StreamServerEndpointService:
     """
     The service that serves ``chat`` on ``description`` (a --listen endpoint string; tcp:,
-    ssl: and unix: get backlog=1024 unless they name one), as ``twistd`` runs it.
+    ssl: and unix: get backlog=1024 unless they name one), as ``twistd`` runs it.  An
+    ``ssl:`` listener comes with its ``tls`` (hbchat.tls), whose context SIGHUP reloads.
     """
     listener = Listener(chat, description)
-    if endpoint is None:
-        endpoint = serverFromString(reactor, with_listen_backlog(description))
-    service = StreamServerEndpointService(_RecordingEndpoint(endpoint, listener), listener)
+    endpoint: IStreamServerEndpoint
+    factory: IProtocolFactory
+    if tls is None:
+        endpoint, factory = serverFromString(reactor, with_listen_backlog(description)), listener
+    else:
+        endpoint, factory = tls.endpoint(reactor), tls.wrap(listener)
+    service = StreamServerEndpointService(_RecordingEndpoint(endpoint, listener), factory)
     # As twisted.application.strports.service does: a listen failure (port in use, bad
     # path) stops twistd with an error instead of leaving a server that listens on nothing.
     service._raiseSynchronously = True

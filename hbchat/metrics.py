@@ -137,7 +137,9 @@ class ChatCollector(Collector):
             "hbchat_connections_closed",
             "Connections closed, by reason: quit, timeout, slow, error (reset, EOF without QUIT), replaced (resumed "
             "elsewhere), shutdown, register_timeout, line_too_long, full (refused with ERR 503), unauthorized (a third "
-            "failed login with --auth), kicked (over the rate limit after repeated ERR 429).",
+            "failed login with --auth or --tls-identity), kicked (over the rate limit after repeated ERR 429), "
+            "tls_error (mostly a failed TLS handshake: no or an untrusted client certificate, no common protocol or "
+            "cipher).",
             labels=["reason"],
         )
         for reason in (*CLOSE_REASONS, *sorted(set(closes) - set(CLOSE_REASONS))):

@@ -21,7 +21,6 @@ from twisted.internet.interfaces import (
     IConsumer,
     IDelayedCall,
     IHandshakeListener,
-    INegotiated,
     IPushProducer,
     IReactorTime,
 )
@@ -41,6 +40,7 @@ from hbchat.ratelimit import MAX_STRIKES, Bucket, ping_bucket, strikes_after
 from hbchat.sessions import Session, SessionTable
 from hbchat.sockopts import enable_keepalive
 from hbchat.stats import ServerStats, closing_reason
+from hbchat.tls import awaits_handshake, identity_refusal, tls_failed
 from hbchat.writethrough import writer_for
 
 #: Seconds a congested receiver may hold every sender back before it counts as a slow
@@ -211,13 +211,8 @@ class ChatServerProtocol(HeartbeatProtocol):
         config = factory.config
         self.lastReceived = self.clock.seconds()
         self.setTimeout(config.register_timeout)
-        if INegotiated.providedBy(self.transport):
-            # TLS: the transport holds our HELLO until the handshake is done and pauses its
-            # producer meanwhile; were we registered, backpressure would stop reading the
-            # handshake itself.  We become its producer once the handshake completes.
-            pass
-        else:
-            self._becomeProducer()
+        if not awaits_handshake(self.transport):
+            self._produce()
         set_high_water(self.transport, config.sendq_soft)
         try:
             enable_keepalive(self.transport, config.timeout)
@@ -228,11 +223,17 @@ class ChatServerProtocol(HeartbeatProtocol):
         self.deliver(factory.greeting)
 
     def handshakeCompleted(self) -> None:
-        """IHandshakeListener: the TLS handshake is done (the registration deadline covered it)."""
+        """
+        IHandshakeListener: a TLS connection's handshake is done.  Until now its transport
+        held our output back for the handshake and would have paused us for it, which
+        backpressure would take for a congested client (and stop reading the very
+        handshake it waits for); from now on its pauses mean a backlog.
+        """
         if not self.done:
-            self._becomeProducer()
+            self._produce()
 
-    def _becomeProducer(self) -> None:
+    def _produce(self) -> None:
+        """Become the streaming producer of our output: the transport reports its backlog."""
         cast(IConsumer, self.transport).registerProducer(self, True)
         self._producing = True
 
@@ -240,6 +241,8 @@ class ChatServerProtocol(HeartbeatProtocol):
         if self._closeTimer is not None and self._closeTimer.active():
             self._closeTimer.cancel()
         self._closeTimer = None
+        if self.closeReason is None and tls_failed(reason):
+            self.closeReason = "tls_error"
         self._finish("error")
         self.factory.backpressure.forget(self)
         self.factory.connectionLost(self, reason)
@@ -399,6 +402,11 @@ class ChatServerProtocol(HeartbeatProtocol):
         nick = arguments[0]
         if not wire.is_valid_nick(nick):
             self.sendLine(wire.ERR_ERRONEOUS_NICKNAME)
+            return
+        refusal = self.factory.identityRefusal
+        why = None if refusal is None else refusal(self.transport, nick)
+        if why is not None:
+            self._authFailed(nick, why)
             return
         checker = self.factory.checker
         if checker is None:
@@ -607,6 +615,10 @@ class ChatFactory(ServerFactory):
         self.clock = clock
         #: With a checker, NICK must carry a password it accepts (``--auth``).
         self.checker = checker
+        #: With --tls-identity: why a connection may not take a nick (None: it may).
+        self.identityRefusal: Callable[[object, bytes], str | None] | None = (
+            identity_refusal if config.tls_identity else None
+        )
         self.connections: set[ChatServerProtocol] = set()
         self.sessions: SessionTable[ChatServerProtocol] = SessionTable(clock, config.grace, self._sessionExpired)
         self.seq = 0

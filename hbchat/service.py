@@ -3,6 +3,9 @@ The running server as a twistd service: its listeners, and a clean stop.
 
 Stopping (SIGTERM under twistd) first closes every listener, so no one new arrives, then
 says ``BYE shutdown`` to every connection and waits, boundedly, for them to close.
+
+``ssl:`` listeners are built by :mod:`hbchat.tls`; while any is configured, SIGHUP reloads
+their keys and certificates (``kill -HUP $(cat twistd.pid)``, ``systemctl reload``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from twisted.logger import Logger
 
 from hbchat.listeners import listener_service
 from hbchat.server import ChatFactory
+from hbchat.tls import ServerTLS, is_ssl, parse_ssl
 
 
 class ChatService(MultiService):
@@ -31,8 +35,20 @@ class ChatService(MultiService):
         super().__init__()
         self.factory = factory
         self.reactor = reactor
+        #: The contexts of the ssl: listeners, which SIGHUP reloads.
+        self.tls: list[ServerTLS] = []
+        self._restoreHangup: Callable[[], None] = lambda: None
         for description in listen:
-            listener_service(factory, description, reactor).setServiceParent(self)
+            tls = None
+            if is_ssl(description):
+                tls = ServerTLS(parse_ssl(description, factory.config.tls_client_ca))
+                self.tls.append(tls)
+            listener_service(factory, description, reactor, tls).setServiceParent(self)
+
+    def reloadTLS(self) -> None:
+        """Read every ssl: listener's key and certificate files again (SIGHUP)."""
+        for tls in self.tls:
+            tls.reload()
 
     def privilegedStartService(self) -> None:
         # Listening happens here (before twistd drops privileges); a port in use is an
@@ -43,8 +59,35 @@ class ChatService(MultiService):
             self.log.critical("hbchat cannot start: {error}", error=error)
             raise SystemExit(1) from None
 
+    def startService(self) -> None:
+        super().startService()
+        self._restoreHangup = self._reloadOnHangup()
+
+    def _reloadOnHangup(self) -> Callable[[], None]:
+        """
+        SIGHUP reloads the TLS certificates, while there is an ssl: listener to reload;
+        without one SIGHUP keeps its usual meaning.  Signal handlers can only be set in the
+        main thread, and the reload itself runs in the reactor's thread.
+        """
+        if not self.tls or threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        threads = cast(IReactorThreads, self.reactor)
+
+        def reload(signum: int, frame: Any) -> None:
+            self.log.info("SIGHUP: reloading TLS certificates")
+            threads.callFromThread(self.reloadTLS)
+
+        previous = signal.signal(signal.SIGHUP, reload)
+
+        def restore() -> None:
+            signal.signal(signal.SIGHUP, previous)
+
+        return restore
+
     def stopService(self) -> Deferred[None]:
         """Stop listening, then drain (``--drain``); a second SIGTERM or SIGINT cuts it short."""
+        self._restoreHangup()
+        self._restoreHangup = lambda: None
         stopped: Deferred[None] = Deferred()
         restore = self._closeNowOnAnotherSignal()
         listeners_closed = super().stopService()

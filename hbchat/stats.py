@@ -50,7 +50,8 @@ RESUME_OUTCOMES = ("complete", "partial", "unknown")
 #: Why connections close, as ``hbchat_connections_closed_total`` labels them: the LEFT
 #: reasons (quit, timeout, slow, error), and for closes that announce no LEFT or that
 #: the LEFT reason lumps together: replaced (another connection resumed the session),
-#: shutdown, register_timeout, line_too_long and full (refused: ERR 503).
+#: shutdown, register_timeout, line_too_long, full (refused: ERR 503), unauthorized and
+#: tls_error (mostly a failed TLS handshake).
 CLOSE_REASONS = (
     "quit",
     "timeout",
@@ -63,6 +64,7 @@ CLOSE_REASONS = (
     "full",
     "unauthorized",
     "kicked",
+    "tls_error",
 )
 
 _CLOSING_LINES = {

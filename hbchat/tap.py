@@ -21,6 +21,7 @@ from twisted.python import usage
 from hbchat.config import ConfigError, ServerConfig, parse_count, parse_rate, parse_seconds
 from hbchat.server import ChatFactory
 from hbchat.service import ChatService
+from hbchat.tls import is_ssl, load_certificates, load_options, parse_ssl
 from hbchat.web import WithMetrics
 
 DEFAULTS = ServerConfig()
@@ -53,9 +54,21 @@ class ServerOptions(AuthOptionMixin, usage.Options):
         "A chat server speaking the hbchat v1 line protocol, with heartbeats that tell a live "
         "peer from a dead one. Endpoints are Twisted endpoint strings, e.g. tcp:6464, "
         "tcp:6464:interface=127.0.0.1, ssl:6697:privateKey=key.pem:certKey=cert.pem, "
-        "unix:/run/hbchat.sock. With --auth (e.g. --auth hbpasswd:/etc/hbchat/passwd, see --help-auth) "
-        "NICK must carry a password the checker accepts. The protocol is described in docs/protocol.md."
+        "unix:/run/hbchat.sock. ssl: listeners serve TLS 1.2 and later with strong ciphers only; SIGHUP "
+        "(kill -HUP $(cat twistd.pid)) reloads their key and certificate files. With --auth (e.g. --auth "
+        "hbpasswd:/etc/hbchat/passwd, see --help-auth) NICK must carry a password the checker accepts. "
+        "The protocol is described in docs/protocol.md; TLS setup in docs/security.md."
     )
+
+    optFlags = [
+        [
+            "tls-identity",
+            None,
+            "With --tls-client-ca: NICK must be the common name of the client's certificate, exactly (letter case "
+            "included), or it is ERR 401. Connections through non-TLS listeners have no certificate, so every NICK "
+            "of theirs is ERR 401 (RESUME, with its token, still works).",
+        ],
+    ]
 
     optParameters = [
         [
@@ -173,6 +186,7 @@ class ServerOptions(AuthOptionMixin, usage.Options):
         super().__init__()
         self["listen"] = []
         self["metrics"] = None
+        self["tls-client-ca"] = None
 
     def opt_listen(self, description: str) -> None:
         """Twisted server endpoint string to serve on; repeat it to serve one chat on several. tcp:, ssl: and unix:
@@ -192,8 +206,18 @@ class ServerOptions(AuthOptionMixin, usage.Options):
             raise usage.UsageError(f"--metrics {description!r} is not a usable endpoint: {error}") from None
         self["metrics"] = description
 
+    def opt_tls_client_ca(self, path: str) -> None:
+        """PEM file of the CA (or CAs) that signs client certificates: every ssl: listener then requires a client
+        certificate it signed, and refuses the TLS handshake without one [default: off]"""
+        try:
+            load_certificates(path, "--tls-client-ca")
+        except ConfigError as error:
+            raise usage.UsageError(str(error)) from None
+        self["tls-client-ca"] = path
+
     # usage.Options shows a docstring as written: one line, or its indentation shows too.
     opt_metrics.__doc__ = " ".join((opt_metrics.__doc__ or "").split())
+    opt_tls_client_ca.__doc__ = " ".join((opt_tls_client_ca.__doc__ or "").split())
 
     @property
     def checker(self) -> ICredentialsChecker | None:
@@ -222,9 +246,21 @@ class ServerOptions(AuthOptionMixin, usage.Options):
                 burst=self["burst"],
                 max_handshakes=self["max-handshakes"],
                 listen=tuple(self["listen"]) or DEFAULTS.listen,
+                tls_client_ca=self["tls-client-ca"],
+                tls_identity=bool(self["tls-identity"]),
             )
+            self._checkTLS(self.config)
         except ConfigError as error:
             raise usage.UsageError(str(error)) from None
+
+    @staticmethod
+    def _checkTLS(config: ServerConfig) -> None:
+        """Every ssl: listener's files make a context now, so a mistake is a usage error, not a traceback."""
+        ssl_listeners = [description for description in config.listen if is_ssl(description)]
+        if config.tls_client_ca is not None and not ssl_listeners:
+            raise ConfigError("--tls-client-ca needs an ssl: --listen endpoint to apply to")
+        for description in ssl_listeners:
+            load_options(parse_ssl(description, config.tls_client_ca))
 
 
 class Options(ServerOptions):

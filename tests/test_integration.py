@@ -234,9 +234,15 @@ def listeningAddresses(factory: ChatFactory) -> list[Any]:
     return [
         reader.getHost()
         for reader in reactor.getReaders()
-        # A ChatService's ports listen with a Listener in front of the chat.
-        if isinstance(reader, (tcp.Port, unix.Port)) and getattr(reader.factory, "chat", reader.factory) is factory
+        # A ChatService's ports listen with a Listener in front of the chat (behind TLS on ssl: ones).
+        if isinstance(reader, (tcp.Port, unix.Port)) and chatBehind(reader.factory) is factory
     ]
+
+
+def chatBehind(portFactory: Any) -> Any:
+    """The chat a port's factory leads to: through TLS (``wrappedFactory``) and a Listener (``chat``)."""
+    listener = getattr(portFactory, "wrappedFactory", portFactory)
+    return getattr(listener, "chat", listener)
 
 
 def tcpPortOf(factory: ChatFactory) -> int:

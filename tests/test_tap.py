@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import sys
+from pathlib import Path
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.task import Clock
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -14,6 +16,7 @@ from hbchat import tap
 from hbchat.listeners import Listener
 from hbchat.server import ChatFactory
 from hbchat.service import ChatService
+from tests.tlscerts import CertificateAuthority
 
 
 def parse(*arguments: str) -> tap.ServerOptions:
@@ -134,3 +137,44 @@ class MakeServiceTests(SynchronousTestCase):
             self.assertEqual(endpoint.factory.description, description)
         self.assertEqual(service.factory.stats.listeners, [endpoint.factory for endpoint in endpoints])
         self.assertIsInstance(service.factory, ChatFactory)
+
+
+class TLSOptionsTests(SynchronousTestCase):
+    """--listen ssl:, --tls-client-ca and --tls-identity: mistakes are usage errors, caught at parse time."""
+
+    def setUp(self) -> None:
+        self.ca = CertificateAuthority()
+        self.directory = Path(self.mktemp())
+        self.directory.mkdir(parents=True)
+        cert, key = self.ca.server().write(self.directory, "server")
+        self.ssl = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+        self.caFile = str(self.ca.write(self.directory))
+
+    def test_tls_options_are_taken(self) -> None:
+        config = parse("--listen", self.ssl, "--tls-client-ca", self.caFile, "--tls-identity").config
+        self.assertEqual((config.tls_client_ca, config.tls_identity), (self.caFile, True))
+
+    def test_tls_mistakes_name_their_option(self) -> None:
+        garbage = self.directory / "garbage.pem"
+        garbage.write_text("nothing here\n")
+        cases = [
+            (["--listen", self.ssl, "--tls-client-ca", str(garbage)], "--tls-client-ca"),
+            (["--listen", self.ssl, "--tls-client-ca", str(self.directory / "missing.pem")], "--tls-client-ca"),
+            (["--tls-client-ca", self.caFile], "--tls-client-ca needs an ssl: --listen"),
+            (["--listen", self.ssl, "--tls-identity"], "--tls-identity needs --tls-client-ca"),
+            (["--listen", self.ssl + ":sslmethod=TLSv1_METHOD"], "sslmethod"),
+            (["--listen", f"ssl:0:privateKey={self.directory / 'server.key'}:certKey={self.caFile}"], "ssl:0"),
+        ]
+        for arguments, message in cases:
+            error = self.assertRaises(usage.UsageError, parse, *arguments)
+            self.assertIn(message, str(error), arguments)
+
+    def test_ssl_listeners_are_served_by_hbchat_tls(self) -> None:
+        service = tap.makeService(parse("--listen", self.ssl, "--listen", "tcp:0"), Clock())
+        assert isinstance(service, ChatService)
+        [tls] = service.tls
+        self.assertEqual(tls.listen.description, self.ssl)
+        tlsEndpoint, _ = service
+        assert isinstance(tlsEndpoint, StreamServerEndpointService)
+        self.assertIsInstance(tlsEndpoint.factory, TLSMemoryBIOFactory)
+        self.assertIs(tlsEndpoint.factory.wrappedFactory.chat, service.factory)

@@ -1,0 +1,355 @@
+"""
+TLS for ``ssl:`` listeners: hbchat's own context, so that certificates can be reloaded and
+client certificates required.
+
+An ``ssl:`` description is the one Twisted users know (``ssl:6697:privateKey=key.pem:
+certKey=cert.pem``, with ``extraCertChain=``, ``dhParameters=``, ``interface=`` and
+``backlog=``), but Twisted's ``ssl:`` endpoint reads the files once and keeps the context
+out of reach.  hbchat therefore reads the description itself (with Twisted's quoting rules)
+and listens with a plain TCP endpoint whose connections are wrapped by Twisted's
+``TLSMemoryBIOFactory`` around a :class:`ServerTLS`: an
+``IOpenSSLServerConnectionCreator`` that makes each new connection from its current
+context.  :meth:`ServerTLS.reload` builds a new context from the files and swaps it in;
+connections already open keep the ``SSL.Connection`` (and context) they were made with, so
+they are not disturbed.
+
+The context is a Twisted ``CertificateOptions``: TLS 1.2 at least (``raiseMinimumTo``, even
+on a Twisted whose default is lower), forward-secret AEAD cipher suites only
+(:data:`CIPHERS`), and with ``--tls-client-ca`` a verified client certificate required.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL, crypto
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, IProtocolFactory, IReactorTCP
+from twisted.internet.ssl import (
+    AcceptableCiphers,
+    Certificate,
+    CertificateOptions,
+    DiffieHellmanParameters,
+    PrivateCertificate,
+    TLSVersion,
+)
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
+from zope.interface import implementer
+
+from hbchat.config import LISTEN_BACKLOG, ConfigError
+
+#: The oldest TLS version served: TLS 1.0 and 1.1 are deprecated (RFC 8996).
+MINIMUM_TLS_VERSION = TLSVersion.TLSv1_2
+
+#: TLS 1.2 cipher suites: ephemeral key exchange (forward secrecy) and AEAD encryption only,
+#: as Mozilla's "intermediate" profile.  Twisted's default list also takes the CBC-mode
+#: suites (ECDHE-...-AES128-SHA and the like), which no known attack breaks with ECDHE but
+#: which TLS scanners grade as weak; every TLS 1.2 client of the last decade has one of
+#: these.  (TLS 1.3 has its own suites, all of them AEAD.)
+CIPHERS = AcceptableCiphers.fromOpenSSLCipherString("ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20")
+
+#: The parameters of an ``ssl:`` server endpoint, in the order Twisted takes them positionally.
+_SSL_PARAMETERS = (
+    "port",
+    "privateKey",
+    "certKey",
+    "sslmethod",
+    "interface",
+    "backlog",
+    "extraCertChain",
+    "dhParameters",
+)
+
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL)
+
+
+def is_ssl(description: str) -> bool:
+    """Whether a ``--listen`` description is an ``ssl:`` endpoint (served by this module)."""
+    return description.split(":", 1)[0].strip().lower() == "ssl"
+
+
+def _split(description: str) -> tuple[list[str], dict[str, str]]:
+    """
+    Positional and keyword parameters of an endpoint description, by Twisted's rules:
+    ``:`` separates parameters, the first ``=`` in one makes it a keyword, and a backslash
+    takes the next character literally (``privateKey=C\\:\\keys\\server.pem``).
+    """
+    args: list[str] = []
+    kwargs: dict[str, str] = {}
+    parts: list[str] = []
+    current: list[str] = []
+    separators = ":="
+    characters = iter(description)
+    for character in characters:
+        if character in separators:
+            parts.append("".join(current))
+            current = []
+            if character == ":":
+                _add(parts, args, kwargs)
+                parts, separators = [], ":="
+            else:
+                separators = ":"
+        elif character == "\\":
+            current.append(next(characters, ""))
+        else:
+            current.append(character)
+    parts.append("".join(current))
+    _add(parts, args, kwargs)
+    return args, kwargs
+
+
+def _add(parts: list[str], args: list[str], kwargs: dict[str, str]) -> None:
+    if len(parts) == 1:
+        args.append(parts[0])
+    else:
+        kwargs[parts[0]] = parts[1]
+
+
+@dataclass(frozen=True)
+class TLSListen:
+    """One ``ssl:`` listener: where it listens and the files its context is made from."""
+
+    description: str
+    port: int
+    interface: str
+    backlog: int
+    private_key: str
+    cert_key: str
+    extra_cert_chain: str | None = None
+    dh_parameters: str | None = None
+    #: ``--tls-client-ca``: with it, clients must present a certificate this CA signed.
+    client_ca: str | None = None
+
+
+def parse_ssl(description: str, client_ca: str | None = None) -> TLSListen:
+    """
+    The settings of an ``ssl:`` description, with Twisted's defaults (``privateKey`` is
+    ``server.pem``, ``certKey`` the same file as ``privateKey``), except the backlog, which
+    is hbchat's (``LISTEN_BACKLOG``).  ``sslmethod=`` is refused: hbchat chooses the TLS
+    versions (1.2 and later) and will not be talked into older ones.
+    """
+    args, kwargs = _split(description)
+    if not args or args[0].strip().lower() != "ssl":
+        raise ConfigError(f"{description!r} is not an ssl: endpoint")
+    if len(args) - 1 > len(_SSL_PARAMETERS):
+        raise ConfigError(f"{description!r} has too many parameters")
+    parameters = dict(zip(_SSL_PARAMETERS, args[1:], strict=False))
+    for name, value in kwargs.items():
+        if name not in _SSL_PARAMETERS:
+            raise ConfigError(f"{description!r}: unknown parameter {name!r}")
+        if name in parameters:
+            raise ConfigError(f"{description!r}: {name} given twice")
+        parameters[name] = value
+    if "sslmethod" in parameters:
+        raise ConfigError(
+            f"{description!r}: sslmethod= is not supported; hbchat serves TLS 1.2 and later, whatever the method"
+        )
+    try:
+        port = int(parameters["port"])
+        backlog = int(parameters.get("backlog", LISTEN_BACKLOG))
+    except KeyError:
+        raise ConfigError(f"{description!r} names no port") from None
+    except ValueError:
+        raise ConfigError(f"{description!r}: port and backlog must be whole numbers") from None
+    private_key = parameters.get("privateKey", "server.pem")
+    return TLSListen(
+        description=description,
+        port=port,
+        interface=parameters.get("interface", ""),
+        backlog=backlog,
+        private_key=private_key,
+        cert_key=parameters.get("certKey", private_key),
+        extra_cert_chain=parameters.get("extraCertChain"),
+        dh_parameters=parameters.get("dhParameters"),
+        client_ca=client_ca,
+    )
+
+
+def load_certificates(path: str, what: str) -> list[Certificate]:
+    """Every PEM certificate in the file at ``path`` (at least one); ``what`` names the file in errors."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{what} {path!r} cannot be read: {error.strerror or error}") from None
+    blocks = _PEM_CERTIFICATE.findall(data)
+    if not blocks:
+        raise ConfigError(f"{what} {path!r} holds no PEM certificate")
+    try:
+        return [Certificate.loadPEM(block) for block in blocks]
+    except crypto.Error as error:
+        raise ConfigError(f"{what} {path!r} holds a certificate that cannot be read: {error}") from None
+
+
+def load_options(listen: TLSListen) -> CertificateOptions:
+    """
+    A fresh ``CertificateOptions`` from the files, with its context already made, so that
+    any problem (a missing file, a key that does not match its certificate) shows here, as
+    one :class:`ConfigError`, not at the next handshake.
+    """
+    try:
+        key_pem = Path(listen.private_key).read_bytes()
+        cert_pem = key_pem if listen.cert_key == listen.private_key else Path(listen.cert_key).read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{listen.description}: {error.filename!r} cannot be read: {error.strerror}") from None
+    try:
+        private = PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
+    except Exception as error:
+        # pyOpenSSL's errors, Twisted's VerifyError (key and certificate do not match), ValueError.
+        raise ConfigError(f"{listen.description}: no usable key and certificate: {error}") from None
+    chain = None
+    if listen.extra_cert_chain is not None:
+        chain = [
+            c.original for c in load_certificates(listen.extra_cert_chain, f"{listen.description}: extraCertChain")
+        ]
+    dh = None
+    if listen.dh_parameters is not None:
+        if not Path(listen.dh_parameters).is_file():
+            raise ConfigError(f"{listen.description}: dhParameters {listen.dh_parameters!r} is not a readable file")
+        dh = DiffieHellmanParameters.fromFile(FilePath(listen.dh_parameters))
+    verify: dict[str, Any] = {}
+    client_cas: list[Certificate] = []
+    if listen.client_ca is not None:
+        client_cas = load_certificates(listen.client_ca, "--tls-client-ca")
+        verify = {"verify": True, "requireCertificate": True, "caCerts": [c.original for c in client_cas]}
+    try:
+        options = CertificateOptions(
+            privateKey=private.privateKey.original,
+            certificate=private.original,
+            extraCertChain=chain,
+            dhParameters=dh,
+            raiseMinimumTo=MINIMUM_TLS_VERSION,
+            acceptableCiphers=CIPHERS,
+            **verify,
+        )
+        context = options.getContext()
+        for ca in client_cas:
+            # Tell clients which CA we take, so one holding several certificates picks the right one.
+            context.add_client_ca(ca.original)
+    except (SSL.Error, crypto.Error, ValueError) as error:
+        raise ConfigError(f"{listen.description}: cannot make a TLS context: {error}") from None
+    return options
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerTLS:
+    """
+    The TLS side of one ``ssl:`` listener: it makes each new connection's
+    ``SSL.Connection`` from the current context, and can swap in a new one (:meth:`reload`).
+    """
+
+    log = Logger()
+
+    def __init__(self, listen: TLSListen) -> None:
+        self.listen = listen
+        self._options = load_options(listen)
+        #: Successful reloads so far.
+        self.reloads = 0
+
+    @property
+    def certificate(self) -> Certificate:
+        """The certificate new connections are served."""
+        return Certificate(self._options.certificate)
+
+    def serverConnectionForTLS(self, tls_protocol: object) -> SSL.Connection:
+        return SSL.Connection(self._options.getContext(), None)
+
+    def reload(self) -> bool:
+        """
+        Read the files again and serve what they hold to new connections.
+
+        A file that is missing, unreadable or wrong must not take the server down or leave
+        it without a certificate: the error is logged once and the previous context stays.
+        """
+        try:
+            options = load_options(self.listen)
+        except ConfigError as error:
+            # The error names the listener already.
+            self.log.error(
+                "TLS certificate not reloaded, still serving the previous one: {error}",
+                listener=self.listen.description,
+                error=str(error),
+            )
+            return False
+        self._options = options
+        self.reloads += 1
+        certificate = options.certificate
+        assert certificate is not None
+        served = certificate.to_cryptography()
+        self.log.info(
+            "reloaded TLS certificate for {listener}: {subject}, valid until {notAfter}",
+            listener=self.listen.description,
+            subject=served.subject.rfc4514_string(),
+            notAfter=served.not_valid_after_utc.isoformat(),
+        )
+        return True
+
+    def wrap(self, factory: IProtocolFactory) -> TLSMemoryBIOFactory:
+        """``factory`` behind TLS: what the listener's TCP port accepts connections with."""
+        return TLSMemoryBIOFactory(self, False, factory)
+
+    def endpoint(self, reactor: IReactorTCP) -> TCP4ServerEndpoint:
+        """
+        The TCP endpoint under the TLS, as Twisted's ``ssl:`` builds it (an IPv6
+        ``interface=`` works, as there).
+        """
+        listen = self.listen
+        return TCP4ServerEndpoint(reactor, listen.port, listen.backlog, listen.interface)
+
+
+def awaits_handshake(transport: object) -> bool:
+    """
+    Whether ``transport`` is TLS whose handshake has yet to happen: on a server, that is
+    every TLS transport when its protocol's ``connectionMade`` runs (at the TCP accept,
+    before the client has said anything), which then hears ``handshakeCompleted``.
+    """
+    return isinstance(transport, TLSMemoryBIOProtocol)
+
+
+def tls_failed(reason: Failure) -> bool:
+    """
+    Whether a TLS error ended a connection: mostly a failed handshake (no client
+    certificate, an untrusted one, no protocol version or cipher suite in common), rarely a
+    corrupt record or an alert later.  Operators want these told apart from resets.
+    """
+    return reason.check(SSL.Error) is not None
+
+
+def peer_common_name(transport: object) -> str | None:
+    """
+    The common name of the client certificate a connection presented; None without TLS,
+    without a certificate, or with a certificate that has no single common name.
+    """
+    get_certificate = getattr(transport, "getPeerCertificate", None)
+    if get_certificate is None:
+        return None
+    certificate = get_certificate()
+    if certificate is None:
+        return None
+    names = certificate.to_cryptography().subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(names) != 1:
+        return None
+    value = names[0].value
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def identity_refusal(transport: object, nick: bytes) -> str | None:
+    """
+    ``--tls-identity``: why this connection may not take ``nick`` (None: it may).
+
+    The nick must equal the common name of the client's certificate exactly, letter case
+    included: the certificate names the nick everyone will see.  A connection without a
+    client certificate (a non-TLS listener) cannot prove any identity, so it may take none.
+    """
+    name = peer_common_name(transport)
+    if name is None:
+        return "no client certificate"
+    if name.encode("utf-8") != nick:
+        return f"its certificate is for {name!r}"
+    return None
