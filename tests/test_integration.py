@@ -674,3 +674,13 @@ class EndpointTests(ChatTestCase):
         yield overUnix.waitForLine(r"USERS tcpUser unixUser")
         overUnix.sendLine("TELL tcpUser across sockets")
         yield overTcp.waitForLine(r"PRIV unixUser across sockets")
+
+
+class SoftOutputBoundTests(ChatTestCase):
+    @inlineCallbacks
+    def test_the_soft_output_bound_is_the_transports_high_water_mark(self) -> Any:
+        """--sendq-soft is where Twisted's transport tells the connection to stop producing."""
+        factory, port = self.startServer(ping=5, timeout=30, sendq_soft=123_456)
+        alice = yield self.connect(port, "alice")
+        yield self.register(alice, "alice")
+        self.assertEqual(serverSideOf(factory, alice).transport.bufferSize, 123_456)

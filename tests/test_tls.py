@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from OpenSSL import SSL
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
-from twisted.internet import reactor
+from twisted.internet import reactor, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, wrapClientTLS
@@ -369,6 +369,26 @@ class TLSIntegrationTests(ChatTestCase):
         self.assertEqual(client.lines, [])
         self.assertTrue(reason.check(SSL.Error), reason)
         self.assertIn(alert, str(reason.value))
+
+    @inlineCallbacks
+    def test_the_soft_output_bound_is_set_on_the_tcp_transport_beneath_tls(self) -> Any:
+        service, port = self.serve(None, "--sendq-soft", "100000")
+        alice = yield self.connectTLS(port, "alice", clientOptions(self.ca))
+        yield self.register(alice, "alice")
+        (protocol,) = service.factory.connections
+        self.assertEqual(protocol.transport.transport.bufferSize, 100_000)
+
+    @inlineCallbacks
+    def test_over_max_handshakes_a_tls_connection_waits_in_the_listen_queue(self) -> Any:
+        service, port = self.serve(None, "--max-handshakes", "1", "--register-timeout", "60")
+        first = yield self.connectTLS(port, "first", clientOptions(self.ca))
+        yield first.waitForLine(r"HELLO .*")
+        # TCP is established by the kernel, but the server does not accept it (nor handshake) yet.
+        second = yield self.connectTLS(port, "second", clientOptions(self.ca))
+        yield task.deferLater(reactor, 0.3, lambda: None)
+        self.assertEqual((len(service.factory.connections), second.lines), (1, []))
+        yield self.register(first, "first")
+        yield second.waitForLine(r"HELLO .*")
 
     @inlineCallbacks
     def test_plain_tls_chat_works(self) -> Any:
