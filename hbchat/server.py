@@ -258,7 +258,10 @@ class ChatServerProtocol(HeartbeatProtocol):
     # --- IPushProducer: the transport reports on our output ---
 
     def pauseProducing(self) -> None:
-        self._backlog = 0
+        # Twisted calls this on every write made while over the high-water mark, not only
+        # on crossing it: count the backlog from the first call on.
+        if self._backlog is None:
+            self._backlog = 0
         self.factory.backpressure.congested(self)
 
     def resumeProducing(self) -> None:

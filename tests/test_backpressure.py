@@ -154,6 +154,14 @@ class ServerBackpressureTests(SynchronousTestCase):
         lefts = [line for line in self.alice.received() if line.startswith(b"LEFT")]
         self.assertEqual([line.split(b" ", 2)[2] for line in lefts], [b"bob slow"])
 
+    def test_the_backlog_counts_from_the_first_pause_although_the_transport_repeats_it(self) -> None:
+        # Twisted's transports call pauseProducing on every write made over the high-water mark.
+        self.server.factory.maxBacklog = 100
+        for n in range(5):
+            self.bob.protocol.pauseProducing()
+            self.alice.sendLine(f"SAY message number {n} with some padding to fill the backlog")
+        self.assertTrue(self.bob.aborted)
+
     def test_a_slow_consumer_can_resume_its_session(self) -> None:
         self.server.factory.maxBacklog = 10
         self.bob.protocol.pauseProducing()

@@ -431,13 +431,6 @@ class SlowConsumerTests(SlowConsumerTestCase):
 
 
 class SlowConsumerMemoryTests(SlowConsumerTestCase):
-    #: Remove with the fix: the cut at --sendq-max never happens.  The server's
-    #: ChatServerProtocol.pauseProducing sets ``_backlog = 0`` each time it is called, and
-    #: Twisted's FileDescriptor calls it on every write() made while its buffer is over
-    #: bufferSize, not only when it first passes it: the backlog counts the last write
-    #: only, and the client is cut only at --timeout, holding all it was sent meanwhile.
-    todo = "--sendq-max is not enforced: ChatServerProtocol.pauseProducing resets _backlog on every write"
-
     @inlineCallbacks
     def test_what_the_server_holds_for_a_client_that_never_reads_stays_under_sendq_max(self) -> Any:
         """
