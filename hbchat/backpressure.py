@@ -30,9 +30,10 @@ def set_high_water(transport: Any, size: int) -> bool:
     """
     Make ``transport`` tell its producer to pause once ``size`` bytes of output are unsent.
 
-    Twisted's stream transports do that at their ``bufferSize`` (64 KiB by default); under
-    TLS it is the transport beneath the TLS layer that holds the bytes, so that is the one
-    set.  ``False`` if there is no such transport (a fake one in tests, say).
+    Twisted's stream transports do that at their ``bufferSize`` (64 KiB by default), which
+    is also how much they read at a time (hence the bounds on --sendq-soft); under TLS it is
+    the transport beneath the TLS layer that holds the bytes, so that is the one set.
+    ``False`` if there is no such transport (a fake one in tests, say).
     """
     # The transport that owns the socket (a TLS wrapper's handle is its OpenSSL connection,
     # and it forwards unknown attributes to the transport beneath, so ask for the socket).

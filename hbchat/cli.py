@@ -356,7 +356,10 @@ def make_endpoint(reactor: Any, arguments: argparse.Namespace) -> tuple[IStreamC
     """The endpoint to connect through, and what explains its failures (for tls:)."""
     if is_tls_description(arguments.endpoint):
         tls = tls_client(arguments)
-        return tls.endpoint(reactor), tls.diagnose
+        try:
+            return tls.endpoint(reactor), tls.diagnose
+        except Exception as error:  # a bad endpoint=, a host name IDNA cannot encode, ...
+            _fail(f"ENDPOINT {arguments.endpoint!r} is not usable: {error or type(error).__name__}", 2)
     endpoint_error = None
     try:
         endpoint = clientFromString(reactor, arguments.endpoint)

@@ -43,8 +43,10 @@ HELLO_TIMEOUT = 10.0
 #: The longest line the client accepts from a server.  Generous: a MSG carries a text of
 #: up to the server's --max-line plus a prefix, and USERS lists every nick.
 MAX_SERVER_LINE = 1 << 20
-#: The longest text the client sends in one SAY, for a server on the default --max-line.
-MAX_TEXT = 4096 - len(b"SAY ")
+#: The longest line the client sends, for a server on the default --max-line.
+MAX_LINE = 4096
+#: The longest text the client sends in one SAY.
+MAX_TEXT = MAX_LINE - len(b"SAY ")
 
 #: Seconds a QUIT waits for the server's BYE before the connection is simply dropped.
 QUIT_WAIT = 5.0
@@ -59,6 +61,12 @@ FINAL_BYES = {
 }
 #: ERRs during registration after which reconnecting cannot help.
 FINAL_ERRORS = {401, 432, 433}
+
+#: The shortest wait for the pace's next token, in seconds.
+MIN_PACE_WAIT = 0.001
+
+#: The largest burst= taken from a HELLO; more is no different in practice.
+MAX_BURST = 10**9
 
 #: The share of the server's advertised rate and burst the client uses for its chat
 #: lines: the rest is room for heartbeats, WHO, and lines bunched up by the network.
@@ -155,7 +163,7 @@ class ChatClientProtocol(HeartbeatProtocol):
             rate, burst = float(settings.get(b"rate", DEFAULT_RATE)), int(settings.get(b"burst", DEFAULT_BURST))
         except ValueError:
             rate, burst = DEFAULT_RATE, DEFAULT_BURST
-        if not (0 <= rate < math.inf and burst >= 1):
+        if not (0 <= rate < math.inf and 1 <= burst <= MAX_BURST):
             rate, burst = DEFAULT_RATE, DEFAULT_BURST
         self.startHeartbeat(ping, timeout)
         try:
@@ -322,7 +330,12 @@ class ChatClientFactory(ReconnectingClientFactory):
         self._submit(b"SAY " + _text(text))
 
     def tell(self, nick: str, text: str) -> None:
-        self._submit(b"TELL " + nick.encode("utf-8") + b" " + _text(text))
+        """Send a private line, now or once reconnected; raises OutboxFullError or ValueError."""
+        line = b"TELL " + nick.encode("utf-8") + b" " + _text(text)
+        if len(line) > MAX_LINE:
+            # The server would refuse it (ERR 413), and the client would take that for a SAY's refusal.
+            raise ValueError(f"message too long ({len(line)} bytes with the TELL and nick; at most {MAX_LINE})")
+        self._submit(line)
 
     def who(self) -> bool:
         """Ask for the user list; ``False`` when not connected."""
@@ -584,7 +597,9 @@ class ChatClientFactory(ReconnectingClientFactory):
             if pace is not None:
                 full_at = pace.take(self._paceFullAt, now)
                 if full_at is None:
-                    self._paceCall = self.timer.callLater(pace.wait(self._paceFullAt, now), self._paceAgain)
+                    # At least a millisecond: a wait that rounds to nothing must not spin.
+                    delay = max(MIN_PACE_WAIT, pace.wait(self._paceFullAt, now))
+                    self._paceCall = self.timer.callLater(delay, self._paceAgain)
                     return
                 self._paceFullAt = full_at
             self._requeued = 0

@@ -65,6 +65,12 @@ def with_listen_backlog(description: str, backlog: int = LISTEN_BACKLOG) -> str:
     return description
 
 
+#: Bounds of --sendq-soft.  Twisted's stream transports use one number both as the
+#: high-water mark of their output and as the size of each read, so it must be neither
+#: tiny (a read per few bytes) nor huge (a buffer that size per read).
+SENDQ_SOFT_MIN = 4096
+SENDQ_SOFT_MAX = 64 * 1024 * 1024
+
 #: Lines a second per connection, and at once, unless --rate and --burst say otherwise.
 #: Part of the protocol: a HELLO without ``rate=`` means these.
 DEFAULT_RATE = 100.0
@@ -104,6 +110,11 @@ class ServerConfig:
         if self.timeout <= self.ping:
             raise ConfigError(
                 f"--timeout ({format_number(self.timeout)}) must be greater than --ping ({format_number(self.ping)})"
+            )
+        if not SENDQ_SOFT_MIN <= self.sendq_soft <= SENDQ_SOFT_MAX:
+            raise ConfigError(
+                f"--sendq-soft must be {SENDQ_SOFT_MIN} to {SENDQ_SOFT_MAX} bytes, not {self.sendq_soft} "
+                "(the server also reads up to that many bytes at a time)"
             )
         if self.sendq_soft >= self.sendq_max:
             raise ConfigError(f"--sendq-soft ({self.sendq_soft}) must be less than --sendq-max ({self.sendq_max})")

@@ -41,19 +41,32 @@ class Listener(Factory):
         self.listening = False
         #: The listening port, once listening (see :class:`_RecordingEndpoint`).
         self.port: IListeningPort | None = None
+        self._paused = False
         chat.stats.listeners.append(self)
         chat.gates.append(self)
 
-    def pauseAccepting(self) -> None:
-        """Leave new connections in the kernel's listen queue (--max-handshakes)."""
-        stop = getattr(self.port, "stopReading", None)
-        if stop is not None and getattr(self.port, "connected", False):
-            stop()
+    def acceptAtMost(self, count: int) -> None:
+        """
+        Accept at most ``count`` more connections for now (--max-handshakes); with 0,
+        leave new ones in the kernel's listen queue until told otherwise.
 
-    def resumeAccepting(self) -> None:
-        start = getattr(self.port, "startReading", None)
-        if start is not None and getattr(self.port, "connected", False):
-            start()
+        A Twisted port accepts up to its ``numberAccepts`` connections each time the
+        socket is readable, without looking back: stopping it only stops the next batch, so
+        the batch is kept to ``count`` too.
+        """
+        port: Any = self.port
+        if port is None or not getattr(port, "connected", False):
+            return
+        if count <= 0:
+            if not self._paused:
+                self._paused = True
+                port.stopReading()
+            return
+        if isinstance(getattr(port, "numberAccepts", None), int):
+            port.numberAccepts = count
+        if self._paused:
+            self._paused = False
+            port.startReading()
 
     def buildProtocol(self, addr: IAddress | None) -> ChatServerProtocol:  # type: ignore[override]
         self.accepted += 1
@@ -84,7 +97,10 @@ class _RecordingEndpoint:
 
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:  # noqa: N803
         def listening(port: IListeningPort) -> IListeningPort:
-            self.listener.port = port
+            listener = self.listener
+            listener.port = port
+            chat = listener.chat
+            listener.acceptAtMost(chat.config.max_handshakes - chat.handshaking)
             return port
 
         return self.endpoint.listen(protocolFactory).addCallback(listening)

@@ -36,14 +36,20 @@ class Bucket:
         than one that waits.
         """
         interval = 1.0 / self.rate
-        later = (full_at if full_at > now else now) + interval
-        if later - now > self.burst * interval + 1e-9:  # (rounding must not refuse a token that is due)
+        if full_at <= now:
+            return now + interval
+        # The bucket is in debt by full_at - now; it may owe at most burst - 1 tokens.  Half
+        # a token of slack: clock readings near 1.7e9 s are floats 2**-22 s apart, and
+        # full_at adds up those roundings, so a token that is due can look a little short
+        # of it (a bucket of burst 1 would then refuse every line for ever).  Debts are
+        # whole tokens less the time elapsed, so the slack never adds a token to a burst.
+        if full_at - now > (self.burst - 0.5) * interval:
             return None
-        return later
+        return full_at + interval
 
     def wait(self, full_at: float, now: float) -> float:
-        """Seconds until :meth:`take` gives a token again."""
-        return max(0.0, full_at - (self.burst - 1) * (1.0 / self.rate) - now)
+        """Seconds until :meth:`take` gives a token again (0 if it would now)."""
+        return max(0.0, full_at - now - (self.burst - 1) / self.rate)
 
 
 def ping_bucket(ping_interval: float, burst: float = 10) -> Bucket:

@@ -65,9 +65,7 @@ PAUSE_LOG_INTERVAL = 10.0
 class Gate(Protocol):
     """Something that lets connections in: a listener (hbchat.listeners.Listener)."""
 
-    def pauseAccepting(self) -> None: ...
-
-    def resumeAccepting(self) -> None: ...
+    def acceptAtMost(self, count: int) -> None: ...
 
 
 def _unconnected(data: bytes) -> None:
@@ -682,29 +680,31 @@ class ChatFactory(ServerFactory):
         self.connections.add(protocol)
         protocol.handshaking = True
         self.handshaking += 1
-        if self.handshaking >= self.config.max_handshakes and not self.acceptPaused:
-            self._pauseAccepting()
+        self._openGates()
         return None
 
     def handshakeOver(self, protocol: ChatServerProtocol) -> None:
         """``protocol`` registered (or ended): one handshake fewer under way."""
         protocol.handshaking = False
         self.handshaking -= 1
-        if self.acceptPaused and self.handshaking < self.config.max_handshakes:
-            self.acceptPaused = False
-            for gate in self.gates:
-                gate.resumeAccepting()
+        self._openGates()
 
-    def _pauseAccepting(self) -> None:
+    def _openGates(self) -> None:
         """
-        Too many connections between accept and registration (--max-handshakes): leave the
-        next ones in the listen queue, where they cost nothing and their registration
-        deadline has not started, until one of these registers or ends.
+        Let the listeners accept only as many connections as --max-handshakes has room
+        for; with no room, the next ones wait in the listen queue, where they cost nothing
+        and their registration deadline has not started, until one of these registers or ends.
         """
+        room = self.config.max_handshakes - self.handshaking
+        for gate in self.gates:
+            gate.acceptAtMost(room)
+        if room > 0:
+            self.acceptPaused = False
+            return
+        if self.acceptPaused:
+            return
         self.acceptPaused = True
         self.stats.acceptPauses += 1
-        for gate in self.gates:
-            gate.pauseAccepting()
         now = self.clock.seconds()
         if now - self._pauseLoggedAt >= PAUSE_LOG_INTERVAL:
             self._pauseLoggedAt = now

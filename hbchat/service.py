@@ -47,6 +47,7 @@ class ChatService(MultiService):
 
     def reloadTLS(self) -> None:
         """Read every ssl: listener's key and certificate files again (SIGHUP)."""
+        self.log.info("SIGHUP: reloading TLS certificates")
         for tls in self.tls:
             tls.reload()
 
@@ -74,7 +75,7 @@ class ChatService(MultiService):
         threads = cast(IReactorThreads, self.reactor)
 
         def reload(signum: int, frame: Any) -> None:
-            self.log.info("SIGHUP: reloading TLS certificates")
+            # Nothing else here: logging from a signal handler could re-enter a log write.
             threads.callFromThread(self.reloadTLS)
 
         previous = signal.signal(signal.SIGHUP, reload)
@@ -96,6 +97,10 @@ class ChatService(MultiService):
         listeners_closed.addBoth(lambda _: stopped.callback(None))
         return stopped
 
+    def _closeNow(self, signum: int) -> None:
+        self.log.info("signal {signum} while draining: closing every connection now", signum=signum)
+        self.factory.closeNow()
+
     def _closeNowOnAnotherSignal(self) -> Callable[[], None]:
         """While draining, SIGTERM or SIGINT closes every connection at once."""
         if threading.current_thread() is not threading.main_thread():
@@ -103,8 +108,8 @@ class ChatService(MultiService):
         threads = cast(IReactorThreads, self.reactor)
 
         def closeNow(signum: int, frame: Any) -> None:
-            self.log.info("signal {signum} while draining: closing every connection now", signum=signum)
-            threads.callFromThread(self.factory.closeNow)
+            # Log in the reactor's thread: logging from a signal handler could re-enter a log write.
+            threads.callFromThread(self._closeNow, signum)
 
         previous = {number: signal.signal(number, closeNow) for number in (signal.SIGTERM, signal.SIGINT)}
 

@@ -125,7 +125,8 @@ class ServerOptions(AuthOptionMixin, usage.Options):
             None,
             DEFAULTS.sendq_soft,
             "When a client's unsent output passes this many bytes, the server stops reading from it (and from the "
-            "clients talking to it) until it drains.",
+            "clients talking to it) until it drains. 4096 to 67108864, less than --sendq-max; it is also the most "
+            "the server reads from a connection at once.",
             _coerce(parse_count, "sendq-soft"),
         ],
         [

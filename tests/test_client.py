@@ -6,13 +6,14 @@ import random
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from hbchat.backoff import Backoff
-from hbchat.client import ChatClientFactory, Diagnosis, EndpointConnector, PermanentConnectionError
+from hbchat.client import ChatClientFactory, Diagnosis, EndpointConnector, PermanentConnectionError, pace_for
 from hbchat.clientsession import ClientSession, OutboxFullError
 from hbchat.interfaces import IChatObserver
 from hbchat.ratelimit import Bucket
@@ -508,6 +509,30 @@ class PacingTests(SynchronousTestCase):
         self.assertEqual(len(observer.messages), 50)
         self.assertEqual(server.factory.stats.rateLimited, 0)
 
+    def test_a_tiny_burst_at_real_clock_values_neither_spins_nor_stalls(self) -> None:
+        server = FakeServer(ping=5, timeout=15, rate=100, burst=2)
+        server.clock.advance(1763795000.5)
+        network, observer, factory = self.connectTo(server)
+        for n in range(20):
+            factory.say(f"line {n}")
+        for _ in range(400):  # 2 s in steps of 5 ms, so that the lines arrive as they are paced
+            server.advance(0.005)
+            network.flush()
+        self.assertEqual(len(observer.messages), 20)
+        self.assertEqual(server.factory.stats.rateLimited, 0)
+        self.assertLess(len(server.clock.getDelayedCalls()), 10)
+
+    def test_a_huge_burst_in_the_greeting_falls_back_to_the_defaults(self) -> None:
+        server = FakeServer(ping=5, timeout=15)
+        network = FakeNetwork(server)
+        observer = RecordingObserver()
+        factory = ChatClientFactory("carol", observer, clock=server.clock, rng=random.Random(3))
+        EndpointConnector(network, factory).connect()
+        protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
+        protocol.makeConnection(StringTransport())
+        protocol.dataReceived(b"HELLO hbchat/1 ping=30 timeout=90 rate=10 burst=" + b"9" * 400 + b"\n")
+        self.assertEqual(factory._pace, pace_for(100, 200))
+
     def test_without_a_limit_nothing_waits(self) -> None:
         server = FakeServer(ping=5, timeout=15, rate=0)
         network, observer, factory = self.connectTo(server)
@@ -528,3 +553,12 @@ class PacingTests(SynchronousTestCase):
         self.assertEqual([text for _, _, text in observer.messages], [f"line {n}" for n in range(8)])
         self.assertTrue(any(event.startswith("error 429 ") and "slowing down" in event for event in observer.events))
         self.assertTrue(factory.connected)
+
+
+class TellLengthTests(ClientTestCase):
+    def test_a_tell_too_long_for_the_server_is_refused_before_it_is_sent(self) -> None:
+        error = self.assertRaises(ValueError, self.factory.tell, "bob", "x" * 4092)
+        self.assertIn("too long", str(error))
+        self.factory.say("after the tell")
+        self.network.flush()
+        self.assertEqual(self.ownTexts(self.observer), ["after the tell"])

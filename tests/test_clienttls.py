@@ -5,12 +5,16 @@ words for every way a certificate or a server can fail us.
 
 from __future__ import annotations
 
+import argparse
+import io
+import sys
 from pathlib import Path
 
 from OpenSSL import SSL, crypto
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from hbchat.cli import make_endpoint
 from hbchat.client import Diagnosis
 from hbchat.clienttls import (
     TLSAddress,
@@ -266,3 +270,17 @@ class DiagnosisTests(SynchronousTestCase):
 
     def test_failures_that_are_not_tls_are_left_alone(self) -> None:
         self.assertIsNone(self.anonymous.diagnose(Failure(ConnectionRefusedError("refused"))))
+
+
+class EndpointErrorTests(SynchronousTestCase):
+    def test_an_unusable_tls_endpoint_is_one_line_and_exit_2(self) -> None:
+        from twisted.internet import reactor
+
+        for endpoint in ("tls:localhost:6697:endpoint=bogus", "tls:localhost:6697:endpoint=tcp"):
+            stderr = io.StringIO()
+            self.patch(sys, "stderr", stderr)
+            arguments = argparse.Namespace(endpoint=endpoint, ca=None, cert=None, key=None)
+            error = self.assertRaises(SystemExit, make_endpoint, reactor, arguments)
+            self.assertEqual(error.code, 2)
+            self.assertEqual(len(stderr.getvalue().splitlines()), 1, stderr.getvalue())
+            self.assertIn("is not usable", stderr.getvalue())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any, cast
 
 from twisted.internet import reactor, task
@@ -11,20 +12,20 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from hbchat.listeners import Listener
 from hbchat.testing import FakeServer
-from tests.test_integration import ChatTestCase
+from tests.test_integration import DEADLINE, ChatTestCase
 
 
 class RecordingGate:
     def __init__(self) -> None:
         self.paused = False
         self.pauses = 0
+        self.allowed: int | None = None
 
-    def pauseAccepting(self) -> None:
-        self.paused = True
-        self.pauses += 1
-
-    def resumeAccepting(self) -> None:
-        self.paused = False
+    def acceptAtMost(self, count: int) -> None:
+        self.allowed = count
+        if count <= 0 and not self.paused:
+            self.pauses += 1
+        self.paused = count <= 0
 
 
 class HandshakeBoundTests(SynchronousTestCase):
@@ -67,6 +68,16 @@ class HandshakeBoundTests(SynchronousTestCase):
         self.assertFalse(self.gate.paused)
         self.assertEqual(self.server.factory.handshaking, 0)
 
+    def test_listeners_may_accept_only_as_many_as_there_is_room_for(self) -> None:
+        server = FakeServer(max_handshakes=5)
+        gate = RecordingGate()
+        server.factory.gates.append(gate)
+        first = server.connect()
+        server.connect()
+        self.assertEqual(gate.allowed, 3)
+        first.register("alice")
+        self.assertEqual(gate.allowed, 4)
+
     def test_pauses_are_counted(self) -> None:
         first = self.server.connect()
         self.server.connect()
@@ -97,3 +108,19 @@ class ListenQueueTests(ChatTestCase):
         yield self.register(first, "first")
         yield third.waitForLine(r"HELLO .*")
         self.assertEqual(len(service.factory.connections), 3)
+
+    @inlineCallbacks
+    def test_connections_queued_at_once_are_accepted_only_up_to_the_bound(self) -> Any:
+        """A port accepts many connections per wakeup; the bound holds within one such batch too."""
+        service = self.startService(
+            *("--listen", "tcp:0:interface=127.0.0.1", "--max-handshakes", "2", "--register-timeout", "60")
+        )
+        listener = cast(Listener, service.factory.gates[0])
+        assert listener.port is not None
+        port = cast(IPv4Address, listener.port.getHost()).port
+        # Connected by the kernel before the reactor runs again: all in the listen queue at once.
+        sockets = [socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) for _ in range(10)]
+        for sock in sockets:
+            self.addCleanup(sock.close)
+        yield task.deferLater(reactor, 0.3, lambda: None)
+        self.assertEqual(len(service.factory.connections), 2)

@@ -20,7 +20,7 @@ class BucketTests(SynchronousTestCase):
         bucket = Bucket(rate=10, burst=1)
         full_at = bucket.take(0.0, 100.0)
         assert full_at is not None
-        self.assertIsNone(bucket.take(full_at, 100.05))
+        self.assertIsNone(bucket.take(full_at, 100.04))
         self.assertIsNotNone(bucket.take(full_at, 100.1))
 
     def test_a_refused_take_costs_nothing(self) -> None:
@@ -28,7 +28,7 @@ class BucketTests(SynchronousTestCase):
         full_at = bucket.take(0.0, 100.0)
         assert full_at is not None
         for _ in range(100):
-            self.assertIsNone(bucket.take(full_at, 100.5))
+            self.assertIsNone(bucket.take(full_at, 100.4))
         self.assertIsNotNone(bucket.take(full_at, 101.0))
 
     def test_sustained_rate_is_the_rate(self) -> None:
@@ -48,8 +48,34 @@ class BucketTests(SynchronousTestCase):
             full_at = later
         wait = bucket.wait(full_at, 10.0)
         self.assertAlmostEqual(wait, 0.25)
-        self.assertIsNone(bucket.take(full_at, 10.0 + wait - 0.01))
+        self.assertIsNone(bucket.take(full_at, 10.0))
         self.assertIsNotNone(bucket.take(full_at, 10.0 + wait))
+
+    def test_a_token_may_come_half_an_interval_early_but_never_beyond_the_burst(self) -> None:
+        bucket = Bucket(rate=1, burst=1)
+        full_at = bucket.take(0.0, 100.0)
+        assert full_at is not None
+        self.assertIsNone(bucket.take(full_at, 100.49))
+        self.assertIsNotNone(bucket.take(full_at, 100.5))
+
+    def test_a_fresh_bucket_gives_its_whole_burst_at_real_clock_values(self) -> None:
+        # Near 1.7e9 s, floats are 2**-22 s apart: a token that is due must not be lost to rounding.
+        for rate in range(1, 201):
+            for burst in (1, 2, 3, 200):
+                bucket, full_at, taken = Bucket(rate, burst), 0.0, 0
+                while (later := bucket.take(full_at, 1763795000.5)) is not None:
+                    full_at, taken = later, taken + 1
+                self.assertEqual(taken, burst, (rate, burst))
+
+    def test_a_burst_of_one_gives_a_token_each_interval_at_real_clock_values(self) -> None:
+        for rate in (1, 5, 6, 9, 13, 17, 100):
+            bucket, full_at, now = Bucket(rate, 1), 0.0, 1763795000.5
+            for _ in range(50):
+                later = bucket.take(full_at, now)
+                self.assertIsNotNone(later, rate)
+                assert later is not None
+                full_at = later
+                now += bucket.wait(full_at, now)
 
     def test_ping_budget_is_twice_per_interval_but_at_least_once_a_second(self) -> None:
         self.assertEqual(ping_bucket(30).rate, 1.0)

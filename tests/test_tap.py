@@ -65,12 +65,12 @@ class OptionsTests(SynchronousTestCase):
 
     def test_limits_are_taken(self) -> None:
         config = parse(
-            *("--rate", "2.5", "--burst", "5", "--sendq-soft", "1000", "--sendq-max", "5000"),
+            *("--rate", "2.5", "--burst", "5", "--sendq-soft", "10000", "--sendq-max", "50000"),
             *("--max-handshakes", "7"),
         ).config
         self.assertEqual(
             (config.rate, config.burst, config.sendq_soft, config.sendq_max, config.max_handshakes),
-            (2.5, 5, 1000, 5000, 7),
+            (2.5, 5, 10000, 50000, 7),
         )
 
     def test_rate_zero_turns_rate_limiting_off(self) -> None:
@@ -91,7 +91,8 @@ class OptionsTests(SynchronousTestCase):
             (["--rate", "fast"], "--rate"),
             (["--burst", "0"], "--burst"),
             (["--sendq-soft", "0"], "--sendq-soft"),
-            (["--sendq-soft", "2000", "--sendq-max", "1000"], "--sendq-soft"),
+            (["--sendq-soft", "100"], "--sendq-soft"),
+            (["--sendq-soft", "20000", "--sendq-max", "10000"], "--sendq-soft"),
             (["--max-handshakes", "0"], "--max-handshakes"),
         ]
         for arguments, option in cases:
