@@ -109,6 +109,8 @@ class ChatClientProtocol(HeartbeatProtocol):
     resuming = False
     #: NICK went out and WELCOME has not come back yet.
     registering = False
+    #: A valid HELLO arrived on this connection.
+    greeted = False
     #: Why this connection is ending, in words for a person, when we know better than
     #: the transport does (a BYE, a timeout).
     problem: str | None = None
@@ -165,6 +167,7 @@ class ChatClientProtocol(HeartbeatProtocol):
             rate, burst = DEFAULT_RATE, DEFAULT_BURST
         if not (0 <= rate < math.inf and 1 <= burst <= MAX_BURST):
             rate, burst = DEFAULT_RATE, DEFAULT_BURST
+        self.greeted = True
         self.startHeartbeat(ping, timeout)
         try:
             enable_keepalive(self.transport, timeout)
@@ -525,6 +528,10 @@ class ChatClientFactory(ReconnectingClientFactory):
             self._giveUp("you quit")
             return
         diagnosis = self._diagnose(reason)
+        if diagnosis is not None and diagnosis.final and protocol.greeted:
+            # A connection that got as far as a HELLO spoke TLS with a certificate we
+            # trusted: whatever breaks it later (a corrupted record, say) is worth a reconnect.
+            diagnosis = None
         if diagnosis is not None and diagnosis.final:
             self._giveUp(diagnosis.text)
             return

@@ -223,10 +223,19 @@ def load_client_certificate(cert_path: str, key_path: str | None = None) -> Priv
     match = _PRIVATE_KEY.search(_read(key_path))
     if match is None:
         raise TLSSetupError(f"{key_path}: no PEM private key in it (give it with --key FILE)")
+    encrypted = TLSSetupError(f"{key_path}: the private key is encrypted; hbchat-client needs it unencrypted")
     if match.group(1).strip() == b"ENCRYPTED":
-        raise TLSSetupError(f"{key_path}: the private key is encrypted; hbchat-client needs it unencrypted")
+        raise encrypted
+
+    def refuse_passphrase(*args: object) -> bytes:
+        # Without this OpenSSL would ask for a passphrase on the terminal (a traditional
+        # "Proc-Type: 4,ENCRYPTED" key) and the client would wait there.
+        raise encrypted
+
     try:
-        key = KeyPair.load(match.group(0), crypto.FILETYPE_PEM)
+        key = KeyPair(crypto.load_privatekey(crypto.FILETYPE_PEM, match.group(0), passphrase=refuse_passphrase))
+    except TLSSetupError:
+        raise
     except crypto.Error:
         raise TLSSetupError(f"{key_path}: the private key in it is not valid PEM") from None
     try:

@@ -87,15 +87,20 @@ class ChatService(MultiService):
 
     def stopService(self) -> Deferred[None]:
         """Stop listening, then drain (``--drain``); a second SIGTERM or SIGINT cuts it short."""
-        self._restoreHangup()
-        self._restoreHangup = lambda: None
         stopped: Deferred[None] = Deferred()
         restore = self._closeNowOnAnotherSignal()
         listeners_closed = super().stopService()
         listeners_closed.addBoth(lambda _: self.factory.shutdown(self.factory.config.drain))
         listeners_closed.addBoth(lambda _: restore())
+        # SIGHUP keeps reloading until the drain is over: a certificate renewal that
+        # signals during a stop must not kill the server mid-drain.
+        listeners_closed.addBoth(lambda _: self._stopReloading())
         listeners_closed.addBoth(lambda _: stopped.callback(None))
         return stopped
+
+    def _stopReloading(self) -> None:
+        self._restoreHangup()
+        self._restoreHangup = lambda: None
 
     def _closeNow(self, signum: int) -> None:
         self.log.info("signal {signum} while draining: closing every connection now", signum=signum)

@@ -192,10 +192,13 @@ class ServerOptions(AuthOptionMixin, usage.Options):
     def opt_listen(self, description: str) -> None:
         """Twisted server endpoint string to serve on; repeat it to serve one chat on several. tcp:, ssl: and unix:
         endpoints listen with backlog=1024 unless they name a backlog [default: tcp:6464]"""
-        try:
-            serverFromString(None, description)
-        except Exception as error:
-            raise usage.UsageError(f"--listen {description!r} is not a usable endpoint: {error}") from None
+        # ssl: descriptions are hbchat's own (hbchat.tls), checked with their files once all
+        # options are in (postOptions): Twisted's parser would load the files too, more strictly.
+        if not is_ssl(description):
+            try:
+                serverFromString(None, description)
+            except Exception as error:
+                raise usage.UsageError(f"--listen {description!r} is not a usable endpoint: {error}") from None
         self["listen"].append(description)
 
     def opt_metrics(self, description: str) -> None:

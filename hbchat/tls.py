@@ -20,6 +20,7 @@ on a Twisted whose default is lower), forward-secret AEAD cipher suites only
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from twisted.internet.ssl import (
     Certificate,
     CertificateOptions,
     DiffieHellmanParameters,
+    KeyPair,
     PrivateCertificate,
     TLSVersion,
 )
@@ -164,12 +166,17 @@ def parse_ssl(description: str, client_ca: str | None = None) -> TLSListen:
         port=port,
         interface=parameters.get("interface", ""),
         backlog=backlog,
-        private_key=private_key,
-        cert_key=parameters.get("certKey", private_key),
-        extra_cert_chain=parameters.get("extraCertChain"),
-        dh_parameters=parameters.get("dhParameters"),
-        client_ca=client_ca,
+        private_key=os.path.abspath(private_key),
+        cert_key=os.path.abspath(parameters.get("certKey", private_key)),
+        extra_cert_chain=_absolute(parameters.get("extraCertChain")),
+        dh_parameters=_absolute(parameters.get("dhParameters")),
+        client_ca=_absolute(client_ca),
     )
+
+
+def _absolute(path: str | None) -> str | None:
+    """Paths as of now: twistd may change directory (--rundir) before a SIGHUP reads them again."""
+    return None if path is None else os.path.abspath(path)
 
 
 def load_certificates(path: str, what: str) -> list[Certificate]:
@@ -187,6 +194,14 @@ def load_certificates(path: str, what: str) -> list[Certificate]:
         raise ConfigError(f"{what} {path!r} holds a certificate that cannot be read: {error}") from None
 
 
+class _EncryptedKeyError(Exception):
+    """The private key needs a passphrase (refused: see load_options)."""
+
+
+def _refuse_passphrase(*args: object) -> bytes:
+    raise _EncryptedKeyError()
+
+
 def load_options(listen: TLSListen) -> CertificateOptions:
     """
     A fresh ``CertificateOptions`` from the files, with its context already made, so that
@@ -199,7 +214,14 @@ def load_options(listen: TLSListen) -> CertificateOptions:
     except OSError as error:
         raise ConfigError(f"{listen.description}: {error.filename!r} cannot be read: {error.strerror}") from None
     try:
-        private = PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
+        # With no passphrase callback OpenSSL would ask for one on the terminal, and the
+        # whole server would wait there (at a SIGHUP, too): an encrypted key is refused.
+        key = crypto.load_privatekey(crypto.FILETYPE_PEM, key_pem, passphrase=_refuse_passphrase)
+        private = PrivateCertificate.fromCertificateAndKeyPair(Certificate.loadPEM(cert_pem), KeyPair(key))
+    except _EncryptedKeyError:
+        raise ConfigError(
+            f"{listen.description}: the private key in {listen.private_key!r} is encrypted; hbchat needs it unencrypted"
+        ) from None
     except Exception as error:
         # pyOpenSSL's errors, Twisted's VerifyError (key and certificate do not match), ValueError.
         raise ConfigError(f"{listen.description}: no usable key and certificate: {error}") from None
@@ -229,6 +251,12 @@ def load_options(listen: TLSListen) -> CertificateOptions:
             **verify,
         )
         context = options.getContext()
+        if client_cas:
+            # A CA in --tls-client-ca is trusted as it is, an intermediate one included: a
+            # client's chain need not go on up to a self-signed root.
+            store = context.get_cert_store()
+            assert store is not None  # a context always has one
+            store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)
         for ca in client_cas:
             # Tell clients which CA we take, so one holding several certificates picks the right one.
             context.add_client_ca(ca.original)
@@ -332,7 +360,10 @@ def peer_common_name(transport: object) -> str | None:
     certificate = get_certificate()
     if certificate is None:
         return None
-    names = certificate.to_cryptography().subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    try:
+        names = certificate.to_cryptography().subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError:  # a subject cryptography cannot parse (OpenSSL took it in the handshake)
+        return None
     if len(names) != 1:
         return None
     value = names[0].value

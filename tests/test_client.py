@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.testing import StringTransport
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -319,13 +319,20 @@ class ReconnectTests(ClientTestCase):
 class PermanentFailureTests(ClientTestCase):
     """Failures that reconnecting cannot cure end the client at once, in one line."""
 
+    def connectUngreeted(self, diagnose: Any = None) -> tuple[RecordingObserver, ChatClientFactory]:
+        """A client whose connection is still in its (TLS) handshake: no HELLO yet."""
+        observer = RecordingObserver()
+        factory = ChatClientFactory("hana", observer, clock=self.server.clock, rng=random.Random(3), diagnose=diagnose)
+        EndpointConnector(self.network, factory).connect()  # nothing flushed: no HELLO
+        return observer, factory
+
     def test_a_permanent_error_on_a_connection_gives_up_without_reconnecting(self) -> None:
+        observer, _ = self.connectUngreeted()
         self.network.cut(PermanentConnectionError("TLS: the certificate is bad"))
         self.server.advance(60)
-        self.assertEqual(self.observer.events[-1], "gave up: TLS: the certificate is bad")
-        self.assertEqual(self.observer.delays, [])
-        self.assertNotIn("disconnected", " ".join(self.observer.events))
-        self.assertEqual(self.network.connections, 1)
+        self.assertEqual(observer.events[-1], "gave up: TLS: the certificate is bad")
+        self.assertEqual(observer.delays, [])
+        self.assertNotIn("disconnected", " ".join(observer.events))
 
     def test_a_permanent_error_while_connecting_gives_up_without_reconnecting(self) -> None:
         class Refusing:
@@ -340,19 +347,24 @@ class PermanentFailureTests(ClientTestCase):
         self.assertEqual(observer.delays, [])
 
     def test_a_final_diagnosis_gives_up_with_its_text(self) -> None:
-        def diagnose(reason: Failure) -> Diagnosis | None:
-            return Diagnosis("the server refused our client certificate", final=True)
-
-        self.factory.diagnose = diagnose
+        observer, _ = self.connectUngreeted(lambda reason: Diagnosis("the server refused our certificate", final=True))
         self.network.cut()
         self.server.advance(60)
-        self.assertEqual(self.observer.events[-1], "gave up: the server refused our client certificate")
-        self.assertEqual(self.observer.delays, [])
+        self.assertEqual(observer.events[-1], "gave up: the server refused our certificate")
+        self.assertEqual(observer.delays, [])
 
     def test_a_passing_diagnosis_words_the_loss_and_reconnects(self) -> None:
         self.factory.diagnose = lambda reason: Diagnosis("TLS: wrong version number", final=False)
         self.network.cut()
         self.assertIn("disconnected: connection lost: TLS: wrong version number", self.observer.events)
+        self.assertEqual(len(self.observer.delays), 1)
+
+    def test_a_connection_that_was_greeted_is_never_given_up_on(self) -> None:
+        # It spoke TLS with a certificate we trusted: a TLS error later (a corrupted record)
+        # is not the server's certificate or a port without TLS.
+        self.factory.diagnose = lambda reason: Diagnosis("TLS: does not speak TLS", final=True)
+        self.network.cut()
+        self.assertFalse(any(event.startswith("gave up") for event in self.observer.events), self.observer.events)
         self.assertEqual(len(self.observer.delays), 1)
 
 

@@ -130,6 +130,14 @@ class FileTests(SynchronousTestCase):
             load_client_certificate(str(cert), str(key))
         self.assertIn("encrypted", str(caught.exception))
 
+    def test_a_key_in_the_traditional_encrypted_format_is_refused_without_a_prompt(self) -> None:
+        issued = self.ca.client("alice")
+        cert, key = issued.write(self.directory, "alice")
+        key.write_bytes(issued.encrypted_key_pem(traditional=True))
+        with self.assertRaises(TLSSetupError) as caught:
+            load_client_certificate(str(cert), str(key))
+        self.assertIn("encrypted", str(caught.exception))
+
 
 class WordingTests(SynchronousTestCase):
     def setUp(self) -> None:

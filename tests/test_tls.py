@@ -69,19 +69,26 @@ class ParseTests(SynchronousTestCase):
         )
         self.assertEqual(
             parse_ssl(description),
-            TLSListen(description, 6697, "::1", 77, "k.pem", "c.pem", "chain.pem", "dh.pem"),
+            TLSListen(description, 6697, "::1", 77, *map(os.path.abspath, ["k.pem", "c.pem", "chain.pem", "dh.pem"])),
         )
+
+    def test_file_names_are_made_absolute_before_twistd_changes_directory(self) -> None:
+        listen = parse_ssl("ssl:6697:privateKey=k.pem", client_ca="ca.pem")
+        self.assertEqual((listen.private_key, listen.client_ca), (os.path.abspath("k.pem"), os.path.abspath("ca.pem")))
 
     def test_defaults_are_twisteds_but_the_backlog(self) -> None:
         listen = parse_ssl("ssl:6697")
-        self.assertEqual((listen.private_key, listen.cert_key), ("server.pem", "server.pem"))
+        self.assertEqual((listen.private_key, listen.cert_key), (os.path.abspath("server.pem"),) * 2)
         self.assertEqual((listen.interface, listen.backlog), ("", LISTEN_BACKLOG))
-        self.assertEqual(parse_ssl("ssl:1:privateKey=both.pem").cert_key, "both.pem")
+        self.assertEqual(parse_ssl("ssl:1:privateKey=both.pem").cert_key, os.path.abspath("both.pem"))
 
     def test_positional_parameters_and_escapes(self) -> None:
         listen = parse_ssl(r"SSL:6697:my\:key.pem:cert\=1.pem", client_ca="ca.pem")
-        self.assertEqual((listen.port, listen.private_key, listen.cert_key), (6697, "my:key.pem", "cert=1.pem"))
-        self.assertEqual(listen.client_ca, "ca.pem")
+        self.assertEqual(
+            (listen.port, listen.private_key, listen.cert_key),
+            (6697, os.path.abspath("my:key.pem"), os.path.abspath("cert=1.pem")),
+        )
+        self.assertEqual(listen.client_ca, os.path.abspath("ca.pem"))
 
     def test_mistakes_are_config_errors(self) -> None:
         for description, message in [
@@ -112,6 +119,15 @@ class ContextTests(SynchronousTestCase):
         with self.assertRaises(ConfigError) as caught:
             ServerTLS(parse_ssl(f"ssl:0:privateKey={self.directory / 'nope.pem'}"))
         self.assertIn("nope.pem", str(caught.exception))
+
+    def test_an_encrypted_key_is_refused_without_asking_for_a_passphrase(self) -> None:
+        issued = self.ca.server()
+        cert, key = issued.write(self.directory, "server")
+        for traditional in (False, True):
+            key.write_bytes(issued.encrypted_key_pem(traditional))
+            with self.assertRaises(ConfigError) as caught:
+                ServerTLS(parse_ssl(f"ssl:0:privateKey={key}:certKey={cert}"))
+            self.assertIn("is encrypted", str(caught.exception))
 
     def test_key_and_certificate_in_one_file(self) -> None:
         both = self.directory / "both.pem"
@@ -418,6 +434,14 @@ class TLSIntegrationTests(ChatTestCase):
         self.assertEqual(self.service.factory.stats.closes["tls_error"], 1)
 
     @inlineCallbacks
+    def test_mutual_tls_takes_a_client_ca_that_is_an_intermediate(self) -> Any:
+        intermediate = self.ca.intermediate()
+        self.serve(None, "--tls-client-ca", str(intermediate.write(self.directory, "intermediate")))
+        port = tcpPortOf(self.service.factory)
+        alice = yield self.connectTLS(port, "alice", clientOptions(self.ca, certificate=intermediate.client("alice")))
+        yield alice.waitForLine(r"HELLO .*")
+
+    @inlineCallbacks
     def test_mutual_tls_refuses_a_certificate_from_another_ca(self) -> Any:
         _, port = self.serve(None, "--tls-client-ca", str(self.ca.write(self.directory)))
         stranger = CertificateAuthority("another CA").client("alice")
@@ -526,6 +550,21 @@ class HangupTests(ChatTestCase):
         self.assertEqual(tls.reloads, 1)
         self.assertEqual(tls.certificate.original.to_cryptography(), second.certificate)
         yield service.stopService()
+        self.assertEqual(signal.getsignal(signal.SIGHUP), before)
+
+    @inlineCallbacks
+    def test_sighup_still_reloads_while_the_server_drains(self) -> Any:
+        ca = CertificateAuthority()
+        before = signal.getsignal(signal.SIGHUP)
+        service = self.startService("--listen", sslDescription(tempdir(self), ca.server()), "--drain", "1")
+        # A connection that never completes its handshake keeps the drain going for a while.
+        yield self._connect(
+            TCP4ClientEndpoint(reactor, "127.0.0.1", tcpPortOf(service.factory), timeout=DEADLINE), LineClient("x")
+        )
+        stopped = service.stopService()
+        self.assertFalse(stopped.called)
+        self.assertNotEqual(signal.getsignal(signal.SIGHUP), before)
+        yield within(stopped, DEADLINE, "the drain")
         self.assertEqual(signal.getsignal(signal.SIGHUP), before)
 
     def test_without_tls_listeners_sighup_is_left_alone(self) -> None:

@@ -37,6 +37,15 @@ class Issued:
         key_path.chmod(0o600)
         return cert_path, key_path
 
+    def encrypted_key_pem(self, traditional: bool = False) -> bytes:
+        """The key, encrypted with a passphrase (PKCS#8, or OpenSSL's traditional format)."""
+        key_format = (
+            serialization.PrivateFormat.TraditionalOpenSSL if traditional else serialization.PrivateFormat.PKCS8
+        )
+        return self.key.private_bytes(
+            serialization.Encoding.PEM, key_format, serialization.BestAvailableEncryption(b"secret")
+        )
+
     @property
     def combined_pem(self) -> bytes:
         """Key and certificate in one file, as Twisted's ``ssl:`` endpoint takes them."""
@@ -61,14 +70,14 @@ def _pem(certificate: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> Issu
 class CertificateAuthority:
     """A private CA that signs server and client certificates for one test."""
 
-    def __init__(self, name: str = "hbchat test CA") -> None:
+    def __init__(self, name: str = "hbchat test CA", issuer: CertificateAuthority | None = None) -> None:
         self.key = _key()
         self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         now = datetime.datetime.now(datetime.UTC)
         self.certificate = (
             x509.CertificateBuilder()
             .subject_name(self.name)
-            .issuer_name(self.name)
+            .issuer_name(self.name if issuer is None else issuer.name)
             .public_key(self.key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - _DAY)
@@ -89,9 +98,13 @@ class CertificateAuthority:
                 critical=True,
             )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False)
-            .sign(self.key, hashes.SHA256())
+            .sign(self.key if issuer is None else issuer.key, hashes.SHA256())
         )
         self.cert_pem = self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    def intermediate(self, name: str = "hbchat test intermediate CA") -> CertificateAuthority:
+        """A CA whose certificate this one signs."""
+        return CertificateAuthority(name, issuer=self)
 
     def write(self, directory: Path, stem: str = "ca") -> Path:
         path = directory / f"{stem}.crt"
