@@ -16,27 +16,26 @@ class ConfigError(ValueError):
     """A setting has a value the server cannot run with; the message names the option."""
 
 
-def parse_seconds(option: str, text: str, allow_zero: bool = False) -> float:
-    """A positive (or, with ``allow_zero``, non-negative) finite number of seconds, e.g. ``30`` or ``0.5``."""
+def _parse_number(option: str, text: str, unit: str, zero: str | None) -> float:
+    """A positive finite number of ``unit``; with ``zero`` (how --help calls it), zero too."""
     try:
         value = float(text)
     except (TypeError, ValueError):
-        raise ConfigError(f"--{option} must be a number of seconds, not {text!r}") from None
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        kind = "zero or a positive" if allow_zero else "a positive"
-        raise ConfigError(f"--{option} must be {kind} number of seconds, not {text!r}")
+        raise ConfigError(f"--{option} must be a number of {unit}, not {text!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and zero is None):
+        kind = "a positive" if zero is None else f"{zero} or a positive"
+        raise ConfigError(f"--{option} must be {kind} number of {unit}, not {text!r}")
     return value
+
+
+def parse_seconds(option: str, text: str, allow_zero: bool = False) -> float:
+    """A positive (or, with ``allow_zero``, non-negative) finite number of seconds, e.g. ``30`` or ``0.5``."""
+    return _parse_number(option, text, "seconds", "zero" if allow_zero else None)
 
 
 def parse_rate(option: str, text: str) -> float:
     """Zero (off) or a positive finite number of lines per second."""
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise ConfigError(f"--{option} must be a number of lines per second, not {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"--{option} must be zero (off) or a positive number of lines per second, not {text!r}")
-    return value
+    return _parse_number(option, text, "lines per second", "zero (off)")
 
 
 def parse_count(option: str, text: str) -> int:

@@ -97,10 +97,8 @@ class _RecordingEndpoint:
 
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:  # noqa: N803
         def listening(port: IListeningPort) -> IListeningPort:
-            listener = self.listener
-            listener.port = port
-            chat = listener.chat
-            listener.acceptAtMost(chat.config.max_handshakes - chat.handshaking)
+            self.listener.port = port
+            self.listener.acceptAtMost(self.listener.chat.handshakeRoom())
             return port
 
         return self.endpoint.listen(protocolFactory).addCallback(listening)

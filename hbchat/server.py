@@ -198,16 +198,16 @@ class ChatServerProtocol(HeartbeatProtocol):
 
     def connectionMade(self) -> None:
         factory = self.factory
-        self.connectedAt = self.clock.seconds()
-        self.peer = describe_peer(self.link.getPeer())
-        refusal = factory.admit(self, limited_host(self.link.getPeer()))
+        self.connectedAt = self.lastReceived = self.clock.seconds()
+        address = self.link.getPeer()
+        self.peer = describe_peer(address)
+        refusal = factory.admit(self, limited_host(address))
         if refusal is not None:
             self.log.warn("refused {peer}: {why}", peer=self.peer, why=refusal.decode().strip())
             self.done = True
             self._writeAndClose(refusal)
             return
         config = factory.config
-        self.lastReceived = self.clock.seconds()
         self.setTimeout(config.register_timeout)
         if not awaits_handshake(self.transport):
             self._produce()
@@ -311,7 +311,9 @@ class ChatServerProtocol(HeartbeatProtocol):
         commands = self._commands
         factory = self.factory
         bucket = factory.lineBucket
-        now = self.clock.seconds() if bucket is not None else 0.0
+        # When these lines arrived (noteTraffic read the clock for this read already; for
+        # lines held during a password check, when the last bytes came).
+        now = self.lastReceived
         for index, line in enumerate(lines):
             if not line:
                 continue
@@ -689,13 +691,17 @@ class ChatFactory(ServerFactory):
         self.handshaking -= 1
         self._openGates()
 
+    def handshakeRoom(self) -> int:
+        """How many more connections may be accepted before --max-handshakes is reached."""
+        return self.config.max_handshakes - self.handshaking
+
     def _openGates(self) -> None:
         """
         Let the listeners accept only as many connections as --max-handshakes has room
         for; with no room, the next ones wait in the listen queue, where they cost nothing
         and their registration deadline has not started, until one of these registers or ends.
         """
-        room = self.config.max_handshakes - self.handshaking
+        room = self.handshakeRoom()
         for gate in self.gates:
             gate.acceptAtMost(room)
         if room > 0:

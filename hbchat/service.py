@@ -62,33 +62,38 @@ class ChatService(MultiService):
 
     def startService(self) -> None:
         super().startService()
-        self._restoreHangup = self._reloadOnHangup()
+        # While there is an ssl: listener, SIGHUP reloads its certificate; without one
+        # SIGHUP keeps its usual meaning.
+        if self.tls:
+            self._restoreHangup = self._onSignals((signal.SIGHUP,), lambda signum: self.reloadTLS())
 
-    def _reloadOnHangup(self) -> Callable[[], None]:
+    def _onSignals(self, numbers: tuple[int, ...], action: Callable[[int], None]) -> Callable[[], None]:
         """
-        SIGHUP reloads the TLS certificates, while there is an ssl: listener to reload;
-        without one SIGHUP keeps its usual meaning.  Signal handlers can only be set in the
-        main thread, and the reload itself runs in the reactor's thread.
+        Run ``action(signum)`` in the reactor's thread when one of these signals comes,
+        until the returned function restores the previous handlers.  Signal handlers can
+        only be set in the main thread; elsewhere (a test's thread) nothing is set.
         """
-        if not self.tls or threading.current_thread() is not threading.main_thread():
+        if threading.current_thread() is not threading.main_thread():
             return lambda: None
         threads = cast(IReactorThreads, self.reactor)
 
-        def reload(signum: int, frame: Any) -> None:
-            # Nothing else here: logging from a signal handler could re-enter a log write.
-            threads.callFromThread(self.reloadTLS)
+        def handler(signum: int, frame: Any) -> None:
+            # Only hand over: logging from a signal handler could re-enter a log write.
+            threads.callFromThread(action, signum)
 
-        previous = signal.signal(signal.SIGHUP, reload)
+        previous = {number: signal.signal(number, handler) for number in numbers}
 
         def restore() -> None:
-            signal.signal(signal.SIGHUP, previous)
+            for number, old in previous.items():
+                signal.signal(number, old)
 
         return restore
 
     def stopService(self) -> Deferred[None]:
         """Stop listening, then drain (``--drain``); a second SIGTERM or SIGINT cuts it short."""
         stopped: Deferred[None] = Deferred()
-        restore = self._closeNowOnAnotherSignal()
+        # While draining, SIGTERM or SIGINT closes every connection at once.
+        restore = self._onSignals((signal.SIGTERM, signal.SIGINT), self._closeNow)
         listeners_closed = super().stopService()
         listeners_closed.addBoth(lambda _: self.factory.shutdown(self.factory.config.drain))
         listeners_closed.addBoth(lambda _: restore())
@@ -105,21 +110,3 @@ class ChatService(MultiService):
     def _closeNow(self, signum: int) -> None:
         self.log.info("signal {signum} while draining: closing every connection now", signum=signum)
         self.factory.closeNow()
-
-    def _closeNowOnAnotherSignal(self) -> Callable[[], None]:
-        """While draining, SIGTERM or SIGINT closes every connection at once."""
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-        threads = cast(IReactorThreads, self.reactor)
-
-        def closeNow(signum: int, frame: Any) -> None:
-            # Log in the reactor's thread: logging from a signal handler could re-enter a log write.
-            threads.callFromThread(self._closeNow, signum)
-
-        previous = {number: signal.signal(number, closeNow) for number in (signal.SIGTERM, signal.SIGINT)}
-
-        def restore() -> None:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
-
-        return restore
