@@ -19,11 +19,12 @@ held back for as long as it takes.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from hbchat.sockopts import socket_transport
 
 
 def set_high_water(transport: Any, size: int) -> bool:
@@ -35,18 +36,15 @@ def set_high_water(transport: Any, size: int) -> bool:
     the transport beneath the TLS layer that holds the bytes, so that is the one set.
     ``False`` if there is no such transport (a fake one in tests, say).
     """
-    # The transport that owns the socket (a TLS wrapper's handle is its OpenSSL connection,
-    # and it forwards unknown attributes to the transport beneath, so ask for the socket).
-    for _ in range(8):
-        if transport is None:
-            return False
-        get_handle = getattr(transport, "getHandle", None)
-        if get_handle is not None and isinstance(get_handle(), socket.socket):
-            if isinstance(getattr(transport, "bufferSize", None), int) and transport.bufferSize != size:
-                transport.bufferSize = size
-            return True
-        transport = getattr(transport, "transport", None)
-    return False
+    # The transport that owns the socket: a TLS wrapper forwards unknown attributes to the
+    # transport beneath, so setting bufferSize on it would only shadow the real one.
+    found = socket_transport(transport)
+    if found is None:
+        return False
+    owner = found[0]
+    if isinstance(getattr(owner, "bufferSize", None), int) and owner.bufferSize != size:
+        owner.bufferSize = size
+    return True
 
 
 class Throttled(Protocol):

@@ -170,9 +170,7 @@ class Console:
                 factory.say(line)
                 if not factory.connected and self.interactive:
                     self.notice("not connected: will send when reconnected")
-        except OutboxFullError as error:
-            self._refuse(f"not sent: {error}")
-        except ValueError as error:
+        except (OutboxFullError, ValueError) as error:
             self._refuse(f"not sent: {error}")
 
     def _refuse(self, text: str) -> None:
@@ -287,7 +285,12 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         help="give up after N failed reconnect attempts in a row (default: never on a terminal, 10 from a pipe)",
     )
     parser.add_argument(
-        "--backoff-cap", metavar="SECONDS", type=float, default=30.0, help="longest reconnect delay (default 30)"
+        "--backoff-cap",
+        metavar="SECONDS",
+        type=float,
+        default=30.0,
+        help="longest delay between reconnect attempts of the backoff (default 30; a server's "
+        "BYE shutdown retry=S hint is followed instead, up to 300)",
     )
     parser.add_argument(
         "--ca",

@@ -59,6 +59,11 @@ FINAL_BYES = {
     "kicked": "the server kicked us",
     "replaced": "another connection resumed our session",
 }
+#: Seconds after losing a NICK before WELCOME during which an ERR 433 is taken for our own
+#: lost registration (whose session the server keeps for its --grace, 120 s by default)
+#: and waited out without counting towards --max-retries.
+OWN_NICK_WAIT = 150.0
+
 #: ERRs during registration after which reconnecting cannot help.
 FINAL_ERRORS = {401, 432, 433}
 
@@ -156,7 +161,7 @@ class ChatClientProtocol(HeartbeatProtocol):
             ping, timeout = float(settings[b"ping"]), float(settings[b"timeout"])
         except (KeyError, ValueError):
             ping = timeout = math.nan
-        if not (0 < ping < timeout < math.inf):
+        if not rest.startswith(wire.PROTOCOL + b" ") or not (0 < ping < timeout < math.inf):
             self.problem = f"the server's greeting is not hbchat/1: {rest[:80]!r}"
             self.link.abortConnection()
             return
@@ -306,6 +311,9 @@ class ChatClientFactory(ReconnectingClientFactory):
         # A NICK was lost with its connection before WELCOME: the server may hold our nick
         # for a session we never got the token of, until its grace period ends.
         self._nickMayBeOurs = False
+        #: When that NICK was lost: after a server's default --grace its session is gone,
+        #: and a nick still in use is someone else's.
+        self._nickLostAt = -math.inf
         self._waitingForOwnNick = False
         self._quitting = False
         self._quitDeadline: IDelayedCall | None = None
@@ -425,6 +433,10 @@ class ChatClientFactory(ReconnectingClientFactory):
     # --- called by the protocol ---
 
     def greeted(self, protocol: ChatClientProtocol, auth: bool, pace: Bucket | None = None) -> None:
+        if auth and not self.password:
+            self._giveUp("the server requires a password, and we have none to give (hbchat-client: --password-file)")
+            protocol.link.loseConnection()
+            return
         self.protocolInstance = protocol
         self._pace, self._paceFullAt = pace, 0.0
         self._oneAtATime = False
@@ -488,7 +500,12 @@ class ChatClientFactory(ReconnectingClientFactory):
             self.session.forget()
             self.observer.historyLost()
             self._register(protocol)
-        elif code == 433 and protocol.registering and self._nickMayBeOurs:
+        elif (
+            code == 433
+            and protocol.registering
+            and self._nickMayBeOurs
+            and self.timer.seconds() - self._nickLostAt < OWN_NICK_WAIT
+        ):
             # Most likely our own interrupted registration: wait for its grace to end,
             # without using up the retries (the server will let the nick go).
             protocol.problem = "the nick is still held, probably by our own interrupted registration"
@@ -535,8 +552,10 @@ class ChatClientFactory(ReconnectingClientFactory):
         if diagnosis is not None and diagnosis.final:
             self._giveUp(diagnosis.text)
             return
-        if protocol.registering:
+        if protocol.registering and not self._waitingForOwnNick:
+            # (Not a connection we closed ourselves on an ERR 433: that NICK was answered.)
             self._nickMayBeOurs = True
+            self._nickLostAt = self.timer.seconds()
         if protocol.problem is not None:
             self._lastProblem = protocol.problem
         elif diagnosis is not None:
@@ -575,7 +594,8 @@ class ChatClientFactory(ReconnectingClientFactory):
         now = self.timer.seconds()
         if now - self._slowedAt >= 1.0:  # one burst of refusals halves the pace once
             self._slowedAt = now
-            pace = self._pace or Bucket(DEFAULT_RATE * PACE_SHARE, DEFAULT_BURST * PACE_SHARE / 2)
+            pace = self._pace or pace_for(DEFAULT_RATE, DEFAULT_BURST)
+            assert pace is not None  # the default rate is not 0
             self._pace = Bucket(max(1.0, pace.rate / 2), max(1.0, pace.burst / 2))
         assert self._pace is not None
         self._oneAtATime = True

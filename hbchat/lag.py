@@ -49,7 +49,6 @@ class ReactorLag:
         #: Lag measured by the latest tick, in seconds (0 before the first).
         self.last = 0.0
         #: When the latest tick ran (clock seconds), or None before the first.
-        self.lastTick: float | None = None
         self.histogram = Histogram(LAG_BUCKETS)
         #: (time, lag) of the ticks of the last ``window`` seconds, oldest first.
         self._recent: deque[tuple[float, float]] = deque()
@@ -98,7 +97,6 @@ class ReactorLag:
         now = self.clock.seconds()
         lag = max(0.0, now - self._due)
         self.last = lag
-        self.lastTick = now
         self.histogram.observe(lag)
         recent = self._recent
         recent.append((now, lag))

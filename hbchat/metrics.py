@@ -25,7 +25,6 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from hbchat.histogram import Histogram
-from hbchat.lag import ReactorLag
 from hbchat.server import ChatFactory
 from hbchat.stats import CLOSE_REASONS, RESUME_OUTCOMES
 
@@ -46,9 +45,9 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
 class ChatCollector(Collector):
     """The ``hbchat_*`` metrics of one chat."""
 
-    def __init__(self, factory: ChatFactory, lag: ReactorLag | None = None) -> None:
+    def __init__(self, factory: ChatFactory) -> None:
         self.factory = factory
-        self.lag = factory.lag if lag is None else lag
+        self.lag = factory.lag
 
     def describe(self) -> Iterable[Metric]:
         # Registering must not run collect(): nothing is listening yet.
@@ -117,6 +116,11 @@ class ChatCollector(Collector):
             "hbchat_slow_consumer_cuts",
             "Connections cut because they did not keep up with their output.",
             closes["slow"],
+        )
+        yield _counter(
+            "hbchat_auth_failures",
+            "Failed logins answered ERR 401 (--auth, --tls-identity); the third on a connection closes it.",
+            stats.authFailures,
         )
         yield _counter(
             "hbchat_rate_limit_rejections",

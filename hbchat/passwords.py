@@ -1,5 +1,6 @@
 """
-Password files of salted, slow hashes, the checker that reads them, and ``hbchat-passwd``.
+Password files of salted, slow hashes, and the checker that reads them (``hbchat-passwd``,
+in :mod:`hbchat.passwdcli`, manages them).
 
 One line per user::
 
@@ -22,12 +23,12 @@ import secrets
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.threads import deferToThread
 from zope.interface import implementer
 
 #: scrypt cost: 2**14 x 8 takes 16 MiB and some tens of milliseconds per check.
@@ -132,12 +133,6 @@ def write_entries(path: str, entries: dict[str, Hashed]) -> None:
         raise
 
 
-def _in_thread(function: Callable[..., bool], *arguments: Any) -> Deferred[bool]:
-    from twisted.internet.threads import deferToThread
-
-    return deferToThread(function, *arguments)
-
-
 @implementer(ICredentialsChecker)
 class HashedPasswordChecker:
     """
@@ -151,8 +146,8 @@ class HashedPasswordChecker:
 
     def __init__(self, path: str, run: Callable[..., Deferred[bool]] | None = None) -> None:
         self.path = path
-        self._run = run if run is not None else _in_thread
-        self._dummy = hash_password(secrets.token_bytes(16), n=SCRYPT_N)
+        self._run = run if run is not None else deferToThread
+        self._dummy = hash_password(secrets.token_bytes(16))
 
     def _verify(self, nick: str, password: bytes) -> bool:
         hashed = read_entries(self.path).get(nick)
@@ -174,6 +169,3 @@ class HashedPasswordChecker:
 
         result: Deferred[bool] = maybeDeferred(self._run, self._verify, name, secret)
         return result.addCallback(verdict)
-
-
-# --- hbchat-passwd ---

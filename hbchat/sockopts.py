@@ -13,9 +13,10 @@ import socket
 from typing import Any
 
 
-def find_socket(transport: Any) -> socket.socket | None:
+def socket_transport(transport: Any) -> tuple[Any, socket.socket] | None:
     """
-    The socket under a transport, looking through wrappers such as TLS.
+    The transport that owns the socket under ``transport``, and that socket, looking
+    through wrappers such as TLS.
 
     A TLS transport's ``getHandle()`` is the OpenSSL connection; its socket is one level
     further down, on the wrapped transport.
@@ -27,9 +28,15 @@ def find_socket(transport: Any) -> socket.socket | None:
         if get_handle is not None:
             handle = get_handle()
             if isinstance(handle, socket.socket):
-                return handle
+                return transport, handle
         transport = getattr(transport, "transport", None)
     return None
+
+
+def find_socket(transport: Any) -> socket.socket | None:
+    """The socket under a transport, looking through wrappers such as TLS."""
+    found = socket_transport(transport)
+    return None if found is None else found[1]
 
 
 def keepalive_settings(timeout: float) -> dict[str, int]:

@@ -37,6 +37,7 @@ from twisted.web.server import Request, Site
 
 from hbchat.metrics import chat_registry
 from hbchat.server import ChatFactory, ChatServerProtocol
+from hbchat.sockopts import find_socket
 
 
 def readiness(factory: ChatFactory) -> str | None:
@@ -85,18 +86,14 @@ def kernel_send_queue(transport: Any) -> int | None:
     yet sent plus sent but not yet acknowledged), or None where unavailable (not TCP: on
     a UNIX socket the same call reports buffer memory, not bytes).
     """
-    for _ in range(3):
-        sock = getattr(transport, "socket", None)
-        if sock is not None:
-            if getattr(sock, "family", None) not in (socket.AF_INET, socket.AF_INET6):
-                return None
-            try:
-                answer = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-            except (OSError, ValueError):
-                return None
-            return int(struct.unpack("i", answer)[0])
-        transport = getattr(transport, "transport", None)
-    return None
+    sock = find_socket(transport)
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    try:
+        answer = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return None
+    return int(struct.unpack("i", answer)[0])
 
 
 def _timestamp(seconds: float) -> str:
@@ -197,13 +194,13 @@ class Index(Resource):
         return _text(request, 200, "hbchat: /healthz /readyz /metrics /connections\n")
 
 
-def ops_resource(factory: ChatFactory, registry: CollectorRegistry | None = None) -> Resource:
+def ops_resource(factory: ChatFactory) -> Resource:
     """The root resource: ``/healthz``, ``/readyz``, ``/metrics``, ``/connections``."""
     root = Index()
     root.putChild(b"", root)
     root.putChild(b"healthz", Healthz(factory))
     root.putChild(b"readyz", Readyz(factory))
-    root.putChild(b"metrics", MetricsPage(chat_registry(factory) if registry is None else registry))
+    root.putChild(b"metrics", MetricsPage(chat_registry(factory)))
     root.putChild(b"connections", Connections(factory))
     return root
 
@@ -217,8 +214,8 @@ class QuietSite(Site):
         pass
 
 
-def ops_site(factory: ChatFactory, registry: CollectorRegistry | None = None) -> Site:
-    return QuietSite(ops_resource(factory, registry))
+def ops_site(factory: ChatFactory) -> Site:
+    return QuietSite(ops_resource(factory))
 
 
 class WithMetrics(MultiService):

@@ -17,6 +17,7 @@ from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.threads import deferToThread
 from twisted.python import usage
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from zope.interface import implementer
@@ -260,7 +261,7 @@ class HashedCheckerTests(SynchronousTestCase):
 
     def test_the_default_runs_in_a_thread(self) -> None:
         checker = HashedPasswordChecker(self.path)
-        self.assertIs(checker._run, passwords._in_thread)
+        self.assertIs(checker._run, deferToThread)
 
     def test_auth_option_selects_the_plugin(self) -> None:
         options = tap.ServerOptions()

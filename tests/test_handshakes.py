@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import socket
-from typing import Any, cast
+from typing import Any
 
 from twisted.internet import reactor, task
-from twisted.internet.address import IPv4Address
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.listeners import Listener
 from hbchat.testing import FakeServer
-from tests.test_integration import DEADLINE, ChatTestCase
+from tests.test_integration import DEADLINE, ChatTestCase, tcpPortOf
 
 
 class RecordingGate:
@@ -88,14 +86,16 @@ class HandshakeBoundTests(SynchronousTestCase):
 
 
 class ListenQueueTests(ChatTestCase):
-    @inlineCallbacks
-    def test_a_connection_over_the_bound_waits_for_its_hello_until_one_registers(self) -> Any:
+    def startBounded(self) -> tuple[Any, int]:
+        """A service that lets at most two connections register at once."""
         service = self.startService(
             *("--listen", "tcp:0:interface=127.0.0.1", "--max-handshakes", "2", "--register-timeout", "60")
         )
-        listener = cast(Listener, service.factory.gates[0])
-        assert listener.port is not None
-        port = cast(IPv4Address, listener.port.getHost()).port
+        return service, tcpPortOf(service.factory)
+
+    @inlineCallbacks
+    def test_a_connection_over_the_bound_waits_for_its_hello_until_one_registers(self) -> Any:
+        service, port = self.startBounded()
         first = yield self.connect(port, "first")
         yield first.waitForLine(r"HELLO .*")
         second = yield self.connect(port, "second")
@@ -112,12 +112,7 @@ class ListenQueueTests(ChatTestCase):
     @inlineCallbacks
     def test_connections_queued_at_once_are_accepted_only_up_to_the_bound(self) -> Any:
         """A port accepts many connections per wakeup; the bound holds within one such batch too."""
-        service = self.startService(
-            *("--listen", "tcp:0:interface=127.0.0.1", "--max-handshakes", "2", "--register-timeout", "60")
-        )
-        listener = cast(Listener, service.factory.gates[0])
-        assert listener.port is not None
-        port = cast(IPv4Address, listener.port.getHost()).port
+        service, port = self.startBounded()
         # Connected by the kernel before the reactor runs again: all in the listen queue at once.
         sockets = [socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) for _ in range(10)]
         for sock in sockets:

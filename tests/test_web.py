@@ -278,6 +278,9 @@ class ConnectionDescriptionTests(unittest.SynchronousTestCase):
                 def __init__(self, sock: socket.socket) -> None:
                     self.socket = sock
 
+                def getHandle(self) -> socket.socket:
+                    return self.socket
+
             self.assertEqual(kernel_send_queue(Transport(client)), 0)
             # A UNIX socket reports memory, not bytes: nothing is said rather than that.
             self.assertIsNone(kernel_send_queue(Transport(unix)))

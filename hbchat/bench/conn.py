@@ -91,6 +91,10 @@ class Tally:
         self.drops += 1
         if self.in_window(time.time_ns()):
             self.drops_window += 1
+        self.add_drop_note(text)
+
+    def add_drop_note(self, text: str) -> None:
+        """Keep ``text`` among the (first ``MAX_NOTES``) notes about drops, without counting one."""
         if len(self.drop_notes) < MAX_NOTES:
             self.drop_notes.append(text)
 
@@ -275,12 +279,12 @@ class BenchConnection(Protocol):
             tally.err_lines += 1
             if not self.registered:
                 self.fail("the server said " + line.decode("utf-8", "replace"))
-            elif len(tally.drop_notes) < 8:
-                tally.drop_notes.append(f"{self.nick.decode()}: the server said {line.decode('utf-8', 'replace')}")
+            else:
+                tally.add_drop_note(f"{self.nick.decode()}: the server said {line.decode('utf-8', 'replace')}")
         elif line.startswith(b"BYE"):
             tally.bye_lines += 1
-            if not (self.quitting or tally.closing) and len(tally.drop_notes) < 8:
-                tally.drop_notes.append(f"{self.nick.decode()}: the server said {line.decode('utf-8', 'replace')}")
+            if not (self.quitting or tally.closing):
+                tally.add_drop_note(f"{self.nick.decode()}: the server said {line.decode('utf-8', 'replace')}")
 
     def _hello(self, line: bytes) -> None:
         if not self.tally.hello:

@@ -27,6 +27,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, TextIO
 
+from hbchat.bench.conn import MAX_NOTES
 from hbchat.bench.settings import RunSettings
 from hbchat.bench.stats import Histogram, Timeline, fit, merged, offsets, progress_bar, split
 from hbchat.bench.worker import WorkerPlan, worker_main
@@ -437,7 +438,7 @@ class Run:
             timeline.merge(other)
         hello: dict[str, str] = next((r["hello"] for r in results if r.get("hello")), {})
         fail_notes = [note for r in results for note in r["fail_notes"]][:8]
-        drop_notes = [note for r in results for note in r["drop_notes"]][:8]
+        drop_notes = [note for r in results for note in r["drop_notes"]][:MAX_NOTES]
         data: dict[str, Any] = {
             "scenario": s.scenario,
             "workers": self.workers,

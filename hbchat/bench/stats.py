@@ -231,7 +231,6 @@ def histogram_of_times(times: Sequence[float], width: float) -> list[int]:
 STAMP_SIZE = 46
 #: The smallest --size: the stamp and one byte of padding.
 MIN_TEXT_SIZE = STAMP_SIZE + 1
-RUN_TAG_SIZE = 4
 
 #: ``(sent_ns, run tag, sender, seq)``: a plain tuple, since receivers parse every message.
 Stamp = tuple[int, bytes, int, int]
@@ -256,14 +255,6 @@ def parse_stamp(text: bytes) -> Stamp | None:
     if text[0:1] != b"T" or not (sent.isdigit() and sender.isdigit() and seq.isdigit()):
         return None
     return int(sent), text[22:26], int(sender), int(seq)
-
-
-def msg_text(line: bytes) -> bytes | None:
-    """The text of an ``MSG <seq> <nick> <text>`` line, or ``None`` for any other line."""
-    if not line.startswith(b"MSG "):
-        return None
-    parts = line.split(b" ", 3)
-    return parts[3] if len(parts) == 4 else None
 
 
 # --- sharing the work out ----------------------------------------------------------------

@@ -48,7 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,7 +115,6 @@ def log(message: str) -> None:
 class Recorder:
     """Everything one scenario measures; times after ``t0`` (the stop signal) are relative."""
 
-    n: int
     t0: float | None = None
     initial: set[str] = field(default_factory=set)
     #: Start of every attempt after t0, with its outcome (True: TCP connected) and how long
@@ -129,7 +128,6 @@ class Recorder:
     losses: list[float] = field(default_factory=list)
     #: When connections that never got to WELCOME, and lasted STALLED seconds or more, ended.
     stalled: list[float] = field(default_factory=list)
-    disconnected: int = 0
 
     def attempt(self) -> int | None:
         """An attempt starts; returns its index, or None before the stop."""
@@ -170,7 +168,6 @@ class Observer:
     def disconnected(self, reason: str) -> None:
         recorder = self.recorder
         if recorder.t0 is not None:
-            recorder.disconnected += 1
             recorder.losses.append(now() - recorder.t0)
 
     def message(self, seq: int, nick: str, text: str, own: bool) -> None: ...
@@ -327,8 +324,7 @@ class Server:
     def command(self) -> list[str]:
         if self.template is not None:
             return shlex.split(self.template.replace("{port}", str(self.port)))
-        listen = f"tcp:{self.port}:interface={HOST}" + (f":backlog={self.backlog}" if self.backlog else "")
-        return [find_twistd(), "-n", "--pidfile=", "hbchat", "--listen", listen, *self.options]
+        return twistd_command(str(self.port), self.options, self.backlog)
 
     def spawn(self) -> None:
         self._starts += 1
@@ -495,7 +491,7 @@ async def run_scenario(name: str, settings: Settings, workdir: Path, server_comm
     if server_command is not None:
         template = server_command.replace("{retry_hint}", f"{settings.retry_hint:g}")
     server = Server(port, options, workdir, settings.backlog, template)
-    recorder = Recorder(n)
+    recorder = Recorder()
     factories: list[HbchatFactory] = []
     factory_class: type[HbchatFactory] = StockFactory if variant == "stock" else HbchatFactory
     try:
@@ -1143,21 +1139,15 @@ def main(argv: list[str] | None = None, repo: Path | None = None) -> int:
 # --- hbchat-bench storm ------------------------------------------------------------------------
 
 
-def default_server_command() -> str:
+def twistd_command(port: str, options: Sequence[str], backlog: int | None = None) -> list[str]:
+    """The ``twistd -n hbchat`` command line of the benchmark's own server."""
+    listen = f"tcp:{port}:interface={HOST}" + (f":backlog={backlog}" if backlog else "")
+    return [find_twistd(), "-n", "--pidfile=", "hbchat", "--listen", listen, *options]
+
+
+def default_server_command(backlog: int | None = None) -> str:
     """What ``hbchat-bench storm`` runs when not given ``--server-cmd`` (the benchmark's server)."""
-    return shlex.join(
-        [
-            find_twistd(),
-            "-n",
-            "--pidfile=",
-            "hbchat",
-            "--listen",
-            f"tcp:{{port}}:interface={HOST}",
-            *SERVER_OPTIONS,
-            "--retry-hint",
-            "{retry_hint}",
-        ]
-    )
+    return shlex.join(twistd_command("{port}", [*SERVER_OPTIONS, "--retry-hint", "{retry_hint}"], backlog))
 
 
 def summary_line(storm: Storm) -> str:
@@ -1177,7 +1167,7 @@ async def run_bench(args: argparse.Namespace, command: str) -> int:
     if args.json is not None:
         data = saved(storm, command)
         data["summary"] = summary
-        data["server_command"] = args.server_cmd or default_server_command()
+        data["server_command"] = args.server_cmd or default_server_command(args.backlog)
         write_json(Path(args.json), data)
         log(f"wrote {args.json}")
     if args.plot is not None and plot(storm.results, Path(args.plot)):
