@@ -18,6 +18,8 @@ from twisted.cred.strcred import AuthOptionMixin
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+import twisted
+from hbchat import __version__
 from hbchat.config import ConfigError, ServerConfig, parse_count, parse_rate, parse_seconds
 from hbchat.server import ChatFactory
 from hbchat.service import ChatService
@@ -218,6 +220,12 @@ class ServerOptions(AuthOptionMixin, usage.Options):
         except ConfigError as error:
             raise usage.UsageError(str(error)) from None
         self["tls-client-ca"] = path
+
+    def opt_version(self) -> None:
+        """Print hbchat's version (and Twisted's, on a line of its own) and exit."""
+        # usage.Options' own --version prints only Twisted's.
+        sys.stdout.write(f"hbchat {__version__}\nTwisted {twisted.__version__}\n")
+        raise SystemExit(0)
 
     # usage.Options shows a docstring as written: one line, or its indentation shows too.
     opt_metrics.__doc__ = " ".join((opt_metrics.__doc__ or "").split())
