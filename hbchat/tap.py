@@ -193,7 +193,8 @@ class ServerOptions(AuthOptionMixin, usage.Options):
 
     def opt_listen(self, description: str) -> None:
         """Twisted server endpoint string to serve on; repeat it to serve one chat on several. tcp:, ssl: and unix:
-        endpoints listen with backlog=1024 unless they name a backlog [default: tcp:6464]"""
+        endpoints listen with backlog=1024 unless they name a backlog. The default listens on every interface, with no
+        password unless --auth is given; tcp:6464:interface=127.0.0.1 keeps it to this machine [default: tcp:6464]"""
         # ssl: descriptions are hbchat's own (hbchat.tls), checked with their files once all
         # options are in (postOptions): Twisted's parser would load the files too, more strictly.
         if not is_ssl(description):
@@ -205,7 +206,8 @@ class ServerOptions(AuthOptionMixin, usage.Options):
 
     def opt_metrics(self, description: str) -> None:
         """Twisted server endpoint string to serve /healthz, /readyz, /metrics (Prometheus) and /connections on over
-        HTTP; bind it to localhost, e.g. tcp:9464:interface=127.0.0.1 [default: off]"""
+        HTTP; bind it to localhost, e.g. tcp:9464:interface=127.0.0.1 (/connections lists every client's address; a
+        warning is logged at start when it listens on anything but loopback) [default: off]"""
         try:
             serverFromString(None, description)
         except Exception as error:
@@ -228,6 +230,7 @@ class ServerOptions(AuthOptionMixin, usage.Options):
         raise SystemExit(0)
 
     # usage.Options shows a docstring as written: one line, or its indentation shows too.
+    opt_listen.__doc__ = " ".join((opt_listen.__doc__ or "").split())
     opt_metrics.__doc__ = " ".join((opt_metrics.__doc__ or "").split())
     opt_tls_client_ca.__doc__ = " ".join((opt_tls_client_ca.__doc__ or "").split())
 
