@@ -57,7 +57,8 @@ class ServerOptions(AuthOptionMixin, usage.Options):
         "peer from a dead one. Endpoints are Twisted endpoint strings, e.g. tcp:6464, "
         "tcp:6464:interface=127.0.0.1, ssl:6697:privateKey=key.pem:certKey=cert.pem, "
         "unix:/run/hbchat.sock. ssl: listeners serve TLS 1.2 and later with strong ciphers only; SIGHUP "
-        "(kill -HUP $(cat twistd.pid)) reloads their key and certificate files. With --auth (e.g. --auth "
+        "(kill -HUP $(cat twistd.pid)) reloads their key and certificate files; without one it logs that there is "
+        "nothing to reload (SIGHUP never stops the server). With --auth (e.g. --auth "
         "hbpasswd:/etc/hbchat/passwd, see --help-auth) NICK must carry a password the checker accepts. "
         "The protocol is described in docs/protocol.md; TLS setup in docs/security.md."
     )
