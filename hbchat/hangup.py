@@ -43,6 +43,9 @@ class Hangup(Protocol):
     def hangup(self) -> str:
         """A SIGHUP arrived: reload what can be; the outcome (one of ``RELOAD_OUTCOMES``)."""
 
+    def start(self) -> None:
+        """The service starts (again): SIGHUP reloads."""
+
     def drain(self) -> None:
         """The server is stopping: its listeners close and its clients are told BYE."""
 
@@ -77,6 +80,9 @@ _serving = _builder.state("serving")
 _draining = _builder.state("draining")
 _stopped = _builder.state("stopped")
 
+_serving.upon(Hangup.start).loop().returns(None)
+_draining.upon(Hangup.start).to(_serving).returns(None)
+_stopped.upon(Hangup.start).to(_serving).returns(None)
 _serving.upon(Hangup.drain).to(_draining).returns(None)
 _serving.upon(Hangup.stop).to(_stopped).returns(None)
 _draining.upon(Hangup.drain).loop().returns(None)

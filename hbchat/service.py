@@ -72,6 +72,7 @@ class ChatService(MultiService):
 
     def _handleHangups(self) -> None:
         """SIGHUP reloads (:mod:`hbchat.hangup`) from now until the drain is over, whatever the listeners."""
+        self.hangup.start()
         if self._restoreHangup is None:
             self._restoreHangup = self._onSignals((signal.SIGHUP,), self._hungUp)
 

@@ -78,6 +78,15 @@ class HangupTests(SynchronousTestCase):
         self.assertEqual(tls.reloads, 0)
         self.assertEqual(texts(events), [("SIGHUP after the server stopped: nothing to reload", "stopped")])
 
+    def test_a_service_started_again_reloads_again(self) -> None:
+        tls = FakeTLS()
+        machine = hangup_machine(HangupCore([tls]))
+        machine.drain()
+        machine.stop()
+        machine.start()
+        self.assertEqual(machine.hangup(), "reloaded")
+        self.assertEqual(tls.reloads, 1)
+
     def test_every_hangup_is_counted_by_outcome(self) -> None:
         tls = FakeTLS()
         core = HangupCore([tls])
