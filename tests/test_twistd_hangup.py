@@ -127,6 +127,7 @@ class TwistdHangupTests(TwistdTestCase):
         argv = [self.twistd, "--pidfile=twistd.pid", "--logfile=twistd.log", "hbchat"]
         argv += ["--listen", f"tcp:{port}:interface=127.0.0.1"]
         reactor.spawnProcess(starter, self.twistd, argv, env=dict(os.environ), path=str(directory))
+        # twistd's first process exits once the daemon reports that it started (so: listens).
         yield within(starter.whenEnded(), DEADLINE, "twistd daemonising")
         self.assertTrue(starter.reason is not None and starter.reason.check(ProcessDone), starter.output())
         pidfile, logfile = directory / "twistd.pid", directory / "twistd.log"
