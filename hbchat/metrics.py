@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from hbchat.hangup import RELOAD_OUTCOMES
 from hbchat.histogram import Histogram
 from hbchat.server import ChatFactory
 from hbchat.stats import CLOSE_REASONS, RESUME_OUTCOMES
@@ -164,6 +165,15 @@ class ChatCollector(Collector):
         for outcome in RESUME_OUTCOMES:
             resumes.add_metric([outcome], stats.resumes[outcome])
         yield resumes
+        reloads = CounterMetricFamily(
+            "hbchat_reloads",
+            "SIGHUPs (systemctl reload), by outcome: reloaded (every ssl: listener's files), failed (a listener kept "
+            "its previous certificate), nothing (no ssl: listener, or the server had stopped).",
+            labels=["outcome"],
+        )
+        for outcome in RELOAD_OUTCOMES:
+            reloads.add_metric([outcome], stats.reloads[outcome])
+        yield reloads
 
         lag = self.lag
         yield _histogram(

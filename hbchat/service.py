@@ -4,8 +4,10 @@ The running server as a twistd service: its listeners, and a clean stop.
 Stopping (SIGTERM under twistd) first closes every listener, so no one new arrives, then
 says ``BYE shutdown`` to every connection and waits, boundedly, for them to close.
 
-``ssl:`` listeners are built by :mod:`hbchat.tls`; while any is configured, SIGHUP reloads
-their keys and certificates (``kill -HUP $(cat twistd.pid)``, ``systemctl reload``).
+``ssl:`` listeners are built by :mod:`hbchat.tls`.  SIGHUP (``kill -HUP $(cat twistd.pid)``,
+``systemctl reload``) is handled in every configuration, from the start until the process
+exits: it reloads the ``ssl:`` listeners' keys and certificates, or logs that there is nothing
+to reload (:mod:`hbchat.hangup`); it never kills the server.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorCore, IReactorThreads
 from twisted.logger import Logger
 
+from hbchat.hangup import HangupCore, hangup_machine
 from hbchat.listeners import listener_service
 from hbchat.server import ChatFactory
 from hbchat.tls import ServerTLS, is_ssl, parse_ssl
@@ -37,21 +40,24 @@ class ChatService(MultiService):
         self.reactor = reactor
         #: The contexts of the ssl: listeners, which SIGHUP reloads.
         self.tls: list[ServerTLS] = []
-        self._restoreHangup: Callable[[], None] = lambda: None
+        #: Restores SIGHUP's handler from before ours; None while ours is not installed.
+        self._restoreHangup: Callable[[], None] | None = None
         for description in listen:
             tls = None
             if is_ssl(description):
                 tls = ServerTLS(parse_ssl(description, factory.config.tls_client_ca))
                 self.tls.append(tls)
             listener_service(factory, description, reactor, tls).setServiceParent(self)
+        #: What SIGHUP does now: reload while serving and draining, nothing once stopped.
+        self.hangup = hangup_machine(HangupCore(self.tls, factory.stats.reloads))
 
-    def reloadTLS(self) -> None:
-        """Read every ssl: listener's key and certificate files again (SIGHUP)."""
-        self.log.info("SIGHUP: reloading TLS certificates")
-        for tls in self.tls:
-            tls.reload()
+    def reloadTLS(self) -> str:
+        """Read every ssl: listener's key and certificate files again, as SIGHUP does; the outcome."""
+        return self.hangup.hangup()
 
     def privilegedStartService(self) -> None:
+        # Under twistd this comes first (before the reactor runs): SIGHUP is safe from here on.
+        self._handleHangups()
         # Listening happens here (before twistd drops privileges); a port in use is an
         # operator's mistake, so say it in one line rather than with a traceback.
         try:
@@ -62,10 +68,16 @@ class ChatService(MultiService):
 
     def startService(self) -> None:
         super().startService()
-        # While there is an ssl: listener, SIGHUP reloads its certificate; without one
-        # SIGHUP keeps its usual meaning.
-        if self.tls:
-            self._restoreHangup = self._onSignals((signal.SIGHUP,), lambda signum: self.reloadTLS())
+        self._handleHangups()
+
+    def _handleHangups(self) -> None:
+        """SIGHUP reloads (:mod:`hbchat.hangup`) from now until the drain is over, whatever the listeners."""
+        self.hangup.start()
+        if self._restoreHangup is None:
+            self._restoreHangup = self._onSignals((signal.SIGHUP,), self._hungUp)
+
+    def _hungUp(self, signum: int) -> None:
+        self.hangup.hangup()
 
     def _onSignals(self, numbers: tuple[int, ...], action: Callable[[int], None]) -> Callable[[], None]:
         """
@@ -85,6 +97,11 @@ class ChatService(MultiService):
 
         def restore() -> None:
             for number, old in previous.items():
+                # Where the previous action was the default one, and that is death (SIGHUP's),
+                # the signal is ignored instead: the process is about to exit, and a reload sent
+                # meanwhile must not turn a clean exit into a death by signal.
+                if number == signal.SIGHUP and old in (signal.SIG_DFL, None):
+                    old = signal.SIG_IGN
                 signal.signal(number, old)
 
         return restore
@@ -92,6 +109,7 @@ class ChatService(MultiService):
     def stopService(self) -> Deferred[None]:
         """Stop listening, then drain (``--drain``); a second SIGTERM or SIGINT cuts it short."""
         stopped: Deferred[None] = Deferred()
+        self.hangup.drain()
         # While draining, SIGTERM or SIGINT closes every connection at once.
         restore = self._onSignals((signal.SIGTERM, signal.SIGINT), self._closeNow)
         listeners_closed = super().stopService()
@@ -104,8 +122,10 @@ class ChatService(MultiService):
         return stopped
 
     def _stopReloading(self) -> None:
-        self._restoreHangup()
-        self._restoreHangup = lambda: None
+        self.hangup.stop()
+        if self._restoreHangup is not None:
+            self._restoreHangup()
+        self._restoreHangup = None
 
     def _closeNow(self, signum: int) -> None:
         self.log.info("signal {signum} while draining: closing every connection now", signum=signum)

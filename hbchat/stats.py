@@ -121,6 +121,8 @@ class ServerStats:
         self.rateLimited = 0
         #: Times accepting was paused because --max-handshakes connections were registering.
         self.acceptPauses = 0
+        #: SIGHUPs, by outcome (see ``hbchat.hangup.RELOAD_OUTCOMES``).
+        self.reloads: Counter[str] = Counter()
         #: Round trips of answered PINGs, in seconds.
         self.rtt = Histogram(RTT_BUCKETS)
         #: What closed connections counted; open ones still hold theirs.

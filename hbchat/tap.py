@@ -18,6 +18,8 @@ from twisted.cred.strcred import AuthOptionMixin
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+import twisted
+from hbchat import __version__
 from hbchat.config import ConfigError, ServerConfig, parse_count, parse_rate, parse_seconds
 from hbchat.server import ChatFactory
 from hbchat.service import ChatService
@@ -55,7 +57,8 @@ class ServerOptions(AuthOptionMixin, usage.Options):
         "peer from a dead one. Endpoints are Twisted endpoint strings, e.g. tcp:6464, "
         "tcp:6464:interface=127.0.0.1, ssl:6697:privateKey=key.pem:certKey=cert.pem, "
         "unix:/run/hbchat.sock. ssl: listeners serve TLS 1.2 and later with strong ciphers only; SIGHUP "
-        "(kill -HUP $(cat twistd.pid)) reloads their key and certificate files. With --auth (e.g. --auth "
+        "(kill -HUP $(cat twistd.pid)) reloads their key and certificate files; without one it logs that there is "
+        "nothing to reload (SIGHUP never stops the server). With --auth (e.g. --auth "
         "hbpasswd:/etc/hbchat/passwd, see --help-auth) NICK must carry a password the checker accepts. "
         "The protocol is described in docs/protocol.md; TLS setup in docs/security.md."
     )
@@ -191,7 +194,8 @@ class ServerOptions(AuthOptionMixin, usage.Options):
 
     def opt_listen(self, description: str) -> None:
         """Twisted server endpoint string to serve on; repeat it to serve one chat on several. tcp:, ssl: and unix:
-        endpoints listen with backlog=1024 unless they name a backlog [default: tcp:6464]"""
+        endpoints listen with backlog=1024 unless they name a backlog. The default listens on every interface, with no
+        password unless --auth is given; tcp:6464:interface=127.0.0.1 keeps it to this machine [default: tcp:6464]"""
         # ssl: descriptions are hbchat's own (hbchat.tls), checked with their files once all
         # options are in (postOptions): Twisted's parser would load the files too, more strictly.
         if not is_ssl(description):
@@ -203,7 +207,8 @@ class ServerOptions(AuthOptionMixin, usage.Options):
 
     def opt_metrics(self, description: str) -> None:
         """Twisted server endpoint string to serve /healthz, /readyz, /metrics (Prometheus) and /connections on over
-        HTTP; bind it to localhost, e.g. tcp:9464:interface=127.0.0.1 [default: off]"""
+        HTTP; bind it to localhost, e.g. tcp:9464:interface=127.0.0.1 (/connections lists every client's address; a
+        warning is logged at start when it listens on anything but loopback) [default: off]"""
         try:
             serverFromString(None, description)
         except Exception as error:
@@ -219,7 +224,14 @@ class ServerOptions(AuthOptionMixin, usage.Options):
             raise usage.UsageError(str(error)) from None
         self["tls-client-ca"] = path
 
+    def opt_version(self) -> None:
+        """Print hbchat's version (and Twisted's, on a line of its own) and exit."""
+        # usage.Options' own --version prints only Twisted's.
+        sys.stdout.write(f"hbchat {__version__}\nTwisted {twisted.__version__}\n")
+        raise SystemExit(0)
+
     # usage.Options shows a docstring as written: one line, or its indentation shows too.
+    opt_listen.__doc__ = " ".join((opt_listen.__doc__ or "").split())
     opt_metrics.__doc__ = " ".join((opt_metrics.__doc__ or "").split())
     opt_tls_client_ca.__doc__ = " ".join((opt_tls_client_ca.__doc__ or "").split())
 

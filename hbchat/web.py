@@ -35,6 +35,7 @@ from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
+from hbchat.exposure import WarnIfExposed
 from hbchat.metrics import chat_registry
 from hbchat.server import ChatFactory, ChatServerProtocol
 from hbchat.sockopts import find_socket
@@ -235,6 +236,8 @@ class WithMetrics(MultiService):
         self.endpoint = endpoint
         chat.setServiceParent(self)
         self.http = endpoint_service(endpoint, ops_site(factory), reactor=reactor)
+        # /connections lists every client's address: say so when it can be read from elsewhere.
+        self.http.endpoint = WarnIfExposed(self.http.endpoint, endpoint)
         self.http.setServiceParent(self)
 
     def privilegedStartService(self) -> None:

@@ -523,6 +523,39 @@ class BenchRunTests(ChatTestCase):
         self.assertEqual(data["errors"], [])
 
     @inlineCallbacks
+    def runOverTheRateLimit(self, *extra: str) -> Any:
+        """fanout with one sender at 200 lines/s against a server that allows 20 (burst 20)."""
+        _, port = self.startServer(ping=1, timeout=5, rate=20, burst=20)
+        result = self.workdir / "limited.json"
+        code, out, err = yield self.runBench(
+            "fanout",
+            f"tcp:127.0.0.1:{port}",
+            *("--receivers", "2", "--senders", "1", "--rate", "200", "--duration", "1", "--warmup", "0.5"),
+            *("--workers", "1", "--settle", "0.5", "--drain", "1", "--json", str(result), *extra),
+        )
+        return code, out, err, json.loads(result.read_text())
+
+    @inlineCallbacks
+    def test_fanout_over_the_rate_limit_counts_429s_and_kicks_and_fails(self) -> Any:
+        code, out, err, data = yield self.runOverTheRateLimit()
+        shown = f"exit status {code}\n--- stdout ---\n{out}--- stderr ---\n{err}"
+        self.assertEqual(code, cli.RATE_LIMITED_EXIT, shown)
+        limit = data["rate_limit"]
+        self.assertGreaterEqual(limit["err_429"], 10, limit)  # the server kicks after ten
+        self.assertEqual(limit["kicked"], 1, limit)
+        [line] = out.splitlines()
+        self.assertIn(f"429s {limit['err_429']} kicked 1", line)
+        self.assertIn("FAILED", line)
+
+    @inlineCallbacks
+    def test_allow_rate_limit_counts_them_and_succeeds(self) -> Any:
+        code, out, err, data = yield self.runOverTheRateLimit("--allow-rate-limit")
+        self.assertEqual(code, 0, f"exit status {code}\n--- stdout ---\n{out}--- stderr ---\n{err}")
+        self.assertEqual(data["rate_limit"]["kicked"], 1)
+        self.assertIn(f"429s {data['rate_limit']['err_429']} kicked 1", out)
+        self.assertNotIn("FAILED", out)
+
+    @inlineCallbacks
     def test_storm_smoke(self) -> Any:
         requireExecutable(findExecutable("twistd"), "twistd")
         result = self.workdir / "storm.json"

@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any
 
-from twisted.internet import reactor
+from twisted.internet import reactor, task
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial import unittest
@@ -36,6 +36,32 @@ os.execv(twistd, [twistd, "-n", "--pidfile=", "hbchat", "--listen", "systemd:dom
 class SocketActivationTests(unittest.TestCase):
     @inlineCallbacks
     def test_serves_on_a_socket_inherited_from_systemd(self) -> Any:
+        process, transport, _ = yield self.activated()
+        transport.signalProcess("TERM")
+        yield within(process.whenEnded(), DEADLINE, f"twistd stopping\n{process.output()}")
+        self.assertNotIn("Traceback", process.output())
+
+    @inlineCallbacks
+    def test_systemctl_reload_without_ssl_listeners_is_logged_and_no_death(self) -> Any:
+        """The unit's ExecReload (kill -HUP $MAINPID) on the unit's own command line."""
+        process, transport, client = yield self.activated()
+        transport.signalProcess("HUP")
+        deadline = reactor.seconds() + DEADLINE
+        while b"SIGHUP: nothing to reload" not in process.out:
+            if process.reason is not None or reactor.seconds() > deadline:
+                self.fail(f"no 'nothing to reload' after SIGHUP\n{process.output()}")
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        client.sendLine("SAY reloaded")
+        yield client.waitForLine(r"MSG \d+ activated reloaded")
+        self.assertIsNone(process.reason, process.output())
+        transport.signalProcess("TERM")
+        yield within(process.whenEnded(), DEADLINE, f"twistd stopping\n{process.output()}")
+        self.assertNotIn("Traceback", process.output())
+        self.assertIn("Server Shut Down.", process.output())
+
+    @inlineCallbacks
+    def activated(self) -> Any:
+        """(process, transport, a registered client) of twistd on a socket passed as systemd does."""
         if TWISTD is None:
             self.fail("twistd is not installed beside this Python")
         port = freePort()
@@ -69,14 +95,10 @@ class SocketActivationTests(unittest.TestCase):
         yield client.waitForLine(r"WELCOME activated .*")
         client.sendLine("SAY through an inherited socket")
         yield client.waitForLine(r"MSG \d+ activated through an inherited socket")
-        transport.signalProcess("TERM")
-        yield within(process.whenEnded(), DEADLINE, f"twistd stopping\n{process.output()}")
-        self.assertNotIn("Traceback", process.output())
+        return process, transport, client
 
     @inlineCallbacks
     def _connectWhenBound(self, endpoint: Any, client: LineClient) -> Any:
-        from twisted.internet import task
-
         deadline = reactor.seconds() + DEADLINE
         while True:
             try:

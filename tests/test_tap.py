@@ -12,6 +12,8 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
+import hbchat
+import twisted
 from hbchat import tap
 from hbchat.listeners import Listener
 from hbchat.server import ChatFactory
@@ -106,6 +108,15 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(error.code, 1)
         self.assertEqual(len(stderr.getvalue().splitlines()), 1)
         self.assertIn("--timeout", stderr.getvalue())
+
+    def test_version_prints_hbchats_version_then_twisteds_on_its_own_line(self) -> None:
+        stdout = io.StringIO()
+        self.patch(sys, "stdout", stdout)
+        error = self.assertRaises(SystemExit, tap.Options().parseOptions, ["--version"])
+        self.assertEqual(error.code, 0)
+        self.assertEqual(
+            stdout.getvalue().splitlines(), [f"hbchat {hbchat.__version__}", f"Twisted {twisted.__version__}"]
+        )
 
     def test_help_shows_every_default(self) -> None:
         text = str(tap.ServerOptions())

@@ -35,6 +35,7 @@ from hbchat.listeners import Listener
 from hbchat.server import CLOSE_GRACE, ChatFactory
 from hbchat.tls import ServerTLS, TLSListen, identity_refusal, load_certificates, parse_ssl
 from tests.test_integration import DEADLINE, ChatTestCase, LineClient, tcpPortOf, within
+from tests.test_metrics import scrape
 from tests.tlscerts import CertificateAuthority, Issued
 
 
@@ -530,32 +531,45 @@ class TLSIntegrationTests(ChatTestCase):
             yield deferLater(reactor, 0.05, lambda: None)
 
 
+def harmlessAfterStop(before: Any) -> Any:
+    """SIGHUP's handler once the service stopped: the one before, but ignored where that was death."""
+    return signal.SIG_IGN if before in (signal.SIG_DFL, None) else before
+
+
 class HangupTests(ChatTestCase):
-    """SIGHUP reloads the TLS listeners' files, while the service runs and has any."""
+    """SIGHUP reloads the TLS listeners' files, or says there is nothing to reload; it never kills."""
 
     @inlineCallbacks
-    def test_sighup_reloads_the_certificates_and_stopping_restores_the_old_handler(self) -> Any:
+    def waitForOutcome(self, service: Any, outcome: str) -> Any:
+        outcomes = service.factory.stats.reloads
+        deadline = reactor.seconds() + DEADLINE
+        while outcomes[outcome] == 0 and reactor.seconds() < deadline:
+            yield deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(outcomes[outcome], 1)
+
+    @inlineCallbacks
+    def test_sighup_reloads_the_certificates_and_stopping_leaves_it_harmless(self) -> Any:
         ca = CertificateAuthority()
         directory = tempdir(self)
         before = signal.getsignal(signal.SIGHUP)
+        self.addCleanup(signal.signal, signal.SIGHUP, before)
         service = self.startService("--listen", sslDescription(directory, ca.server()))
         self.assertNotEqual(signal.getsignal(signal.SIGHUP), before)
         [tls] = service.tls
         second = ca.server()
         second.write(directory, "server")
         os.kill(os.getpid(), signal.SIGHUP)
-        deadline = reactor.seconds() + DEADLINE
-        while tls.reloads == 0 and reactor.seconds() < deadline:
-            yield deferLater(reactor, 0.05, lambda: None)
+        yield self.waitForOutcome(service, "reloaded")
         self.assertEqual(tls.reloads, 1)
         self.assertEqual(tls.certificate.original.to_cryptography(), second.certificate)
         yield service.stopService()
-        self.assertEqual(signal.getsignal(signal.SIGHUP), before)
+        self.assertEqual(signal.getsignal(signal.SIGHUP), harmlessAfterStop(before))
 
     @inlineCallbacks
     def test_sighup_still_reloads_while_the_server_drains(self) -> Any:
         ca = CertificateAuthority()
         before = signal.getsignal(signal.SIGHUP)
+        self.addCleanup(signal.signal, signal.SIGHUP, before)
         service = self.startService("--listen", sslDescription(tempdir(self), ca.server()), "--drain", "1")
         # A connection that never completes its handshake keeps the drain going for a while.
         yield self._connect(
@@ -564,10 +578,29 @@ class HangupTests(ChatTestCase):
         stopped = service.stopService()
         self.assertFalse(stopped.called)
         self.assertNotEqual(signal.getsignal(signal.SIGHUP), before)
+        os.kill(os.getpid(), signal.SIGHUP)
+        yield self.waitForOutcome(service, "reloaded")
         yield within(stopped, DEADLINE, "the drain")
-        self.assertEqual(signal.getsignal(signal.SIGHUP), before)
+        self.assertEqual(signal.getsignal(signal.SIGHUP), harmlessAfterStop(before))
 
-    def test_without_tls_listeners_sighup_is_left_alone(self) -> None:
+    @inlineCallbacks
+    def test_without_tls_listeners_sighup_logs_nothing_to_reload(self) -> Any:
         before = signal.getsignal(signal.SIGHUP)
-        self.startService("--listen", "tcp:0:interface=127.0.0.1")
-        self.assertEqual(signal.getsignal(signal.SIGHUP), before)
+        self.addCleanup(signal.signal, signal.SIGHUP, before)
+        service = self.startService("--listen", "tcp:0:interface=127.0.0.1")
+        self.assertNotEqual(signal.getsignal(signal.SIGHUP), before)
+        with capturedLogs() as events:
+            os.kill(os.getpid(), signal.SIGHUP)
+            yield self.waitForOutcome(service, "nothing")
+        said = [event for event in events if event["log_namespace"] == "hbchat.hangup"]
+        self.assertEqual([event["log_format"] for event in said], ["SIGHUP: nothing to reload (no ssl: listener)"])
+        yield service.stopService()
+        self.assertEqual(signal.getsignal(signal.SIGHUP), harmlessAfterStop(before))
+
+    def test_the_reload_count_is_a_metric(self) -> None:
+        service = self.startService("--listen", "tcp:0:interface=127.0.0.1")
+        service.reloadTLS()
+        values = scrape(service.factory)
+        self.assertEqual(values["hbchat_reloads_total{outcome=nothing}"], 1)
+        self.assertEqual(values["hbchat_reloads_total{outcome=reloaded}"], 0)
+        self.assertEqual(values["hbchat_reloads_total{outcome=failed}"], 0)

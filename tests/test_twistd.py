@@ -26,6 +26,8 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
+import hbchat
+import twisted
 from tests.test_integration import BYE_SHUTDOWN, DEADLINE, LineClient, within
 
 
@@ -237,6 +239,12 @@ class TwistdOptionTests(TwistdTestCase):
         result = self.runTwistd("--help")
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertRegex(result.stdout, r"(?m)^\s+hbchat\s", result.stdout)
+
+    def test_hbchat_version_is_hbchats_not_only_twisteds(self) -> None:
+        result = self.runTwistd("hbchat", "--version")
+        self.assertEqual(result.returncode, 0, result)
+        self.assertEqual(result.stdout.splitlines()[0], f"hbchat {hbchat.__version__}", result)
+        self.assertIn(f"Twisted {twisted.__version__}", result.stdout.splitlines(), result)
 
     def test_hbchat_help_lists_options_and_defaults(self) -> None:
         result = self.runTwistd("hbchat", "--help")

@@ -7,7 +7,8 @@
 
 Exit status: 0 the run completed (read the numbers for drops and loss; storm: every client
 came back), 1 it could not run or finish (nothing connected, a worker failed; storm: not all
-came back), 2 a usage error (a non-loopback endpoint included), 3 ``--max-time`` was reached.
+came back), 2 a usage error (a non-loopback endpoint included), 3 ``--max-time`` was reached,
+4 the server rate-limited the run (``ERR 429`` or ``BYE kicked``; not with ``--allow-rate-limit``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import resource
 import secrets
 import sys
 import textwrap
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from hbchat.bench.settings import (
     MAX_TEXT_SIZE,
@@ -42,7 +43,11 @@ is bounded in time (--max-time)."""
 ENDPOINT_HELP = "the server: tcp:HOST:PORT (loopback only, e.g. tcp:127.0.0.1:6464) or unix:PATH"
 EPILOG = """\
 exit status: 0 completed (read the summary for drops and loss), 1 could not run or finish,
-2 usage error (e.g. a non-loopback endpoint), 3 --max-time reached."""
+2 usage error (e.g. a non-loopback endpoint), 3 --max-time reached, 4 the server rate-limited
+the run: it answered ERR 429 or kicked a connection (BYE kicked), unless --allow-rate-limit."""
+
+#: Exit status of a run the server rate-limited (ERR 429, BYE kicked).
+RATE_LIMITED_EXIT = 4
 
 
 def about(text: str) -> str:
@@ -83,6 +88,13 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--nick-prefix", default="bench", help="nicks are PREFIX-<run>-<worker>-<n> (default bench)")
     parser.add_argument("--server-pid", type=int, help="also sample this server process's CPU and memory (Linux)")
+    parser.add_argument(
+        "--allow-rate-limit",
+        action="store_true",
+        help="lines answered ERR 429 and connections kicked (BYE kicked) by the server's rate limit are counted in "
+        "the summary either way; without this option they fail the run (exit status 4), since its numbers then "
+        "measure the limit, not the server",
+    )
 
 
 def build_parser() -> Parser:
@@ -185,6 +197,7 @@ def settings_from(args: argparse.Namespace, run_tag: str) -> RunSettings:
         json_path=args.json,
         plot_path=args.plot,
         server_pid=args.server_pid,
+        allow_rate_limit=args.allow_rate_limit,
     )
     if args.scenario == "idle":
         settings.clients = args.clients
@@ -221,6 +234,21 @@ def need_matplotlib(plot: str | None) -> None:
         raise UsageError(PLOT_NEEDS)
 
 
+def exit_status(data: dict[str, Any], settings: RunSettings) -> int:
+    """The exit status of a finished idle or fanout run (see the module's docstring)."""
+    from hbchat.bench.report import failed_by_rate_limit
+
+    if data["interrupted"]:
+        return 130
+    if data["timed_out"]:
+        return 3
+    if data["errors"] or data["connections"]["registered"] == 0:
+        return 1
+    if failed_by_rate_limit(data, settings):
+        return RATE_LIMITED_EXIT
+    return 0
+
+
 def run_load(args: argparse.Namespace, argv: list[str]) -> int:
     from hbchat.bench.report import document, plot, summary_line, write_json
     from hbchat.bench.runner import Progress, Run
@@ -241,13 +269,7 @@ def run_load(args: argparse.Namespace, argv: list[str]) -> int:
         plot(doc, settings.plot_path)
         progress.message(f"hbchat-bench: wrote {settings.plot_path}")
     print(summary, flush=True)
-    if data["interrupted"]:
-        return 130
-    if data["timed_out"]:
-        return 3
-    if data["errors"] or data["connections"]["registered"] == 0:
-        return 1
-    return 0
+    return exit_status(data, settings)
 
 
 def run_storm(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[str]) -> int:

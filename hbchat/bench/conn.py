@@ -24,6 +24,7 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from hbchat import wire
 from hbchat.bench.stats import Histogram, Timeline, parse_stamp
 
 IDLE, RECEIVER, SENDER = "idle", "receiver", "sender"
@@ -32,6 +33,9 @@ MAX_LINE = 1 << 20
 #: Notes (why a connection failed or dropped) kept per worker.
 MAX_NOTES = 8
 NEVER = 1 << 62
+#: The server's answer to a line over its rate limit, and its last word to a client that kept going.
+RATE_LIMITED = b"ERR 429 "
+KICKED = wire.BYE_KICKED.rstrip(b"\n")
 
 
 class Tally:
@@ -66,6 +70,9 @@ class Tally:
         self.last_event_ns = 0
         self.err_lines = 0
         self.bye_lines = 0
+        # the server's rate limit (--rate, --burst, the PING budget): refused lines, and kicks
+        self.rate_limited = 0
+        self.kicked = 0
         # fanout
         self.sent = 0
         self.sent_window = 0
@@ -101,8 +108,8 @@ class Tally:
     def counters(self) -> dict[str, int]:
         names = (
             "started registered failed drops drops_window pings_sent pings_sent_window pongs pongs_window bad_pongs "
-            "server_pings server_pings_window joins lefts last_event_ns err_lines bye_lines sent sent_window received "
-            "received_window delivered_in_window echoes foreign unstamped out_of_order"
+            "server_pings server_pings_window joins lefts last_event_ns err_lines bye_lines rate_limited kicked sent "
+            "sent_window received received_window delivered_in_window echoes foreign unstamped out_of_order"
         ).split()
         return {name: getattr(self, name) for name in names}
 
@@ -277,12 +284,16 @@ class BenchConnection(Protocol):
             self._welcome()
         elif line.startswith(b"ERR "):
             tally.err_lines += 1
+            if line.startswith(RATE_LIMITED):
+                tally.rate_limited += 1
             if not self.registered:
                 self.fail("the server said " + line.decode("utf-8", "replace"))
             else:
                 tally.add_drop_note(f"{self.nick.decode()}: the server said {line.decode('utf-8', 'replace')}")
         elif line.startswith(b"BYE"):
             tally.bye_lines += 1
+            if line == KICKED:
+                tally.kicked += 1
             if not (self.quitting or tally.closing):
                 tally.add_drop_note(f"{self.nick.decode()}: the server said {line.decode('utf-8', 'replace')}")
 

@@ -40,9 +40,36 @@ def machine() -> dict[str, Any]:
     }
 
 
+def rate_limited(data: dict[str, Any]) -> bool:
+    """Whether the server's rate limit bit: any line answered ERR 429, any connection kicked."""
+    limit = data["rate_limit"]
+    return bool(limit["err_429"] or limit["kicked"])
+
+
+def failed_by_rate_limit(data: dict[str, Any], settings: RunSettings) -> bool:
+    """A rate-limited run is a failed one, unless --allow-rate-limit."""
+    return rate_limited(data) and not settings.allow_rate_limit
+
+
+#: Why a rate-limited run failed, and what to do: the end of its summary line.
+RATE_LIMIT_FAILURE = (
+    "FAILED: the server's rate limit answered ERR 429 or kicked connections (their numbers are not the server's "
+    "capacity): run it with a higher --rate (or --rate 0), send less, or pass --allow-rate-limit"
+)
+
+
 def summary_line(data: dict[str, Any], settings: RunSettings) -> str:
+    line = _summary_line(data, settings)
+    if failed_by_rate_limit(data, settings):
+        line += " | " + RATE_LIMIT_FAILURE
+    return line
+
+
+def _summary_line(data: dict[str, Any], settings: RunSettings) -> str:
     c = data["connections"]
     drops = data["drops"]["total"]
+    limit = data["rate_limit"]
+    drops_and_limits = f"drops {drops} | 429s {limit['err_429']} kicked {limit['kicked']}"
     lag = data["driver"]["reactor_lag"]
     cpus = [f"{value * 100:.0f}%" for value in data["driver"]["cpu_util_per_worker"] if value is not None]
     driver = f"driver cpu {'/'.join(cpus) or '-'} lag p99 {ms(lag, 'p99_ms')}"
@@ -59,7 +86,8 @@ def summary_line(data: dict[str, Any], settings: RunSettings) -> str:
         return (
             f"idle {settings.endpoint.describe()} | {connected} in {c['ramp_s']:.2f}s, ping every {settings.period:g}s "
             f"| rtt p50={ms(rtt, 'p50_ms')} p90={ms(rtt, 'p90_ms')} p99={ms(rtt, 'p99_ms')} max={ms(rtt, 'max_ms')} "
-            f"| pings {i['client_pings_sent']} missing {i['missing_pongs']} | drops {drops} | {driver}{server}{errors}"
+            f"| pings {i['client_pings_sent']} missing {i['missing_pongs']} | {drops_and_limits} "
+            f"| {driver}{server}{errors}"
         )
     f = data["fanout"]
     lat = f["latency"]
@@ -68,7 +96,7 @@ def summary_line(data: dict[str, Any], settings: RunSettings) -> str:
         f"fanout {settings.endpoint.describe()} r={settings.receivers} s={settings.senders} size={settings.size} "
         f"{target} | {connected} | sent {f['achieved_msgs_per_s']:.0f} msg/s, delivered {f['delivered_per_s']:.0f}/s, "
         f"loss {f['loss'] * 100:.3f}% | latency p50={ms(lat, 'p50_ms')} p90={ms(lat, 'p90_ms')} "
-        f"p99={ms(lat, 'p99_ms')} max={ms(lat, 'max_ms')} | drops {drops} | {driver}{server}{errors}"
+        f"p99={ms(lat, 'p99_ms')} max={ms(lat, 'max_ms')} | {drops_and_limits} | {driver}{server}{errors}"
     )
 
 

@@ -463,6 +463,8 @@ class Run:
                 "notes": drop_notes,
             },
             "presence": {"join_lines": counters.get("joins", 0), "left_lines": counters.get("lefts", 0)},
+            # The server's rate limit bit: lines refused with ERR 429, connections cut with BYE kicked.
+            "rate_limit": {"err_429": counters.get("rate_limited", 0), "kicked": counters.get("kicked", 0)},
             "driver": {
                 "cpu_util_per_worker": [r.get("cpu_util") for r in results],
                 "reactor_lag": lag.stats(),

@@ -193,6 +193,8 @@ class RunSettings:
     json_path: str | None = None
     plot_path: str | None = None
     server_pid: int | None = None
+    #: A run the server rate-limited (ERR 429, BYE kicked) still succeeds (--allow-rate-limit).
+    allow_rate_limit: bool = False
 
     @property
     def connections(self) -> int:
