@@ -36,7 +36,7 @@ from hbchat.fanout import Fanout
 from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.history import History
 from hbchat.lag import ReactorLag
-from hbchat.ratelimit import MAX_STRIKES, Bucket, ping_bucket, strikes_after
+from hbchat.ratelimit import MAX_STRIKES, Bucket, credit_left, ping_bucket, strikes_after
 from hbchat.sessions import Session, SessionTable
 from hbchat.sockopts import enable_keepalive
 from hbchat.stats import ServerStats, closing_reason
@@ -171,6 +171,12 @@ class ChatServerProtocol(HeartbeatProtocol):
     _pingFullAt = 0.0
     _strikes = 0
     _lastStrike = 0.0
+    #: The server's own pauses of reading, which never count against the line budget:
+    #: since when reading is paused (None: it is not), the seconds of pause not yet made
+    #: good, and from when they count (hbchat.ratelimit.credit_left).
+    _pausedAt: float | None = None
+    _rateCredit = 0.0
+    _creditSince = 0.0
 
     def __init__(self, factory: ChatFactory) -> None:
         super().__init__(factory.clock)
@@ -272,11 +278,19 @@ class ChatServerProtocol(HeartbeatProtocol):
     # --- what backpressure asks of us ---
 
     def pauseReading(self) -> None:
+        if self._pausedAt is None:
+            self._pausedAt = self.clock.seconds()
         # Stream transports are push producers of what they read.
         cast(IPushProducer, self.transport).pauseProducing()
 
     def resumeReading(self) -> None:
         if not self.done and self._held is None:
+            if self._pausedAt is not None:
+                # What the client sent meanwhile arrives at once: the pause is its credit.
+                now = self.clock.seconds()
+                self._rateCredit += now - self._pausedAt
+                self._creditSince = max(now, self._fullAt)
+                self._pausedAt = None
             cast(IPushProducer, self.transport).resumeProducing()
 
     def cutAsSlow(self, why: str) -> None:
@@ -320,7 +334,10 @@ class ChatServerProtocol(HeartbeatProtocol):
             verb, _, rest = line.partition(b" ")
             verb = verb.upper()
             if bucket is not None:
-                full_at = bucket.take(self._fullAt, now)
+                credit = self._rateCredit
+                if credit:
+                    credit = self._rateCredit = credit_left(credit, self._fullAt, now, self._creditSince)
+                full_at = bucket.take(self._fullAt, now, credit)
                 if full_at is None or (verb == b"PING" and not self._pingAllowed(now)):
                     self._rateLimited(verb, now)
                     if self.done:

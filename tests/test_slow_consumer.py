@@ -455,3 +455,77 @@ class SlowConsumerMemoryTests(SlowConsumerTestCase):
         # Cut at its backlog limit, not before (and not only at the timeout).
         self.assertIn("backlog passed", why, report)
         self.assertGreater(pendingAtCut, self.MAX, report)
+
+
+def stopLoop(loop: LoopingCall) -> None:
+    if loop.running:
+        loop.stop()
+
+
+class PacedSenderTests(SlowConsumerTestCase):
+    """The server's own pauses never count against a client that keeps to its rate (issue #14, item 2)."""
+
+    RATE = 20.0
+    BURST = 5
+    #: hbchat-client's pace: 80 % of the rate it was told.
+    PACE = 0.8 * RATE
+    LINES = 64
+    TEXT = 4000
+
+    @inlineCallbacks
+    def test_a_sender_held_back_by_backpressure_is_not_refused_what_it_sent_at_its_rate(self) -> Any:
+        """
+        A sender pacing big SAYs under --rate while a client that never reads congests is
+        held back (not read) for a while; the SAYs it sent meanwhile arrive together when
+        it is read again, and every one of them is handled: no ERR 429, no BYE, all echoed.
+        """
+        factory, port = self.startServer(
+            sendq_soft=16 * 1024,
+            sendq_max=self.MAX,
+            ping=self.PING,
+            timeout=self.TIMEOUT,
+            rate=self.RATE,
+            burst=self.BURST,
+        )
+        sender = yield self.connect(port, "sender", maxStored=80)
+        yield self.register(sender, "sender")
+        stuck = self.connectNotReading(port, "stuck")
+        yield self.register(stuck, "stuck")
+        cast(IPushProducer, stuck.transport).pauseProducing()
+        serverSideOf(factory, stuck).transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.SNDBUF)
+        yield sender.waitForLine(r"JOIN \d+ stuck")
+        senderSide = serverSideOf(factory, sender)
+        held: list[float] = []
+
+        def watch() -> None:
+            if factory.backpressure.isPaused(senderSide):
+                held.append(clock.seconds())
+
+        watcher = LoopingCall(watch)
+        watcher.clock = clock
+        watcher.start(0.01)
+        self.addCleanup(stopLoop, watcher)
+        text = "p" * self.TEXT
+        sent = itertools.count()
+
+        def send() -> None:
+            n = next(sent)
+            if n < self.LINES and sender.lostReason is None:
+                sender.sendLine(f"SAY {n} {text}")
+
+        pacer = LoopingCall(send)
+        pacer.clock = clock
+        pacer.start(1 / self.PACE)
+        self.addCleanup(stopLoop, pacer)
+        yield within(
+            sender.waitForLines(r"(MSG \d+ sender \d+ .*|ERR 429 .*|BYE .*)", self.LINES), DEADLINE, "the echoes"
+        )
+        pacer.stop()
+        watcher.stop()
+        self.assertTrue(held, "the sender was never held back: the test did not test anything")
+        log.info("paced sender: held back for about {held:.2f}s", held=len(held) * 0.01)
+        refused = [line for line in sender.lines if line.startswith(("ERR ", "BYE "))]
+        self.assertEqual(refused, [], sender.transcript())
+        echoed = [int(line.split(" ", 4)[3]) for line in sender.lines if line.startswith("MSG ")]
+        self.assertEqual(echoed, list(range(self.LINES)), sender.transcript())
+        self.assertIsNone(sender.lostReason, sender.transcript())
