@@ -27,6 +27,27 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from hbchat.sockopts import socket_transport
 
 
+def slow_deadline(timeout: float) -> float:
+    """
+    However many receivers lag, one whose output has not drained for this long is cut as a
+    slow consumer (seconds after it became congested; a lone laggard goes after ``timeout``).
+    """
+    return max(3 * timeout, 30.0)
+
+
+def kernel_user_timeout(timeout: float) -> float:
+    """
+    TCP_USER_TIMEOUT for server connections, in seconds: twice :func:`slow_deadline`.
+
+    Linux counts the probes of a zero window against TCP_USER_TIMEOUT, so a peer that is
+    alive but does not read would otherwise be aborted by the kernel (and announced
+    ``error``) before the slow-consumer rule could cut it as ``slow``.  Well above that
+    rule's deadline, it is left for what it is for: a peer whose kernel stopped
+    acknowledging, where nothing else is watching.
+    """
+    return 2 * slow_deadline(timeout)
+
+
 def set_high_water(transport: Any, size: int) -> bool:
     """
     Make ``transport`` tell its producer to pause once ``size`` bytes of output are unsent.
@@ -153,7 +174,7 @@ class Backpressure:
 
     def _hardLimit(self) -> float:
         """However many lag, a receiver that has not drained for this long is cut."""
-        return max(3 * self.timeout, 30.0)
+        return slow_deadline(self.timeout)
 
     def _lostPatience(self, receiver: Throttled) -> None:
         if self._mostLag():

@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from hbchat import wire
-from hbchat.backpressure import Backpressure, set_high_water
+from hbchat.backpressure import Backpressure, kernel_user_timeout, set_high_water
 from hbchat.config import ServerConfig
 from hbchat.fanout import Fanout
 from hbchat.heartbeat import HeartbeatProtocol
@@ -219,7 +219,7 @@ class ChatServerProtocol(HeartbeatProtocol):
             self._produce()
         set_high_water(self.transport, config.sendq_soft)
         try:
-            enable_keepalive(self.transport, config.timeout)
+            enable_keepalive(self.transport, config.timeout, kernel_user_timeout(config.timeout))
         except OSError as error:
             self.log.debug("keepalive not set for {peer}: {error}", peer=self.peer, error=error)
         self.log.info("connection from {peer}", peer=self.peer, listener=self.listener)

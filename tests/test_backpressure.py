@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.backpressure import Backpressure
+from hbchat.backpressure import Backpressure, kernel_user_timeout, slow_deadline
 from hbchat.testing import FakeServer
 
 
@@ -193,3 +193,16 @@ class BoundedPatienceTests(SynchronousTestCase):
         self.pressure.congested(receiver)
         self.clock.advance(5)
         self.assertEqual(receiver.cut, "its output did not drain for 5s")
+
+
+class KernelUserTimeoutTests(SynchronousTestCase):
+    """TCP_USER_TIMEOUT must not pre-empt the slow-consumer rule (a zero window counts against it)."""
+
+    def test_the_slow_consumer_deadline_is_three_timeouts_or_thirty_seconds(self) -> None:
+        self.assertEqual(slow_deadline(15), 45)
+        self.assertEqual(slow_deadline(5), 30)
+
+    def test_the_kernel_gives_up_only_well_after_the_slow_consumer_deadline(self) -> None:
+        for timeout in (0.5, 5, 15, 90, 600):
+            self.assertEqual(kernel_user_timeout(timeout), 2 * slow_deadline(timeout))
+            self.assertGreater(kernel_user_timeout(timeout), slow_deadline(timeout) + timeout)

@@ -30,6 +30,7 @@ from twisted.internet.interfaces import IPushProducer, IReactorSocket, IReactorT
 from twisted.internet.protocol import Factory, ServerFactory
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.trial.unittest import SkipTest
 
 from hbchat.server import ChatFactory
 from tests.test_integration import DEADLINE, ChatTestCase, LineClient, pendingOutput, serverSideOf, tcpPortOf, within
@@ -529,3 +530,62 @@ class PacedSenderTests(SlowConsumerTestCase):
         echoed = [int(line.split(" ", 4)[3]) for line in sender.lines if line.startswith("MSG ")]
         self.assertEqual(echoed, list(range(self.LINES)), sender.transcript())
         self.assertIsNone(sender.lostReason, sender.transcript())
+
+
+class ZeroWindowTests(SlowConsumerTestCase):
+    """
+    A peer whose kernel keeps acknowledging with a zero window is alive and not reading:
+    a slow consumer, not a connection the kernel gives up on (issue #14, item 3).
+    """
+
+    @inlineCallbacks
+    def test_server_sockets_leave_unacknowledged_output_to_the_slow_consumer_rule_first(self) -> Any:
+        if not hasattr(socket, "TCP_USER_TIMEOUT"):
+            raise SkipTest("no TCP_USER_TIMEOUT on this system")
+        factory, port = self.startServer(ping=5, timeout=15)
+        client = yield self.connect(port, "client")
+        yield self.register(client, "client")
+        sock = serverSideOf(factory, client).transport.getHandle()
+        self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT), 90_000)
+
+    @inlineCallbacks
+    def test_a_zero_window_reader_is_cut_as_slow_not_by_the_kernel(self) -> Any:
+        """
+        A client that never reads (but keeps sending, so its heartbeat holds) while another
+        trickles big SAYs: its window closes long before its output passes --sendq-soft.
+        It is cut as a slow consumer (``LEFT ... slow``, counted), not aborted by the
+        kernel's TCP_USER_TIMEOUT (``LEFT ... error``).
+        """
+        timeout = 2.0
+        factory, port = self.startServer(sendq_soft=128 * 1024, sendq_max=self.MAX, ping=0.5, timeout=timeout, rate=0)
+        sender = yield self.connect(port, "sender", maxStored=80)
+        yield self.register(sender, "sender")
+        stuck = self.connectNotReading(port, "stuck")
+        yield self.register(stuck, "stuck")
+        cast(IPushProducer, stuck.transport).pauseProducing()
+        stuckSide = serverSideOf(factory, stuck)
+        stuckSide.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.SNDBUF)
+        cuts = self.recordCuts(stuckSide)
+        yield sender.waitForLine(r"JOIN \d+ stuck")
+        text = "z" * 4000
+
+        def trickle() -> None:
+            if sender.lostReason is None:
+                sender.sendLine(f"SAY {text}")
+            if stuck.lostReason is None:
+                stuck.sendLine("")  # traffic: the heartbeat has nothing to say against it
+
+        pacer = LoopingCall(trickle)
+        pacer.clock = clock
+        pacer.start(0.1)
+        self.addCleanup(stopLoop, pacer)
+        startedAt = clock.seconds()
+        left = yield sender.waitForLine(r"LEFT \d+ stuck (\S+)")
+        took = clock.seconds() - startedAt
+        pacer.stop()
+        log.info("zero-window reader: LEFT {reason} after {took:.2f}s", reason=left.group(1), took=took)
+        self.assertEqual(left.group(1), "slow", f"after {took:.2f}s\n{sender.transcript()}")
+        self.assertEqual(len(cuts), 1, cuts)
+        self.assertIn("did not drain", cuts[0][0])
+        self.assertEqual(factory.stats.closes["slow"], 1)
+        self.assertEqual(factory.stats.closes["error"], 0)
