@@ -37,6 +37,7 @@ from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.history import History
 from hbchat.lag import ReactorLag
 from hbchat.ratelimit import MAX_STRIKES, Bucket, credit_left, ping_bucket, strikes_after
+from hbchat.sendq import SendQueue, send_queue
 from hbchat.sessions import Session, SessionTable
 from hbchat.sockopts import enable_keepalive
 from hbchat.stats import ServerStats, closing_reason
@@ -177,6 +178,8 @@ class ChatServerProtocol(HeartbeatProtocol):
     _pausedAt: float | None = None
     _rateCredit = 0.0
     _creditSince = 0.0
+    #: What it holds unsent, in the transport and the kernel (None: not measurable).
+    _sendq: SendQueue | None = None
 
     def __init__(self, factory: ChatFactory) -> None:
         super().__init__(factory.clock)
@@ -218,6 +221,7 @@ class ChatServerProtocol(HeartbeatProtocol):
         if not awaits_handshake(self.transport):
             self._produce()
         set_high_water(self.transport, config.sendq_soft)
+        self._sendq = send_queue(self.transport, config.sendq_soft)
         try:
             enable_keepalive(self.transport, config.timeout, kernel_user_timeout(config.timeout))
         except OSError as error:
@@ -255,8 +259,12 @@ class ChatServerProtocol(HeartbeatProtocol):
         self._write(data)
         self.bytesOut += len(data)
         if self._backlog is not None:
+            # Congested: what it holds unsent, here and in the kernel, must stay under
+            # --sendq-max (without a meter, what was written since it congested).
             self._backlog += len(data)
-            if self._backlog > self.factory.maxBacklog:
+            sendq = self._sendq
+            held = self._backlog if sendq is None else sendq.unsent()
+            if held > self.factory.maxBacklog:
                 self.cutAsSlow(f"its backlog passed {self.factory.maxBacklog} bytes")
 
     # --- IPushProducer: the transport reports on our output ---
@@ -276,6 +284,16 @@ class ChatServerProtocol(HeartbeatProtocol):
         pass
 
     # --- what backpressure asks of us ---
+
+    def delivered(self) -> int | None:
+        """Bytes of output the peer has acknowledged so far (None: not measurable)."""
+        sendq = self._sendq
+        return None if sendq is None else self.bytesOut - sendq.unsent()
+
+    def unsent(self) -> int | None:
+        """Output not yet acknowledged, in the transport and the kernel (None: not measurable)."""
+        sendq = self._sendq
+        return None if sendq is None or not self.connected else sendq.unsent()
 
     def pauseReading(self) -> None:
         if self._pausedAt is None:

@@ -32,6 +32,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.trial.unittest import SkipTest
 
+from hbchat.sendq import kernel_unsent
 from hbchat.server import ChatFactory
 from tests.test_integration import DEADLINE, ChatTestCase, LineClient, pendingOutput, serverSideOf, tcpPortOf, within
 
@@ -278,12 +279,14 @@ class SlowConsumerTestCase(ChatTestCase):
             scene.sampler.stop()
 
     def recordCuts(self, protocol: Any) -> list[tuple[str, int | None]]:
-        """Why the server cuts ``protocol`` as slow, and its unsent output at that moment."""
+        """Why the server cuts ``protocol`` as slow, and its unsent output (its own and the kernel's) then."""
         cuts: list[tuple[str, int | None]] = []
         original: Callable[[str], None] = protocol.cutAsSlow
 
         def cutAsSlow(why: str) -> None:
-            cuts.append((why, pendingOutput(protocol.transport)))
+            pending = pendingOutput(protocol.transport)
+            kernel = kernel_unsent(protocol.transport.getHandle())
+            cuts.append((why, None if pending is None else pending + kernel))
             original(why)
 
         setattr(protocol, "cutAsSlow", cutAsSlow)  # noqa: B010 (a method replaced on one instance)
@@ -453,7 +456,8 @@ class SlowConsumerMemoryTests(SlowConsumerTestCase):
         bound = self.SOFT + self.MAX + self.MARGIN
         highest = max(sampler.maxWatched, pendingAtCut)
         self.assertLessEqual(highest, bound, f"the server held {highest} bytes (bound {bound}): {report}")
-        # Cut at its backlog limit, not before (and not only at the timeout).
+        # Cut at its backlog limit (its unsent output, the server's and the kernel's), not
+        # before (and not only at the timeout).
         self.assertIn("backlog passed", why, report)
         self.assertGreater(pendingAtCut, self.MAX, report)
 
