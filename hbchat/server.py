@@ -178,6 +178,8 @@ class ChatServerProtocol(HeartbeatProtocol):
     _pausedAt: float | None = None
     _rateCredit = 0.0
     _creditSince = 0.0
+    _pingCredit = 0.0
+    _pingCreditSince = 0.0
     #: What it holds unsent, in the transport and the kernel (None: not measurable).
     _sendq: SendQueue | None = None
 
@@ -306,8 +308,11 @@ class ChatServerProtocol(HeartbeatProtocol):
             if self._pausedAt is not None:
                 # What the client sent meanwhile arrives at once: the pause is its credit.
                 now = self.clock.seconds()
-                self._rateCredit += now - self._pausedAt
+                paused = now - self._pausedAt
+                self._rateCredit += paused
                 self._creditSince = max(now, self._fullAt)
+                self._pingCredit += paused
+                self._pingCreditSince = max(now, self._pingFullAt)
                 self._pausedAt = None
             cast(IPushProducer, self.transport).resumeProducing()
 
@@ -390,7 +395,10 @@ class ChatServerProtocol(HeartbeatProtocol):
     # --- rate limits (--rate, --burst) ---
 
     def _pingAllowed(self, now: float) -> bool:
-        full_at = self.factory.pingBucket.take(self._pingFullAt, now)
+        credit = self._pingCredit
+        if credit:
+            credit = self._pingCredit = credit_left(credit, self._pingFullAt, now, self._pingCreditSince)
+        full_at = self.factory.pingBucket.take(self._pingFullAt, now, credit)
         if full_at is None:
             return False
         self._pingFullAt = full_at

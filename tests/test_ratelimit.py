@@ -154,6 +154,26 @@ class ServerPauseCreditTests(SynchronousTestCase):
         self.assertEqual(self.alice.received()[-1], b"ERR 429 too many requests: SAY not handled")
 
 
+class ServerPingPauseCreditTests(SynchronousTestCase):
+    def test_pings_sent_at_the_interval_during_a_long_pause_are_all_answered(self) -> None:
+        server = FakeServer(ping=1, timeout=3)
+        alice = server.registered("alice")
+        receivers = [server.registered(nick) for nick in ("bob", "carol", "dave")]
+        alice.protocol.dataReceived(b"SAY before\n")
+        for receiver in receivers:
+            receiver.protocol.pauseProducing()  # most lag: alice is held for as long as it takes
+        server.advance(20)
+        pings = [line for line in alice.received() if line.startswith(b"PING ")]
+        for receiver in receivers:
+            receiver.protocol.resumeProducing()
+        self.assertEqual(alice.transport.producerState, "producing")
+        # Read at once: her answers to our PINGs, and one PING of her own a second (the
+        # interval HELLO told) for the 20 s she was not read.
+        answers = b"".join(b"PONG" + ping[4:] + b"\n" for ping in pings)
+        alice.send(answers + b"".join(b"PING %d\n" % n for n in range(20)))
+        self.assertEqual(alice.received(), [b"PONG %d" % n for n in range(20)])
+
+
 class ServerRateLimitTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.server = FakeServer(rate=10, burst=5, ping=30, timeout=90)
