@@ -15,6 +15,12 @@ back, and the server cuts it if its backlog passes ``max_backlog`` bytes or it h
 drained within ``timeout`` seconds.  When most receivers are congested at once, no one of
 them is to blame (the consumers as a whole are slower than the senders): the senders stay
 held back for as long as it takes.
+
+A congested receiver that took nothing at all since the last look (``delivered`` did not
+grow: its window is zero, it does not read) is *stalled*: not slow but stopped.  Stalled
+receivers are not "the consumers as a whole", however many they are, so a crowd of
+clients that do not read cannot hold the readers' chat for long: each stops holding the
+senders after ``patience`` and is cut like a lone laggard.
 """
 
 from __future__ import annotations
@@ -25,6 +31,27 @@ from typing import Any, Protocol
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from hbchat.sockopts import socket_transport
+
+
+def slow_deadline(timeout: float) -> float:
+    """
+    However many receivers lag, one whose output has not drained for this long is cut as a
+    slow consumer (seconds after it became congested; a lone laggard goes after ``timeout``).
+    """
+    return max(3 * timeout, 30.0)
+
+
+def kernel_user_timeout(timeout: float) -> float:
+    """
+    TCP_USER_TIMEOUT for server connections, in seconds: twice :func:`slow_deadline`.
+
+    Linux counts the probes of a zero window against TCP_USER_TIMEOUT, so a peer that is
+    alive but does not read would otherwise be aborted by the kernel (and announced
+    ``error``) before the slow-consumer rule could cut it as ``slow``.  Well above that
+    rule's deadline, it is left for what it is for: a peer whose kernel stopped
+    acknowledging, where nothing else is watching.
+    """
+    return 2 * slow_deadline(timeout)
 
 
 def set_high_water(transport: Any, size: int) -> bool:
@@ -56,6 +83,10 @@ class Throttled(Protocol):
 
     def cutAsSlow(self, why: str) -> None: ...
 
+    def delivered(self) -> int | None:
+        """Bytes of output the peer has taken so far; None if that cannot be told."""
+        ...
+
 
 class Backpressure:
     """Who is congested, who is held back because of it, and when to give up on whom."""
@@ -83,6 +114,12 @@ class Backpressure:
         self._since: dict[Throttled, float] = {}
         #: Connections that produced broadcasts during the current reactor turn.
         self._speakers: set[Throttled] = set()
+        #: What each congested receiver had taken at the last look, and those that took
+        #: nothing since the look before (stalled).
+        self._taken: dict[Throttled, tuple[int | None, float]] = {}
+        self._stalled: set[Throttled] = set()
+        #: Looks at every congested receiver, each ``patience`` while there are any.
+        self._lookCall: IDelayedCall | None = None
 
     @property
     def holding(self) -> bool:
@@ -113,6 +150,9 @@ class Backpressure:
         self._congested[receiver] = self.clock.callLater(self.timeout, self._neverDrained, receiver)
         self._holding[receiver] = self.clock.callLater(self.patience, self._lostPatience, receiver)
         self._since[receiver] = self.clock.seconds()
+        self._taken[receiver] = (receiver.delivered(), self.clock.seconds())
+        if self._lookCall is None:
+            self._lookCall = self.clock.callLater(self.patience, self._lookAll)
         self._pause(receiver)
         # The turn that filled it was made by these speakers: hold them back now.
         for speaker in self._speakers:
@@ -123,6 +163,7 @@ class Backpressure:
         """``receiver`` sent everything it had."""
         timer = self._congested.pop(receiver, None)
         self._since.pop(receiver, None)
+        self._forgetProgress(receiver)
         if timer is None:
             return
         _cancel(timer)
@@ -137,6 +178,7 @@ class Backpressure:
         _cancel(self._congested.pop(connection, None))
         _cancel(self._holding.pop(connection, None))
         self._since.pop(connection, None)
+        self._forgetProgress(connection)
         self._paused.discard(connection)
         self._speakers.discard(connection)
         if not self._holding:
@@ -147,16 +189,57 @@ class Backpressure:
     MOST_LAG_MINIMUM = 4
 
     def _mostLag(self) -> bool:
-        """Most connections are congested: the consumers as a whole are the bottleneck."""
-        population = self.population()
-        return population >= self.MOST_LAG_MINIMUM and 2 * len(self._congested) > population
+        """
+        Most connections are congested: the consumers as a whole are the bottleneck.
+        Stalled receivers do not count, either way.
+        """
+        stalled = len(self._stalled)
+        population = self.population() - stalled
+        return population >= self.MOST_LAG_MINIMUM and 2 * (len(self._congested) - stalled) > population
+
+    def _isStalled(self, receiver: Throttled) -> bool:
+        """
+        Look again at what ``receiver`` has taken (unless the last look was less than half
+        a patience ago): stalled if nothing since the last look.
+        """
+        now = self.clock.seconds()
+        before, at = self._taken.get(receiver, (None, now - self.patience))
+        if now - at >= self.patience / 2:
+            taken = receiver.delivered()
+            self._taken[receiver] = (taken, now)
+            if taken is not None and before is not None and taken <= before:
+                self._stalled.add(receiver)
+            else:
+                self._stalled.discard(receiver)
+        return receiver in self._stalled
+
+    def _lookAll(self) -> None:
+        """Every ``patience``: which congested receivers are stalled, so that all are counted right."""
+        self._lookCall = None
+        for receiver in list(self._congested):
+            self._isStalled(receiver)
+        if self._congested:
+            self._lookCall = self.clock.callLater(self.patience, self._lookAll)
+
+    def _forgetProgress(self, receiver: Throttled) -> None:
+        """``receiver`` is no longer congested."""
+        self._taken.pop(receiver, None)
+        self._stalled.discard(receiver)
+        if not self._congested and self._lookCall is not None:
+            _cancel(self._lookCall)
+            self._lookCall = None
+
+    @property
+    def stalled(self) -> int:
+        """Congested receivers that took nothing at all at the last look."""
+        return len(self._stalled)
 
     def _hardLimit(self) -> float:
         """However many lag, a receiver that has not drained for this long is cut."""
-        return max(3 * self.timeout, 30.0)
+        return slow_deadline(self.timeout)
 
     def _lostPatience(self, receiver: Throttled) -> None:
-        if self._mostLag():
+        if not self._isStalled(receiver) and self._mostLag():
             self._holding[receiver] = self.clock.callLater(self.patience, self._lostPatience, receiver)
             return
         self._holding.pop(receiver, None)
@@ -165,11 +248,12 @@ class Backpressure:
 
     def _neverDrained(self, receiver: Throttled) -> None:
         since = self._since.get(receiver, self.clock.seconds())
-        if self._mostLag() and self.clock.seconds() - since < self._hardLimit():
+        if not self._isStalled(receiver) and self._mostLag() and self.clock.seconds() - since < self._hardLimit():
             # Senders are held, so its backlog is bounded: not its fault, not a cut.
             self._congested[receiver] = self.clock.callLater(self.timeout, self._neverDrained, receiver)
             return
         self._congested.pop(receiver, None)
+        self._forgetProgress(receiver)
         waited = self.clock.seconds() - self._since.pop(receiver, self.clock.seconds())
         receiver.cutAsSlow(f"its output did not drain for {max(waited, self.timeout):g}s")
 

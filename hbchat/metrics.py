@@ -118,6 +118,17 @@ class ChatCollector(Collector):
             "Connections cut because they did not keep up with their output.",
             closes["slow"],
         )
+        yield _gauge(
+            "hbchat_connections_stalled",
+            "Congested connections that took none of their output since the last look (a zero window: not reading).",
+            factory.backpressure.stalled,
+        )
+        yield GaugeMetricFamily(
+            "hbchat_unsent_bytes",
+            "Output written for clients and not yet acknowledged: the server's buffers plus the kernel's send queues.",
+            value=sum(protocol.unsent() or 0 for protocol in connections),
+            unit="bytes",
+        )
         yield _counter(
             "hbchat_auth_failures",
             "Failed logins answered ERR 401 (--auth, --tls-identity); the third on a connection closes it.",

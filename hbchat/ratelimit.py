@@ -6,6 +6,12 @@ number, the *theoretical arrival time* of the generic cell rate algorithm (GCRA)
 moment the bucket would be full again.  That is one float per connection instead of two
 (tokens and a time stamp), and one comparison per line, which matters with ten thousand
 connections each handling every line through it.
+
+The server's own pauses (backpressure, a password check) must never count against a
+client: lines a client sent at its rate while the server was not reading arrive together
+once it reads again.  Each such pause is a *credit*: the bucket may go that many seconds
+further into debt (``rate`` lines per second of pause beyond the burst), until the bucket
+has refilled after the backlog (:func:`credit_left`).
 """
 
 from __future__ import annotations
@@ -27,13 +33,14 @@ class Bucket:
     rate: float
     burst: float
 
-    def take(self, full_at: float, now: float) -> float | None:
+    def take(self, full_at: float, now: float, credit: float = 0.0) -> float | None:
         """
         One token, if there is one: the bucket's new full-again time; ``None`` if it is empty.
 
         ``full_at`` is the bucket's current full-again time (0 for a new, full bucket). A
         refused line takes nothing, so a client that keeps trying is not punished more
-        than one that waits.
+        than one that waits.  ``credit`` is seconds of the server's own pauses not yet made
+        good: the bucket may owe that many seconds' worth of tokens more.
         """
         interval = 1.0 / self.rate
         if full_at <= now:
@@ -43,13 +50,23 @@ class Bucket:
         # full_at adds up those roundings, so a token that is due can look a little short
         # of it (a bucket of burst 1 would then refuse every line for ever).  Debts are
         # whole tokens less the time elapsed, so the slack never adds a token to a burst.
-        if full_at - now > (self.burst - 0.5) * interval:
+        if full_at - now > (self.burst - 0.5) * interval + credit:
             return None
         return full_at + interval
 
     def wait(self, full_at: float, now: float) -> float:
         """Seconds until :meth:`take` gives a token again (0 if it would now)."""
         return max(0.0, full_at - now - (self.burst - 1) / self.rate)
+
+
+def credit_left(credit: float, full_at: float, now: float, since: float) -> float:
+    """
+    What is left of a pause credit when a line arrives at ``now``: all of it until the
+    bucket, drawn on after the pause (its full-again time past ``since``, the later of the
+    resume and the full-again time then), is full again; then none, for the backlog of
+    the pause has been read.
+    """
+    return 0.0 if since < full_at <= now else credit
 
 
 def ping_bucket(ping_interval: float, burst: float = 10) -> Bucket:

@@ -30,13 +30,14 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from hbchat import wire
-from hbchat.backpressure import Backpressure, set_high_water
+from hbchat.backpressure import Backpressure, kernel_user_timeout, set_high_water
 from hbchat.config import ServerConfig
 from hbchat.fanout import Fanout
 from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.history import History
 from hbchat.lag import ReactorLag
-from hbchat.ratelimit import MAX_STRIKES, Bucket, ping_bucket, strikes_after
+from hbchat.ratelimit import MAX_STRIKES, Bucket, credit_left, ping_bucket, strikes_after
+from hbchat.sendq import SendQueue, send_queue
 from hbchat.sessions import Session, SessionTable
 from hbchat.sockopts import enable_keepalive
 from hbchat.stats import ServerStats, closing_reason
@@ -171,6 +172,16 @@ class ChatServerProtocol(HeartbeatProtocol):
     _pingFullAt = 0.0
     _strikes = 0
     _lastStrike = 0.0
+    #: The server's own pauses of reading, which never count against the line budget:
+    #: since when reading is paused (None: it is not), the seconds of pause not yet made
+    #: good, and from when they count (hbchat.ratelimit.credit_left).
+    _pausedAt: float | None = None
+    _rateCredit = 0.0
+    _creditSince = 0.0
+    _pingCredit = 0.0
+    _pingCreditSince = 0.0
+    #: What it holds unsent, in the transport and the kernel (None: not measurable).
+    _sendq: SendQueue | None = None
 
     def __init__(self, factory: ChatFactory) -> None:
         super().__init__(factory.clock)
@@ -212,8 +223,9 @@ class ChatServerProtocol(HeartbeatProtocol):
         if not awaits_handshake(self.transport):
             self._produce()
         set_high_water(self.transport, config.sendq_soft)
+        self._sendq = send_queue(self.transport, config.sendq_soft)
         try:
-            enable_keepalive(self.transport, config.timeout)
+            enable_keepalive(self.transport, config.timeout, kernel_user_timeout(config.timeout))
         except OSError as error:
             self.log.debug("keepalive not set for {peer}: {error}", peer=self.peer, error=error)
         self.log.info("connection from {peer}", peer=self.peer, listener=self.listener)
@@ -249,8 +261,12 @@ class ChatServerProtocol(HeartbeatProtocol):
         self._write(data)
         self.bytesOut += len(data)
         if self._backlog is not None:
+            # Congested: what it holds unsent, here and in the kernel, must stay under
+            # --sendq-max (without a meter, what was written since it congested).
             self._backlog += len(data)
-            if self._backlog > self.factory.maxBacklog:
+            sendq = self._sendq
+            held = self._backlog if sendq is None else sendq.unsent()
+            if held > self.factory.maxBacklog:
                 self.cutAsSlow(f"its backlog passed {self.factory.maxBacklog} bytes")
 
     # --- IPushProducer: the transport reports on our output ---
@@ -271,12 +287,33 @@ class ChatServerProtocol(HeartbeatProtocol):
 
     # --- what backpressure asks of us ---
 
+    def delivered(self) -> int | None:
+        """Bytes of output the peer has acknowledged so far (None: not measurable)."""
+        sendq = self._sendq
+        return None if sendq is None else self.bytesOut - sendq.unsent()
+
+    def unsent(self) -> int | None:
+        """Output not yet acknowledged, in the transport and the kernel (None: not measurable)."""
+        sendq = self._sendq
+        return None if sendq is None or not self.connected else sendq.unsent()
+
     def pauseReading(self) -> None:
+        if self._pausedAt is None:
+            self._pausedAt = self.clock.seconds()
         # Stream transports are push producers of what they read.
         cast(IPushProducer, self.transport).pauseProducing()
 
     def resumeReading(self) -> None:
         if not self.done and self._held is None:
+            if self._pausedAt is not None:
+                # What the client sent meanwhile arrives at once: the pause is its credit.
+                now = self.clock.seconds()
+                paused = now - self._pausedAt
+                self._rateCredit += paused
+                self._creditSince = max(now, self._fullAt)
+                self._pingCredit += paused
+                self._pingCreditSince = max(now, self._pingFullAt)
+                self._pausedAt = None
             cast(IPushProducer, self.transport).resumeProducing()
 
     def cutAsSlow(self, why: str) -> None:
@@ -320,7 +357,10 @@ class ChatServerProtocol(HeartbeatProtocol):
             verb, _, rest = line.partition(b" ")
             verb = verb.upper()
             if bucket is not None:
-                full_at = bucket.take(self._fullAt, now)
+                credit = self._rateCredit
+                if credit:
+                    credit = self._rateCredit = credit_left(credit, self._fullAt, now, self._creditSince)
+                full_at = bucket.take(self._fullAt, now, credit)
                 if full_at is None or (verb == b"PING" and not self._pingAllowed(now)):
                     self._rateLimited(verb, now)
                     if self.done:
@@ -355,7 +395,10 @@ class ChatServerProtocol(HeartbeatProtocol):
     # --- rate limits (--rate, --burst) ---
 
     def _pingAllowed(self, now: float) -> bool:
-        full_at = self.factory.pingBucket.take(self._pingFullAt, now)
+        credit = self._pingCredit
+        if credit:
+            credit = self._pingCredit = credit_left(credit, self._pingFullAt, now, self._pingCreditSince)
+        full_at = self.factory.pingBucket.take(self._pingFullAt, now, credit)
         if full_at is None:
             return False
         self._pingFullAt = full_at

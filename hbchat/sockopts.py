@@ -39,24 +39,27 @@ def find_socket(transport: Any) -> socket.socket | None:
     return None if found is None else found[1]
 
 
-def keepalive_settings(timeout: float) -> dict[str, int]:
+def keepalive_settings(timeout: float, user_timeout: float | None = None) -> dict[str, int]:
     """
     Keepalive numbers derived from the idle timeout.
 
     Probing starts after one idle timeout and gives up after about two; unacknowledged
-    output is abandoned after one idle timeout (TCP_USER_TIMEOUT, in milliseconds).
+    output is abandoned after ``user_timeout`` seconds, one idle timeout unless told
+    otherwise (TCP_USER_TIMEOUT, in milliseconds).  The server gives a longer one
+    (hbchat.backpressure.kernel_user_timeout): Linux also counts a zero window against it.
     """
     idle = max(1, math.ceil(timeout))
     interval = max(1, math.ceil(timeout / 3))
-    return {"idle": idle, "interval": interval, "count": 3, "user_timeout_ms": max(1, int(timeout * 1000))}
+    abandon = timeout if user_timeout is None else user_timeout
+    return {"idle": idle, "interval": interval, "count": 3, "user_timeout_ms": max(1, int(abandon * 1000))}
 
 
-def enable_keepalive(transport: Any, timeout: float) -> bool:
+def enable_keepalive(transport: Any, timeout: float, user_timeout: float | None = None) -> bool:
     """Turn on keepalive for a TCP connection; ``False`` for UNIX sockets and the like."""
     sock = find_socket(transport)
     if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return False
-    settings = keepalive_settings(timeout)
+    settings = keepalive_settings(timeout, user_timeout)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     for name, key in (("TCP_KEEPIDLE", "idle"), ("TCP_KEEPINTVL", "interval"), ("TCP_KEEPCNT", "count")):
         option = getattr(socket, name, None)

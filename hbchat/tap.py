@@ -120,7 +120,8 @@ class ServerOptions(AuthOptionMixin, usage.Options):
             "sendq-max",
             None,
             DEFAULTS.sendq_max,
-            "A client whose unsent output grows past this many bytes while it lags is cut (LEFT ... slow).",
+            "A client whose unsent output, in the server's buffer and the kernel's send queue together, grows past "
+            "this many bytes while it lags is cut (LEFT ... slow).",
             _coerce(parse_count, "sendq-max"),
         ],
         [
@@ -129,7 +130,7 @@ class ServerOptions(AuthOptionMixin, usage.Options):
             DEFAULTS.sendq_soft,
             "When a client's unsent output passes this many bytes, the server stops reading from it (and from the "
             "clients talking to it) until it drains. 4096 to 67108864, less than --sendq-max; it is also the most "
-            "the server reads from a connection at once.",
+            "the server reads from a connection at once, and the most the kernel's send buffer holds for one.",
             _coerce(parse_count, "sendq-soft"),
         ],
         [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.backpressure import Backpressure
+from hbchat.backpressure import Backpressure, kernel_user_timeout, slow_deadline
 from hbchat.testing import FakeServer
 
 
@@ -14,6 +14,11 @@ class Connection:
         self.name = name
         self.reading = True
         self.cut: str | None = None
+        #: Bytes the peer has taken (None: not measurable).
+        self.taken: int | None = None
+
+    def delivered(self) -> int | None:
+        return self.taken
 
     def pauseReading(self) -> None:
         self.reading = False
@@ -105,6 +110,53 @@ class BackpressureTests(SynchronousTestCase):
         self.assertIsNone(self.receiver.cut)
 
 
+class StalledReceiverTests(SynchronousTestCase):
+    """Receivers that take nothing at all (a zero window) are stopped, not slow (issue #14, item 4)."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.pressure = Backpressure(self.clock, patience=1, timeout=5, max_backlog=1000, population=lambda: 5)
+        self.sender = Connection("sender")
+        self.receivers = [Connection(f"r{n}") for n in range(3)]
+        for receiver in self.receivers:
+            receiver.taken = 0
+        self.pressure.spoke(self.sender)
+        for receiver in self.receivers:
+            self.pressure.congested(receiver)
+
+    def progress(self) -> None:
+        for receiver in self.receivers:
+            assert receiver.taken is not None
+            receiver.taken += 100
+
+    def test_a_crowd_of_receivers_that_take_nothing_holds_the_senders_only_for_the_patience(self) -> None:
+        self.clock.advance(0.9)
+        self.assertFalse(self.sender.reading)
+        self.clock.advance(0.1)
+        self.assertTrue(self.sender.reading)
+        self.assertEqual(self.pressure.stalled, 3)
+
+    def test_a_crowd_of_receivers_that_take_nothing_is_cut_after_the_timeout(self) -> None:
+        self.clock.advance(5)
+        self.assertEqual([receiver.cut for receiver in self.receivers], ["its output did not drain for 5s"] * 3)
+        self.assertEqual(self.pressure.stalled, 0)
+
+    def test_most_receivers_still_taking_output_hold_the_senders(self) -> None:
+        for _ in range(20):
+            self.progress()
+            self.clock.advance(1)
+        self.assertFalse(self.sender.reading)
+        self.assertEqual([receiver.cut for receiver in self.receivers], [None] * 3)
+
+    def test_a_stalled_receiver_that_takes_output_again_counts_again(self) -> None:
+        self.clock.advance(1)
+        self.assertTrue(self.sender.reading)
+        self.progress()
+        self.clock.advance(4)  # the timeout's look finds them taking output: most lag again
+        self.assertEqual([receiver.cut for receiver in self.receivers], [None] * 3)
+        self.assertEqual(self.pressure.stalled, 0)
+
+
 class ServerBackpressureTests(SynchronousTestCase):
     """The server wires its connections' output (push producers) into backpressure."""
 
@@ -193,3 +245,16 @@ class BoundedPatienceTests(SynchronousTestCase):
         self.pressure.congested(receiver)
         self.clock.advance(5)
         self.assertEqual(receiver.cut, "its output did not drain for 5s")
+
+
+class KernelUserTimeoutTests(SynchronousTestCase):
+    """TCP_USER_TIMEOUT must not pre-empt the slow-consumer rule (a zero window counts against it)."""
+
+    def test_the_slow_consumer_deadline_is_three_timeouts_or_thirty_seconds(self) -> None:
+        self.assertEqual(slow_deadline(15), 45)
+        self.assertEqual(slow_deadline(5), 30)
+
+    def test_the_kernel_gives_up_only_well_after_the_slow_consumer_deadline(self) -> None:
+        for timeout in (0.5, 5, 15, 90, 600):
+            self.assertEqual(kernel_user_timeout(timeout), 2 * slow_deadline(timeout))
+            self.assertGreater(kernel_user_timeout(timeout), slow_deadline(timeout) + timeout)

@@ -76,6 +76,18 @@ class CountersTests(SynchronousTestCase):
             self.assertEqual(values[f"hbchat_connections_closed_total{{reason={reason}}}"], 0)
         for outcome in ("complete", "partial", "unknown"):
             self.assertEqual(values[f"hbchat_resumes_total{{outcome={outcome}}}"], 0)
+        self.assertEqual(values["hbchat_connections_stalled"], 0)
+        self.assertEqual(values["hbchat_unsent_bytes"], 0)
+
+    def test_congested_connections_that_take_nothing_are_counted_as_stalled(self) -> None:
+        self.server.registered("alice")
+        bob = self.server.registered("bob")
+        setattr(bob.protocol, "delivered", lambda: 1000)  # noqa: B010 (its peer takes nothing more)
+        bob.protocol.pauseProducing()
+        self.server.advance(0.5)
+        self.assertEqual(scrape(self.factory)["hbchat_connections_stalled"], 0)
+        self.server.advance(0.5)
+        self.assertEqual(scrape(self.factory)["hbchat_connections_stalled"], 1)
 
     def test_counters_move_as_two_users_chat_and_one_times_out(self) -> None:
         alice = self.server.registered("alice")

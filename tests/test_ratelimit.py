@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from hbchat import wire
-from hbchat.ratelimit import MAX_STRIKES, STRIKE_MEMORY, Bucket, ping_bucket, strikes_after
+from hbchat.ratelimit import MAX_STRIKES, STRIKE_MEMORY, Bucket, credit_left, ping_bucket, strikes_after
 from hbchat.testing import FakeServer
 
 
@@ -84,6 +84,94 @@ class BucketTests(SynchronousTestCase):
     def test_strikes_are_forgotten_after_a_quiet_while(self) -> None:
         self.assertEqual(strikes_after(3, 100.0, 100.0 + STRIKE_MEMORY / 2), 4)
         self.assertEqual(strikes_after(3, 100.0, 100.0 + STRIKE_MEMORY), 1)
+
+
+class PauseCreditTests(SynchronousTestCase):
+    """The server's own pauses are a credit: the lines sent meanwhile may arrive at once."""
+
+    def test_a_credit_lets_the_bucket_owe_that_many_seconds_more(self) -> None:
+        bucket, full_at, taken = Bucket(rate=10, burst=5), 0.0, 0
+        while (later := bucket.take(full_at, 100.0, credit=3.0)) is not None:
+            full_at, taken = later, taken + 1
+        self.assertEqual(taken, 5 + 30)
+
+    def test_a_credit_is_kept_until_the_bucket_has_been_drawn_on_after_the_pause(self) -> None:
+        self.assertEqual(credit_left(3.0, full_at=99.0, now=100.0, since=100.0), 3.0)
+
+    def test_a_credit_is_kept_while_the_bucket_owes(self) -> None:
+        self.assertEqual(credit_left(3.0, full_at=102.0, now=101.0, since=100.0), 3.0)
+
+    def test_a_credit_ends_once_the_bucket_is_full_again_after_the_backlog(self) -> None:
+        self.assertEqual(credit_left(3.0, full_at=102.0, now=102.5, since=100.0), 0.0)
+
+
+class ServerPauseCreditTests(SynchronousTestCase):
+    """
+    A client held back by backpressure (docs/protocol.md section 10) that kept to its rate
+    is not refused the lines it sent meanwhile, which arrive together once it is read again.
+    """
+
+    def setUp(self) -> None:
+        self.server = FakeServer(rate=10, burst=5, ping=30, timeout=90)
+        self.alice = self.server.registered("alice")
+        self.receivers = [self.server.registered(nick) for nick in ("bob", "carol", "dave")]
+        self.server.advance(1)
+        for peer in (self.alice, *self.receivers):
+            peer.received()
+
+    def holdAliceFor(self, seconds: float) -> None:
+        """alice speaks, most receivers congest: alice is not read for ``seconds``."""
+        self.alice.protocol.dataReceived(b"SAY before\n")
+        for receiver in self.receivers:
+            receiver.protocol.pauseProducing()
+        self.assertEqual(self.alice.transport.producerState, "paused")
+        self.server.advance(seconds)
+        for receiver in self.receivers:
+            receiver.protocol.resumeProducing()
+        self.assertEqual(self.alice.transport.producerState, "producing")
+        self.alice.received()
+
+    def test_lines_sent_at_the_rate_during_a_pause_are_all_handled_when_read(self) -> None:
+        self.holdAliceFor(3)
+        # 8 lines a second (under --rate 10) for the 3 s she was not read: 24 lines, in one read.
+        self.alice.send(b"".join(b"SAY paced %d\n" % n for n in range(24)))
+        lines = self.alice.received()
+        self.assertEqual([line for line in lines if line.startswith(b"ERR")], [])
+        self.assertEqual(len([line for line in lines if line.startswith(b"MSG")]), 24)
+
+    def test_the_pause_credit_is_only_what_the_pause_was_worth(self) -> None:
+        self.holdAliceFor(3)
+        self.alice.send(b"SAY x\n" * (5 + 30 + 1))
+        self.assertEqual(self.alice.received()[-1], b"ERR 429 too many requests: SAY not handled")
+
+    def test_the_credit_ends_once_the_backlog_is_read(self) -> None:
+        self.holdAliceFor(3)
+        self.alice.send(b"SAY backlog\n" * 24)
+        self.server.advance(10)  # the bucket refills; the next line finds it full
+        self.alice.sendLine("SAY paced")
+        self.alice.received()
+        self.alice.send(b"SAY x\n" * 6)
+        self.assertEqual(self.alice.received()[-1], b"ERR 429 too many requests: SAY not handled")
+
+
+class ServerPingPauseCreditTests(SynchronousTestCase):
+    def test_pings_sent_at_the_interval_during_a_long_pause_are_all_answered(self) -> None:
+        server = FakeServer(ping=1, timeout=3)
+        alice = server.registered("alice")
+        receivers = [server.registered(nick) for nick in ("bob", "carol", "dave")]
+        alice.protocol.dataReceived(b"SAY before\n")
+        for receiver in receivers:
+            receiver.protocol.pauseProducing()  # most lag: alice is held for as long as it takes
+        server.advance(20)
+        pings = [line for line in alice.received() if line.startswith(b"PING ")]
+        for receiver in receivers:
+            receiver.protocol.resumeProducing()
+        self.assertEqual(alice.transport.producerState, "producing")
+        # Read at once: her answers to our PINGs, and one PING of her own a second (the
+        # interval HELLO told) for the 20 s she was not read.
+        answers = b"".join(b"PONG" + ping[4:] + b"\n" for ping in pings)
+        alice.send(answers + b"".join(b"PING %d\n" % n for n in range(20)))
+        self.assertEqual(alice.received(), [b"PONG %d" % n for n in range(20)])
 
 
 class ServerRateLimitTests(SynchronousTestCase):

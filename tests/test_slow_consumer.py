@@ -30,7 +30,9 @@ from twisted.internet.interfaces import IPushProducer, IReactorSocket, IReactorT
 from twisted.internet.protocol import Factory, ServerFactory
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.trial.unittest import SkipTest
 
+from hbchat.sendq import kernel_unsent
 from hbchat.server import ChatFactory
 from tests.test_integration import DEADLINE, ChatTestCase, LineClient, pendingOutput, serverSideOf, tcpPortOf, within
 
@@ -277,12 +279,14 @@ class SlowConsumerTestCase(ChatTestCase):
             scene.sampler.stop()
 
     def recordCuts(self, protocol: Any) -> list[tuple[str, int | None]]:
-        """Why the server cuts ``protocol`` as slow, and its unsent output at that moment."""
+        """Why the server cuts ``protocol`` as slow, and its unsent output (its own and the kernel's) then."""
         cuts: list[tuple[str, int | None]] = []
         original: Callable[[str], None] = protocol.cutAsSlow
 
         def cutAsSlow(why: str) -> None:
-            cuts.append((why, pendingOutput(protocol.transport)))
+            pending = pendingOutput(protocol.transport)
+            kernel = kernel_unsent(protocol.transport.getHandle())
+            cuts.append((why, None if pending is None else pending + kernel))
             original(why)
 
         setattr(protocol, "cutAsSlow", cutAsSlow)  # noqa: B010 (a method replaced on one instance)
@@ -452,6 +456,140 @@ class SlowConsumerMemoryTests(SlowConsumerTestCase):
         bound = self.SOFT + self.MAX + self.MARGIN
         highest = max(sampler.maxWatched, pendingAtCut)
         self.assertLessEqual(highest, bound, f"the server held {highest} bytes (bound {bound}): {report}")
-        # Cut at its backlog limit, not before (and not only at the timeout).
+        # Cut at its backlog limit (its unsent output, the server's and the kernel's), not
+        # before (and not only at the timeout).
         self.assertIn("backlog passed", why, report)
         self.assertGreater(pendingAtCut, self.MAX, report)
+
+
+def stopLoop(loop: LoopingCall) -> None:
+    if loop.running:
+        loop.stop()
+
+
+class PacedSenderTests(SlowConsumerTestCase):
+    """The server's own pauses never count against a client that keeps to its rate (issue #14, item 2)."""
+
+    RATE = 20.0
+    BURST = 5
+    #: hbchat-client's pace: 80 % of the rate it was told.
+    PACE = 0.8 * RATE
+    LINES = 64
+    TEXT = 4000
+
+    @inlineCallbacks
+    def test_a_sender_held_back_by_backpressure_is_not_refused_what_it_sent_at_its_rate(self) -> Any:
+        """
+        A sender pacing big SAYs under --rate while a client that never reads congests is
+        held back (not read) for a while; the SAYs it sent meanwhile arrive together when
+        it is read again, and every one of them is handled: no ERR 429, no BYE, all echoed.
+        """
+        factory, port = self.startServer(
+            sendq_soft=16 * 1024,
+            sendq_max=self.MAX,
+            ping=self.PING,
+            timeout=self.TIMEOUT,
+            rate=self.RATE,
+            burst=self.BURST,
+        )
+        sender = yield self.connect(port, "sender", maxStored=80)
+        yield self.register(sender, "sender")
+        stuck = self.connectNotReading(port, "stuck")
+        yield self.register(stuck, "stuck")
+        cast(IPushProducer, stuck.transport).pauseProducing()
+        serverSideOf(factory, stuck).transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.SNDBUF)
+        yield sender.waitForLine(r"JOIN \d+ stuck")
+        senderSide = serverSideOf(factory, sender)
+        held: list[float] = []
+
+        def watch() -> None:
+            if factory.backpressure.isPaused(senderSide):
+                held.append(clock.seconds())
+
+        watcher = LoopingCall(watch)
+        watcher.clock = clock
+        watcher.start(0.01)
+        self.addCleanup(stopLoop, watcher)
+        text = "p" * self.TEXT
+        sent = itertools.count()
+
+        def send() -> None:
+            n = next(sent)
+            if n < self.LINES and sender.lostReason is None:
+                sender.sendLine(f"SAY {n} {text}")
+
+        pacer = LoopingCall(send)
+        pacer.clock = clock
+        pacer.start(1 / self.PACE)
+        self.addCleanup(stopLoop, pacer)
+        yield within(
+            sender.waitForLines(r"(MSG \d+ sender \d+ .*|ERR 429 .*|BYE .*)", self.LINES), DEADLINE, "the echoes"
+        )
+        pacer.stop()
+        watcher.stop()
+        self.assertTrue(held, "the sender was never held back: the test did not test anything")
+        log.info("paced sender: held back for about {held:.2f}s", held=len(held) * 0.01)
+        refused = [line for line in sender.lines if line.startswith(("ERR ", "BYE "))]
+        self.assertEqual(refused, [], sender.transcript())
+        echoed = [int(line.split(" ", 4)[3]) for line in sender.lines if line.startswith("MSG ")]
+        self.assertEqual(echoed, list(range(self.LINES)), sender.transcript())
+        self.assertIsNone(sender.lostReason, sender.transcript())
+
+
+class ZeroWindowTests(SlowConsumerTestCase):
+    """
+    A peer whose kernel keeps acknowledging with a zero window is alive and not reading:
+    a slow consumer, not a connection the kernel gives up on (issue #14, item 3).
+    """
+
+    @inlineCallbacks
+    def test_server_sockets_leave_unacknowledged_output_to_the_slow_consumer_rule_first(self) -> Any:
+        if not hasattr(socket, "TCP_USER_TIMEOUT"):
+            raise SkipTest("no TCP_USER_TIMEOUT on this system")
+        factory, port = self.startServer(ping=5, timeout=15)
+        client = yield self.connect(port, "client")
+        yield self.register(client, "client")
+        sock = serverSideOf(factory, client).transport.getHandle()
+        self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT), 90_000)
+
+    @inlineCallbacks
+    def test_a_zero_window_reader_is_cut_as_slow_not_by_the_kernel(self) -> Any:
+        """
+        A client that never reads (but keeps sending, so its heartbeat holds) while another
+        trickles big SAYs: its window closes long before its output passes --sendq-soft.
+        It is cut as a slow consumer (``LEFT ... slow``, counted), not aborted by the
+        kernel's TCP_USER_TIMEOUT (``LEFT ... error``).
+        """
+        timeout = 2.0
+        factory, port = self.startServer(sendq_soft=128 * 1024, sendq_max=self.MAX, ping=0.5, timeout=timeout, rate=0)
+        sender = yield self.connect(port, "sender", maxStored=80)
+        yield self.register(sender, "sender")
+        stuck = self.connectNotReading(port, "stuck")
+        yield self.register(stuck, "stuck")
+        cast(IPushProducer, stuck.transport).pauseProducing()
+        stuckSide = serverSideOf(factory, stuck)
+        stuckSide.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.SNDBUF)
+        cuts = self.recordCuts(stuckSide)
+        yield sender.waitForLine(r"JOIN \d+ stuck")
+        text = "z" * 4000
+
+        def trickle() -> None:
+            if sender.lostReason is None:
+                sender.sendLine(f"SAY {text}")
+            if stuck.lostReason is None:
+                stuck.sendLine("")  # traffic: the heartbeat has nothing to say against it
+
+        pacer = LoopingCall(trickle)
+        pacer.clock = clock
+        pacer.start(0.1)
+        self.addCleanup(stopLoop, pacer)
+        startedAt = clock.seconds()
+        left = yield sender.waitForLine(r"LEFT \d+ stuck (\S+)")
+        took = clock.seconds() - startedAt
+        pacer.stop()
+        log.info("zero-window reader: LEFT {reason} after {took:.2f}s", reason=left.group(1), took=took)
+        self.assertEqual(left.group(1), "slow", f"after {took:.2f}s\n{sender.transcript()}")
+        self.assertEqual(len(cuts), 1, cuts)
+        self.assertIn("did not drain", cuts[0][0])
+        self.assertEqual(factory.stats.closes["slow"], 1)
+        self.assertEqual(factory.stats.closes["error"], 0)

@@ -36,6 +36,10 @@ class KeepaliveTests(SynchronousTestCase):
         self.assertEqual(keepalive_settings(90), {"idle": 90, "interval": 30, "count": 3, "user_timeout_ms": 90000})
         self.assertEqual(keepalive_settings(0.5)["idle"], 1)
 
+    def test_unacknowledged_output_may_be_given_longer_than_the_idle_timeout(self) -> None:
+        self.assertEqual(keepalive_settings(15, user_timeout=90)["user_timeout_ms"], 90000)
+        self.assertEqual(keepalive_settings(15, user_timeout=90)["idle"], 15)
+
     def test_keepalive_is_enabled_on_a_tcp_socket(self) -> None:
         self.assertTrue(enable_keepalive(FakeTCPTransport(self.sock), 90))
         self.assertEqual(self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE), 1)
