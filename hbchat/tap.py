@@ -18,6 +18,7 @@ from twisted.cred.strcred import AuthOptionMixin
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
+from hbchat.authoption import AUTH_HELP, AuthError, make_checker
 from hbchat.config import ConfigError, ServerConfig, parse_count, parse_rate, parse_seconds
 from hbchat.server import ChatFactory
 from hbchat.service import ChatService
@@ -200,6 +201,14 @@ class ServerOptions(AuthOptionMixin, usage.Options):
             except Exception as error:
                 raise usage.UsageError(f"--listen {description!r} is not a usable endpoint: {error}") from None
         self["listen"].append(description)
+
+    def opt_auth(self, description: str) -> None:
+        try:
+            self.addChecker(make_checker(description))
+        except AuthError as error:
+            raise usage.UsageError(str(error)) from None
+
+    opt_auth.__doc__ = AUTH_HELP
 
     def opt_metrics(self, description: str) -> None:
         """Twisted server endpoint string to serve /healthz, /readyz, /metrics (Prometheus) and /connections on over
