@@ -13,6 +13,11 @@ import os
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.strcred import InvalidAuthType, makeChecker
+from twisted.logger import Logger
+
+from hbchat.passwords import exposed_mode
+
+log = Logger()
 
 #: The ``--auth`` text of ``twistd hbchat --help`` (one line: usage.Options shows it as written).
 AUTH_HELP = (
@@ -48,6 +53,14 @@ def _check_file_argument(kind: str, path: str) -> None:
         hashes = _looks_like_hbpasswd(path)
     except OSError as error:
         raise AuthError(f"--auth {kind}:{path}: {error.strerror}") from None
+    mode = exposed_mode(path)
+    if mode is not None:
+        log.warn(
+            "--auth {kind}:{path} may be read by other users (mode {mode}): chmod o-rwx {path}",
+            kind=kind,
+            path=path,
+            mode=f"{mode:04o}",
+        )
     if kind == "file" and hashes:
         raise AuthError(f"--auth file:{path} holds hbpasswd hashes (made by hbchat-passwd): use --auth hbpasswd:{path}")
 
