@@ -9,7 +9,8 @@ delay every honest login and swell the process.  :class:`BoundedChecker` runs at
 come, first served) and refuses the rest at once with :class:`CheckerBusyError`.
 :class:`FailureLimit` keeps a token bucket of failed logins per address (``--auth-failures``
 per :data:`FAILURE_WINDOW` seconds, all at once at most): an address whose bucket is empty
-is refused without a check until it refills.
+is refused without a check until it refills, its ERR 503 delayed by up to
+:data:`BACKOFF_DELAY_MAX` seconds.
 
 Both are plain logic: the time comes from an ``IReactorTime``, the checks from the checker.
 """
@@ -29,6 +30,12 @@ from hbchat.ratelimit import Bucket
 #: Seconds over which --auth-failures failed logins per address are allowed (the bucket
 #: refills at --auth-failures per this many seconds).
 FAILURE_WINDOW = 60.0
+
+#: Longest a refused login waits for its ERR 503 (the time until its address may try again,
+#: up to this): a guesser that reconnects at once is held back instead of costing the server
+#: a connection per refusal.  Its connection counts against --max-handshakes meanwhile, as a
+#: silent one would for --register-timeout.
+BACKOFF_DELAY_MAX = 5.0
 
 #: Most addresses whose failures are remembered; beyond, the one remembered longest is
 #: forgotten (an attacker with that many addresses is still held by --auth-checks).
@@ -136,12 +143,12 @@ class FailureLimit:
             return 0.0
         return self.bucket.wait(full_at, now)
 
-    def refuse(self, key: str) -> bool:
-        """True (and counted) if ``key`` may not try a password now."""
-        if self.wait(key) > 0:
+    def refuse(self, key: str) -> float:
+        """Seconds ``key`` must wait before trying a password (counted as a refusal); 0: it may now."""
+        wait = self.wait(key)
+        if wait > 0:
             self.refused += 1
-            return True
-        return False
+        return wait
 
     def failed(self, key: str) -> None:
         """One failed login from ``key``."""

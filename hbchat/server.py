@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from hbchat import wire
-from hbchat.authlimit import BoundedChecker, CheckerBusyError, FailureLimit, address_key
+from hbchat.authlimit import BACKOFF_DELAY_MAX, BoundedChecker, CheckerBusyError, FailureLimit, address_key
 from hbchat.backpressure import Backpressure, set_high_water
 from hbchat.config import ServerConfig
 from hbchat.fanout import Fanout
@@ -410,12 +410,11 @@ class ChatServerProtocol(HeartbeatProtocol):
             self.sendLine(wire.ERR_ERRONEOUS_NICKNAME)
             return
         refusal = self.factory.identityRefusal
-        if (refusal is not None or self.factory.checker is not None) and self.factory.loginFailures.refuse(
-            address_key(self.link.getPeer())
-        ):
-            self.log.info("{peer} may not log in yet: too many failed logins from its address", peer=self.peer)
-            self.closeWith(wire.ERR_LOGIN_BACKOFF, "auth_backoff")
-            return
+        if refusal is not None or self.factory.checker is not None:
+            wait = self.factory.loginFailures.refuse(address_key(self.link.getPeer()))
+            if wait > 0:
+                self._backOff(wait)
+                return
         why = None if refusal is None else refusal(self.transport, nick)
         if why is not None:
             self._authFailed(nick, why)
@@ -434,6 +433,14 @@ class ChatServerProtocol(HeartbeatProtocol):
         verdict = self._passwordCheck = maybeDeferred(checker.requestAvatarId, UsernamePassword(nick, arguments[1]))
         verdict.addCallbacks(self._authSucceeded, self._authRejected, callbackArgs=(nick,), errbackArgs=(nick,))
         verdict.addErrback(lambda failure: self.log.failure("handling a login verdict", failure))
+
+    def _backOff(self, wait: float) -> None:
+        """Too many failed logins from this address: ERR 503 and close, after a delay (hbchat.authlimit)."""
+        self.log.info("{peer} may not log in yet: too many failed logins from its address", peer=self.peer)
+        self._held = []
+        self.pauseReading()
+        delay = min(wait, BACKOFF_DELAY_MAX, self.factory.config.register_timeout / 2)
+        self.clock.callLater(delay, self.closeWith, wire.ERR_LOGIN_BACKOFF, "auth_backoff")
 
     def _authSucceeded(self, avatar_id: object, nick: bytes) -> None:
         self._passwordCheck = None

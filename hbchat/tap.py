@@ -204,7 +204,7 @@ class ServerOptions(AuthOptionMixin, usage.Options):
             DEFAULTS.auth_failures,
             "With --auth or --tls-identity: failed logins one IP address (loopback included) may have at once, "
             "refilled at this many a minute; beyond, its NICK is answered ERR 503 too many failed logins from your "
-            "address, try again later, and closed.",
+            "address, try again later (after up to 5 seconds), and closed, unchecked.",
             _coerce(parse_count, "auth-failures"),
         ],
         [

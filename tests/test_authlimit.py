@@ -16,7 +16,14 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from hbchat.authlimit import FAILURE_WINDOW, BoundedChecker, CheckerBusyError, FailureLimit, address_key
+from hbchat.authlimit import (
+    BACKOFF_DELAY_MAX,
+    FAILURE_WINDOW,
+    BoundedChecker,
+    CheckerBusyError,
+    FailureLimit,
+    address_key,
+)
 from hbchat.testing import FakeServer
 from tests.test_auth import UNAUTHORIZED, PendingChecker
 from tests.test_metrics import scrape
@@ -171,6 +178,8 @@ class ServerTests(SynchronousTestCase):
         late = server.connect()
         late.received()
         late.sendLine("NICK alice right")
+        self.assertEqual(late.received(), [])
+        server.advance(BACKOFF_DELAY_MAX)
         self.assertEqual(late.received(), [BACKOFF])
         self.assertTrue(late.closing)
         self.assertEqual(len(checker.requests), 2)
@@ -179,6 +188,25 @@ class ServerTests(SynchronousTestCase):
         self.assertEqual(metrics["hbchat_auth_refused_total{reason=backoff}"], 1)
         self.assertEqual(metrics["hbchat_auth_addresses_backing_off"], 1)
         self.assertEqual(metrics["hbchat_connections_closed_total{reason=auth_backoff}"], 1)
+
+    def test_the_refusal_waits_until_the_address_may_try_again_at_most_backoff_delay_max(self) -> None:
+        checker = PendingChecker()
+        server = FakeServer(checker=checker, auth_failures=10)  # one more try every 6 s
+        for _ in range(10):
+            peer = server.connect()
+            peer.sendLine("NICK alice wrong")
+            checker.requests[-1][2].errback(UnauthorizedLogin())
+        server.advance(3)
+        late = server.connect()
+        late.received()
+        late.sendLine("NICK alice right")
+        late.sendLine("WHO")
+        server.advance(2.9)
+        self.assertEqual(late.received(), [])
+        self.assertFalse(late.closing)
+        server.advance(0.1)
+        self.assertEqual(late.received(), [BACKOFF])
+        self.assertTrue(late.closing)
 
     def test_the_address_may_try_again_after_its_backoff(self) -> None:
         checker = PendingChecker()
