@@ -5,13 +5,16 @@ per address, and what the server says when a login is refused unchecked.
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import reactor
 from twisted.internet.address import IPv4Address, UNIXAddress
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
@@ -24,9 +27,12 @@ from hbchat.authlimit import (
     FailureLimit,
     address_key,
 )
+from hbchat.passwords import hash_password, write_entries
 from hbchat.testing import FakeServer
-from tests.test_auth import UNAUTHORIZED, PendingChecker
+from tests.test_auth import CHEAP, UNAUTHORIZED, PendingChecker
+from tests.test_integration import DEADLINE, within
 from tests.test_metrics import scrape
+from tests.test_twistd import TwistdProcess, TwistdTestCase, freePort
 
 BUSY = b"ERR 503 busy checking passwords, try again later"
 BACKOFF = b"ERR 503 too many failed logins from your address, try again later"
@@ -229,3 +235,31 @@ class ServerTests(SynchronousTestCase):
             peer = server.connect()
             peer.received()
             self.assertTrue(peer.register(f"n{number}")[0].startswith(b"WELCOME "))
+
+
+class TwistdLoginBoundsTests(TwistdTestCase):
+    """Over a real loopback socket: a guesser's address is held back after --auth-failures."""
+
+    @inlineCallbacks
+    def test_after_auth_failures_the_address_gets_err_503_and_is_closed(self) -> Any:
+        path = os.path.abspath(self.mktemp())
+        write_entries(path, {"tester": hash_password("pass-word", **CHEAP)})
+        port = freePort()
+        process = TwistdProcess()
+        arguments = [self.twistd, "-n", "--pidfile=", "hbchat", "--listen", f"tcp:{port}:interface=127.0.0.1"]
+        arguments += ["--auth", f"hbpasswd:{path}", "--auth-failures", "2"]
+        transport = reactor.spawnProcess(
+            process, self.twistd, arguments, env=dict(os.environ), path=self.freshDirectory()
+        )
+        self.addCleanup(self._kill, process, transport)
+        guesser = yield self._connect(process, port)
+        yield guesser.waitForLine(r"HELLO .*")
+        guesser.sendLine("NICK tester wrong")
+        guesser.sendLine("NICK tester wrong-again")
+        yield guesser.waitForLine("ERR 401 .*")
+        yield guesser.waitForLine("ERR 401 .*", start=guesser.indexOf("ERR 401 .*") + 1)
+        honest = yield self._connect(process, port)
+        yield honest.waitForLine(r"HELLO .*")
+        honest.sendLine("NICK tester pass-word")
+        yield honest.waitForLine(re.escape(BACKOFF.decode()))
+        yield within(honest.whenLost(), DEADLINE, "the close after ERR 503")
