@@ -8,7 +8,8 @@ delay every honest login and swell the process.  :class:`BoundedChecker` runs at
 ``--auth-checks`` checks at once, lets at most ``--auth-queue`` more wait their turn (first
 come, first served) and refuses the rest at once with :class:`CheckerBusyError`.
 :class:`FailureLimit` keeps a token bucket of failed logins per address (``--auth-failures``
-per :data:`FAILURE_WINDOW` seconds, all at once at most): an address whose bucket is empty
+per :data:`FAILURE_WINDOW` seconds, all at once at most; an IPv6 /64 counts as one
+address): an address whose bucket is empty
 is refused without a check until it refills, its ERR 503 delayed by up to
 :data:`BACKOFF_DELAY_MAX` seconds.
 
@@ -17,6 +18,7 @@ Both are plain logic: the time comes from an ``IReactorTime``, the checks from t
 
 from __future__ import annotations
 
+import ipaddress
 from collections import deque
 from typing import Any
 
@@ -47,11 +49,23 @@ class CheckerBusyError(Exception):
 
 
 def address_key(address: IAddress) -> str:
-    """The address failed logins count against: the IP (loopback included), or ``unix``."""
+    """
+    What failed logins count against: the IPv4 address (loopback included), the /64 of an
+    IPv6 address (one host usually has a whole /64 to pick from), or ``unix``.
+    """
     host = getattr(address, "host", None)
-    if isinstance(host, str):
-        return host.split("%", 1)[0]
-    return "unix"
+    if not isinstance(host, str):
+        return "unix"
+    host = host.split("%", 1)[0]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    if isinstance(ip, ipaddress.IPv6Address) and not ip.is_loopback:
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 @implementer(ICredentialsChecker)

@@ -13,7 +13,7 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import reactor
-from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -138,6 +138,13 @@ class FailureLimitTests(SynchronousTestCase):
         self.assertEqual(address_key(IPv4Address("TCP", "127.0.0.1", 4000)), "127.0.0.1")
         self.assertEqual(address_key(IPv4Address("TCP", "192.0.2.1", 4000)), "192.0.2.1")
         self.assertEqual(address_key(UNIXAddress(b"/run/hbchat.sock")), "unix")
+
+    def test_an_ipv6_address_counts_by_its_64(self) -> None:
+        first = address_key(IPv6Address("TCP", "2001:db8:1:2::5", 4000))
+        self.assertEqual(first, "2001:db8:1:2::/64")
+        self.assertEqual(address_key(IPv6Address("TCP", "2001:db8:1:2:ffff::1", 4000)), first)
+        self.assertEqual(address_key(IPv6Address("TCP", "::1", 4000)), "::1")
+        self.assertEqual(address_key(IPv6Address("TCP", "::ffff:192.0.2.1", 4000)), "192.0.2.1")
 
 
 class ServerTests(SynchronousTestCase):
