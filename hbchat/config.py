@@ -97,6 +97,14 @@ class ServerConfig:
     burst: int = DEFAULT_BURST
     #: Connections between accept and registration (TLS handshake included) at once.
     max_handshakes: int = 500
+    #: --auth-checks, --auth-queue: password checks running at once, and waiting (hbchat.authlimit).
+    auth_checks: int = 2
+    auth_queue: int = 200
+    #: --auth-failures: failed logins per address per minute (at once at most) before it must wait.
+    auth_failures: int = 10
+    #: --max-grace, --max-grace-per-ip: sessions in grace in all, and per address (hbchat.sessions).
+    max_grace: int = 10000
+    max_grace_per_ip: int = 50
     listen: tuple[str, ...] = field(default=("tcp:6464",))
     #: --tls-client-ca: clients of ssl: listeners must present a certificate this CA signed.
     tls_client_ca: str | None = None

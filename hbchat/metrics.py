@@ -91,6 +91,15 @@ class ChatCollector(Collector):
             "Sessions whose connection dropped, resumable for --grace seconds.",
             sum(1 for session in factory.sessions if session.connection is None),
         )
+        evicted = CounterMetricFamily(
+            "hbchat_sessions_grace_evicted",
+            "Sessions in grace ended early because a bound was reached: max_grace (--max-grace, in all) or "
+            "max_grace_per_ip (--max-grace-per-ip, one address); the oldest goes first.",
+            labels=["bound"],
+        )
+        for bound in ("max_grace", "max_grace_per_ip"):
+            evicted.add_metric([bound], factory.sessions.evicted[bound])
+        yield evicted
         yield _gauge("hbchat_stopping", "1 once the server is shutting down, else 0.", 1 if factory.stopping else 0)
 
         totals = stats.totals(connections)
@@ -134,6 +143,31 @@ class ChatCollector(Collector):
             "Failed logins answered ERR 401 (--auth, --tls-identity); the third on a connection closes it.",
             stats.authFailures,
         )
+        checker = factory.checker
+        yield _gauge(
+            "hbchat_auth_checks_running",
+            "Password checks running now (at most --auth-checks).",
+            checker.running if checker is not None else 0,
+        )
+        yield _gauge(
+            "hbchat_auth_checks_waiting",
+            "Password checks waiting for a free --auth-checks slot (at most --auth-queue).",
+            checker.waiting if checker is not None else 0,
+        )
+        refused = CounterMetricFamily(
+            "hbchat_auth_refused",
+            "Logins refused without a password check, by reason: busy (--auth-checks running and --auth-queue "
+            "waiting already), backoff (the address used up --auth-failures); each closes its connection.",
+            labels=["reason"],
+        )
+        refused.add_metric(["busy"], checker.refused if checker is not None else 0)
+        refused.add_metric(["backoff"], factory.loginFailures.refused)
+        yield refused
+        yield _gauge(
+            "hbchat_auth_addresses_backing_off",
+            "Addresses that used up --auth-failures and must wait before trying a password again.",
+            factory.loginFailures.blocked(),
+        )
         yield _counter(
             "hbchat_rate_limit_rejections",
             "Lines refused with ERR 429: over --rate/--burst, or PINGs too often.",
@@ -155,7 +189,8 @@ class ChatCollector(Collector):
             "elsewhere), shutdown, register_timeout, line_too_long, full (refused with ERR 503), unauthorized (a third "
             "failed login with --auth or --tls-identity), kicked (over the rate limit after repeated ERR 429), "
             "tls_error (mostly a failed TLS handshake: no or an untrusted client certificate, no common protocol or "
-            "cipher).",
+            "cipher), auth_busy and auth_backoff (a NICK refused without a password check: --auth-checks and "
+            "--auth-queue full, or its address used up --auth-failures).",
             labels=["reason"],
         )
         for reason in (*CLOSE_REASONS, *sorted(set(closes) - set(CLOSE_REASONS))):

@@ -12,7 +12,7 @@ import os
 import sys
 
 from hbchat import wire
-from hbchat.passwords import PasswordFileError, hash_password, read_entries, write_entries
+from hbchat.passwords import Hashed, PasswordFileError, file_mode, hash_password, read_entries, write_entries
 
 
 def _read_new_password(nick: str, from_stdin: bool) -> str:
@@ -70,8 +70,18 @@ def passwd_main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _check_directory(path: str) -> None:
+    """A missing directory is named as such (not as a missing FILE), with how to make it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise PasswordFileError(
+            f"{directory}: no such directory (hbchat-passwd does not create it; e.g. install -d -m 750 {directory})"
+        )
+
+
 def _run_passwd(arguments: argparse.Namespace) -> int:
     path: str = arguments.file
+    _check_directory(path)
     if arguments.command == "list":
         for listed in read_entries(path):
             print(listed)
@@ -84,16 +94,25 @@ def _run_passwd(arguments: argparse.Namespace) -> int:
         if nick not in entries:
             raise PasswordFileError(f"{nick} is not in {path}")
         del entries[nick]
-        write_entries(path, entries)
+        _write(path, entries)
         print(f"removed {nick}")
         return 0
     password = _read_new_password(nick, arguments.stdin)
     _check_password(password)
     existed = nick in entries
     entries[nick] = hash_password(password)
-    write_entries(path, entries)
+    _write(path, entries)
     print(f"{'changed' if existed else 'added'} {nick}")
     return 0
+
+
+def _write(path: str, entries: dict[str, Hashed]) -> None:
+    before = file_mode(path)
+    write_entries(path, entries)
+    if before is not None and before & 0o007:
+        sys.stderr.write(
+            f"hbchat-passwd: note: {path} was readable by others (mode {before:04o}); it is now {before & ~0o007:04o}\n"
+        )
 
 
 def main() -> None:

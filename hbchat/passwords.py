@@ -21,6 +21,7 @@ import hmac
 import os
 import secrets
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +30,8 @@ from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 #: scrypt cost: 2**14 x 8 takes 16 MiB and some tens of milliseconds per check.
@@ -42,6 +45,16 @@ _MAXMEM = 64 * 1024 * 1024
 
 class PasswordFileError(ValueError):
     """The password file cannot be read or has a malformed line; the message says where."""
+
+
+class PasswordFileUnusable(UnauthorizedLogin):
+    """A login refused because the password file could not be read (logged in one line)."""
+
+
+def exposed_mode(path: str) -> int | None:
+    """The mode of ``path`` if others may read or write it (0644, 0666), else None."""
+    mode = file_mode(path)
+    return mode if mode is not None and mode & 0o006 else None
 
 
 @dataclass(frozen=True)
@@ -109,13 +122,24 @@ def read_entries(path: str) -> dict[str, Hashed]:
     return entries
 
 
-def write_entries(path: str, entries: dict[str, Hashed]) -> None:
-    """Replace the file atomically (a temporary file in the same directory, then a rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
+def file_mode(path: str) -> int | None:
+    """The permission bits of ``path``; None if it does not exist."""
     try:
-        mode = os.stat(path).st_mode & 0o777
+        return os.stat(path).st_mode & 0o777
     except FileNotFoundError:
-        mode = 0o600
+        return None
+
+
+def write_entries(path: str, entries: dict[str, Hashed]) -> None:
+    """
+    Replace the file atomically (a temporary file in the same directory, then a rename).
+
+    A new file gets mode 0600; an existing one keeps its mode, less any permission for
+    others: hashes are not for everyone to read (0644 becomes 0640).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    existing = file_mode(path)
+    mode = 0o600 if existing is None else existing & ~0o007
     handle, temporary = tempfile.mkstemp(prefix=".hbpasswd-", dir=directory)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as output:
@@ -144,15 +168,33 @@ class HashedPasswordChecker:
 
     credentialInterfaces = (IUsernamePassword,)
 
+    log = Logger()
+
     def __init__(self, path: str, run: Callable[..., Deferred[bool]] | None = None) -> None:
         self.path = path
         self._run = run if run is not None else deferToThread
-        self._dummy = hash_password(secrets.token_bytes(16))
+        #: Dummy entries by cost, for unknown nicks (dict operations are atomic: threads share it).
+        self._dummies: dict[tuple[int, int, int, int], Hashed] = {}
+
+    def dummyFor(self, entries: dict[str, Hashed]) -> Hashed:
+        """
+        An entry no password matches, of the cost most entries have (the default cost for
+        an empty file): checking an unknown nick takes as long as checking a known one.
+        """
+        costs = Counter((hashed.n, hashed.r, hashed.p, len(hashed.digest)) for hashed in entries.values())
+        cost = costs.most_common(1)[0][0] if costs else (SCRYPT_N, SCRYPT_R, SCRYPT_P, HASH_BYTES)
+        dummy = self._dummies.get(cost)
+        if dummy is None:
+            n, r, p, length = cost
+            dummy = Hashed(n, r, p, secrets.token_bytes(SALT_BYTES), secrets.token_bytes(length))
+            self._dummies[cost] = dummy
+        return dummy
 
     def _verify(self, nick: str, password: bytes) -> bool:
-        hashed = read_entries(self.path).get(nick)
+        entries = read_entries(self.path)
+        hashed = entries.get(nick)
         if hashed is None:
-            self._dummy.matches(password)
+            self.dummyFor(entries).matches(password)
             return False
         return hashed.matches(password)
 
@@ -167,5 +209,11 @@ class HashedPasswordChecker:
                 raise UnauthorizedLogin("invalid nick or password")
             return name.encode("utf-8")
 
+        def unreadable(failure: Failure) -> bytes | tuple[()]:
+            failure.trap(PasswordFileError)
+            # One line, not a traceback: the file was removed, made unreadable or broken.
+            self.log.error("password file unusable, login of {nick} refused: {why}", nick=name, why=str(failure.value))
+            raise PasswordFileUnusable(str(failure.value))
+
         result: Deferred[bool] = maybeDeferred(self._run, self._verify, name, secret)
-        return result.addCallback(verdict)
+        return result.addCallbacks(verdict, unreadable)

@@ -30,6 +30,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from hbchat import wire
+from hbchat.authlimit import BACKOFF_DELAY_MAX, BoundedChecker, CheckerBusyError, FailureLimit, address_key
 from hbchat.backpressure import Backpressure, kernel_user_timeout, set_high_water
 from hbchat.config import ServerConfig
 from hbchat.fanout import Fanout
@@ -160,6 +161,8 @@ class ChatServerProtocol(HeartbeatProtocol):
     _held: list[bytes] | None = None
     _heldOverflow = False
     authFailures = 0
+    #: The password check under way (cancelled if the connection ends first).
+    _passwordCheck: Deferred[object] | None = None
 
     #: The address counted for --max-per-ip (None: exempt, or not admitted).
     host: str | None = None
@@ -450,6 +453,11 @@ class ChatServerProtocol(HeartbeatProtocol):
             self.sendLine(wire.ERR_ERRONEOUS_NICKNAME)
             return
         refusal = self.factory.identityRefusal
+        if refusal is not None or self.factory.checker is not None:
+            wait = self.factory.loginFailures.refuse(address_key(self.link.getPeer()))
+            if wait > 0:
+                self._backOff(wait)
+                return
         why = None if refusal is None else refusal(self.transport, nick)
         if why is not None:
             self._authFailed(nick, why)
@@ -465,11 +473,20 @@ class ChatServerProtocol(HeartbeatProtocol):
         # The verdict may come later: hold further input until it does.
         self._held = []
         self.pauseReading()
-        verdict = maybeDeferred(checker.requestAvatarId, UsernamePassword(nick, arguments[1]))
+        verdict = self._passwordCheck = maybeDeferred(checker.requestAvatarId, UsernamePassword(nick, arguments[1]))
         verdict.addCallbacks(self._authSucceeded, self._authRejected, callbackArgs=(nick,), errbackArgs=(nick,))
         verdict.addErrback(lambda failure: self.log.failure("handling a login verdict", failure))
 
+    def _backOff(self, wait: float) -> None:
+        """Too many failed logins from this address: ERR 503 and close, after a delay (hbchat.authlimit)."""
+        self.log.info("{peer} may not log in yet: too many failed logins from its address", peer=self.peer)
+        self._held = []
+        self.pauseReading()
+        delay = min(wait, BACKOFF_DELAY_MAX, self.factory.config.register_timeout / 2)
+        self.clock.callLater(delay, self.closeWith, wire.ERR_LOGIN_BACKOFF, "auth_backoff")
+
     def _authSucceeded(self, avatar_id: object, nick: bytes) -> None:
+        self._passwordCheck = None
         if self.done:
             return
         if not self.factory.register(self, nick):
@@ -477,9 +494,13 @@ class ChatServerProtocol(HeartbeatProtocol):
         self._release()
 
     def _authRejected(self, failure: Failure, nick: bytes) -> None:
+        self._passwordCheck = None
         if self.done:
             return
-        if failure.check(UnauthorizedLogin):
+        if failure.check(CheckerBusyError):
+            self.log.info("{peer} may not log in now: --auth-checks and --auth-queue are full", peer=self.peer)
+            self.closeWith(wire.ERR_AUTH_BUSY, "auth_busy")
+        elif failure.check(UnauthorizedLogin):
             self._authFailed(nick, "wrong password or unknown nick")
         else:
             self.log.failure("checking the password of {nick} failed", failure, nick=nick.decode())
@@ -489,6 +510,7 @@ class ChatServerProtocol(HeartbeatProtocol):
     def _authFailed(self, nick: bytes, why: str) -> None:
         self.authFailures += 1
         self.factory.stats.authFailures += 1
+        self.factory.loginFailures.failed(address_key(self.link.getPeer()))
         self.log.info(
             "{peer} failed to log in as {nick}: {why} ({count} of {limit})",
             peer=self.peer,
@@ -641,6 +663,9 @@ class ChatServerProtocol(HeartbeatProtocol):
             self.closeReason = reason
         self.done = True
         self.stopHeartbeat()
+        if self._passwordCheck is not None:
+            check, self._passwordCheck = self._passwordCheck, None
+            check.cancel()
         if self.handshaking:
             self.factory.handshakeOver(self)
         self.factory.unregister(self, reason)
@@ -659,14 +684,19 @@ class ChatFactory(ServerFactory):
     def __init__(self, config: ServerConfig, clock: IReactorTime, checker: ICredentialsChecker | None = None) -> None:
         self.config = config
         self.clock = clock
-        #: With a checker, NICK must carry a password it accepts (``--auth``).
-        self.checker = checker
+        #: With a checker, NICK must carry a password it accepts (``--auth``); at most
+        #: --auth-checks checks at once and --auth-queue waiting (hbchat.authlimit).
+        self.checker = None if checker is None else BoundedChecker(checker, config.auth_checks, config.auth_queue)
+        #: Failed logins per address (--auth-failures).
+        self.loginFailures = FailureLimit(clock, config.auth_failures)
         #: With --tls-identity: why a connection may not take a nick (None: it may).
         self.identityRefusal: Callable[[object, bytes], str | None] | None = (
             identity_refusal if config.tls_identity else None
         )
         self.connections: set[ChatServerProtocol] = set()
-        self.sessions: SessionTable[ChatServerProtocol] = SessionTable(clock, config.grace, self._sessionExpired)
+        self.sessions: SessionTable[ChatServerProtocol] = SessionTable(
+            clock, config.grace, self._sessionExpired, config.max_grace, config.max_grace_per_ip
+        )
         self.seq = 0
         self.history = History(config.history)
         self.fanout = Fanout(lambda flush: clock.callLater(0, self._endTurn))
@@ -826,7 +856,7 @@ class ChatFactory(ServerFactory):
             session.connection = None
             return
         self._publish(wire.left(self.seq + 1, session.nick, reason))
-        self.sessions.detach(session, reason)
+        self.sessions.detach(session, reason, protocol.host)
 
     def _sessionExpired(self, session: Session[ChatServerProtocol]) -> None:
         self.log.info("session of {nick} expired unresumed", nick=session.nick.decode())

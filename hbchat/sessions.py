@@ -4,14 +4,21 @@ Sessions: who holds which nick, by which token, and for how long after their con
 A session outlives its connection by a grace period when the connection ended by accident
 (timeout, error, slow consumer), so that the client can RESUME it and its nick stays
 reserved meanwhile.  A session that ended on purpose (QUIT, kicked) dies at once.
+
+Sessions in grace are bounded, in all (``--max-grace``) and per address
+(``--max-grace-per-ip``; loopback and UNIX sockets are exempt, as from ``--max-per-ip``):
+when a bound is reached, the oldest session in grace (of that address, or in all) ends early,
+as if its grace had run out, so that new users are never refused for it.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
 
 from hbchat import wire
 
@@ -24,24 +31,46 @@ Connection = TypeVar("Connection")
 class Session(Generic[Connection]):
     """One user's identity on the server, attached to a connection or waiting in grace."""
 
-    __slots__ = ("_expiry", "connection", "nick", "token")
+    __slots__ = ("_expiry", "connection", "host", "nick", "token")
 
     def __init__(self, nick: bytes, token: bytes, connection: Connection) -> None:
         self.nick = nick
         self.token = token
         self.connection: Connection | None = connection
         self._expiry: IDelayedCall | None = None
+        #: While in grace: the address it counts against for --max-grace-per-ip (None: exempt).
+        self.host: str | None = None
 
 
 class SessionTable(Generic[Connection]):
     """Sessions by nick (regardless of case) and by token, with grace-period expiry."""
 
-    def __init__(self, clock: IReactorTime, grace: float, expired: Callable[[Session[Connection]], None]) -> None:
+    log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        grace: float,
+        expired: Callable[[Session[Connection]], None],
+        max_grace: int = 10000,
+        max_grace_per_host: int = 50,
+    ) -> None:
         self.clock = clock
         self.grace = grace
         self._expired = expired
+        self.maxGrace = max_grace
+        self.maxGracePerHost = max_grace_per_host
         self._byNick: dict[bytes, Session[Connection]] = {}
         self._byToken: dict[bytes, Session[Connection]] = {}
+        #: Sessions in grace, oldest first; and those of each (non-exempt) address.
+        self._inGrace: dict[Session[Connection], None] = {}
+        self._graceByHost: dict[str, dict[Session[Connection], None]] = {}
+        #: Sessions ended early because a bound was reached, by bound.
+        self.evicted: Counter[str] = Counter()
+
+    @property
+    def inGrace(self) -> int:
+        return len(self._inGrace)
 
     def __len__(self) -> int:
         return len(self._byNick)
@@ -73,21 +102,58 @@ class SessionTable(Generic[Connection]):
             if session._expiry.active():
                 session._expiry.cancel()
             session._expiry = None
+        self._leaveGrace(session)
         session.connection = connection
 
-    def detach(self, session: Session[Connection], ending: str) -> None:
-        """The session's connection is gone: keep the session in grace, or end it."""
+    def detach(self, session: Session[Connection], ending: str, host: str | None = None) -> None:
+        """
+        The session's connection (from ``host``; None: exempt from --max-grace-per-ip) is
+        gone: keep the session in grace, or end it.
+        """
         session.connection = None
-        if ending in RESUMABLE_ENDINGS:
-            session._expiry = self.clock.callLater(self.grace, self._expire, session)
-        else:
+        if ending not in RESUMABLE_ENDINGS:
             self.close(session)
+            return
+        if host is not None:
+            of_host = self._graceByHost.get(host)
+            if of_host is not None and len(of_host) >= self.maxGracePerHost:
+                self._evict(next(iter(of_host)), "max_grace_per_ip")
+        if len(self._inGrace) >= self.maxGrace:
+            self._evict(next(iter(self._inGrace)), "max_grace")
+        session.host = host
+        self._inGrace[session] = None
+        if host is not None:
+            self._graceByHost.setdefault(host, {})[session] = None
+        session._expiry = self.clock.callLater(self.grace, self._expire, session)
+
+    def _leaveGrace(self, session: Session[Connection]) -> None:
+        if session not in self._inGrace:
+            return
+        del self._inGrace[session]
+        if session.host is not None:
+            of_host = self._graceByHost[session.host]
+            del of_host[session]
+            if not of_host:
+                del self._graceByHost[session.host]
+            session.host = None
+
+    def _evict(self, session: Session[Connection], bound: str) -> None:
+        self.evicted[bound] += 1
+        self.log.info(
+            "session of {nick} ended before its grace ran out: {bound} sessions were in grace",
+            nick=session.nick.decode(),
+            bound=f"--{bound.replace('_', '-')}",
+        )
+        if session._expiry is not None and session._expiry.active():
+            session._expiry.cancel()
+        self._expire(session)
 
     def close(self, session: Session[Connection]) -> None:
         """End a session now: its token dies and its nick is free."""
         if session._expiry is not None and session._expiry.active():
             session._expiry.cancel()
         session._expiry = None
+        self._leaveGrace(session)
         key = wire.nick_key(session.nick)
         if self._byNick.get(key) is session:
             del self._byNick[key]

@@ -50,8 +50,9 @@ RESUME_OUTCOMES = ("complete", "partial", "unknown")
 #: Why connections close, as ``hbchat_connections_closed_total`` labels them: the LEFT
 #: reasons (quit, timeout, slow, error), and for closes that announce no LEFT or that
 #: the LEFT reason lumps together: replaced (another connection resumed the session),
-#: shutdown, register_timeout, line_too_long, full (refused: ERR 503), unauthorized and
-#: tls_error (mostly a failed TLS handshake).
+#: shutdown, register_timeout, line_too_long, full (refused: ERR 503), unauthorized,
+#: auth_busy and auth_backoff (a login refused unchecked, hbchat.authlimit) and tls_error
+#: (mostly a failed TLS handshake).
 CLOSE_REASONS = (
     "quit",
     "timeout",
@@ -65,6 +66,8 @@ CLOSE_REASONS = (
     "unauthorized",
     "kicked",
     "tls_error",
+    "auth_busy",
+    "auth_backoff",
 )
 
 _CLOSING_LINES = {
@@ -75,6 +78,8 @@ _CLOSING_LINES = {
     wire.ERR_SERVER_FULL: "full",
     wire.ERR_TOO_MANY_FROM_ADDRESS: "full",
     wire.ERR_UNAUTHORIZED: "unauthorized",
+    wire.ERR_AUTH_BUSY: "auth_busy",
+    wire.ERR_LOGIN_BACKOFF: "auth_backoff",
     wire.BYE_KICKED: "kicked",
 }
 

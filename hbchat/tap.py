@@ -20,6 +20,7 @@ from twisted.python import usage
 
 import twisted
 from hbchat import __version__
+from hbchat.authoption import AUTH_HELP, AuthError, make_checker
 from hbchat.config import ConfigError, ServerConfig, parse_count, parse_rate, parse_seconds
 from hbchat.server import ChatFactory
 from hbchat.service import ChatService
@@ -171,6 +172,46 @@ class ServerOptions(AuthOptionMixin, usage.Options):
             _coerce(parse_seconds, "grace"),
         ],
         [
+            "max-grace",
+            None,
+            DEFAULTS.max_grace,
+            "Most sessions in grace at once; at the bound the oldest one ends early (its nick is freed).",
+            _coerce(parse_count, "max-grace"),
+        ],
+        [
+            "max-grace-per-ip",
+            None,
+            DEFAULTS.max_grace_per_ip,
+            "Most sessions in grace from one IP address; at the bound that address's oldest one ends early "
+            "(loopback and UNIX sockets are exempt).",
+            _coerce(parse_count, "max-grace-per-ip"),
+        ],
+        [
+            "auth-checks",
+            None,
+            DEFAULTS.auth_checks,
+            "With --auth: password checks run at once, each in a thread (an hbpasswd check takes 16 MiB and tens of "
+            "milliseconds of CPU); no more than the cores the server may use.",
+            _coerce(parse_count, "auth-checks"),
+        ],
+        [
+            "auth-queue",
+            None,
+            DEFAULTS.auth_queue,
+            "With --auth: password checks that may wait for --auth-checks; a NICK beyond them is answered "
+            "ERR 503 busy checking passwords, try again later, and closed.",
+            _coerce(parse_count, "auth-queue"),
+        ],
+        [
+            "auth-failures",
+            None,
+            DEFAULTS.auth_failures,
+            "With --auth or --tls-identity: failed logins one IP address (loopback included) may have at once, "
+            "refilled at this many a minute; beyond, its NICK is answered ERR 503 too many failed logins from your "
+            "address, try again later (after up to 5 seconds), and closed, unchecked.",
+            _coerce(parse_count, "auth-failures"),
+        ],
+        [
             "retry-hint",
             None,
             _plain(DEFAULTS.retry_hint),
@@ -205,6 +246,14 @@ class ServerOptions(AuthOptionMixin, usage.Options):
             except Exception as error:
                 raise usage.UsageError(f"--listen {description!r} is not a usable endpoint: {error}") from None
         self["listen"].append(description)
+
+    def opt_auth(self, description: str) -> None:
+        try:
+            self.addChecker(make_checker(description))
+        except AuthError as error:
+            raise usage.UsageError(str(error)) from None
+
+    opt_auth.__doc__ = AUTH_HELP
 
     def opt_metrics(self, description: str) -> None:
         """Twisted server endpoint string to serve /healthz, /readyz, /metrics (Prometheus) and /connections on over
@@ -262,6 +311,11 @@ class ServerOptions(AuthOptionMixin, usage.Options):
                 rate=self["rate"],
                 burst=self["burst"],
                 max_handshakes=self["max-handshakes"],
+                max_grace=self["max-grace"],
+                max_grace_per_ip=self["max-grace-per-ip"],
+                auth_checks=self["auth-checks"],
+                auth_queue=self["auth-queue"],
+                auth_failures=self["auth-failures"],
                 listen=tuple(self["listen"]) or DEFAULTS.listen,
                 tls_client_ca=self["tls-client-ca"],
                 tls_identity=bool(self["tls-identity"]),

@@ -178,6 +178,8 @@ ERR_ERRONEOUS_NICKNAME = err(432, "erroneous nickname")
 ERR_NICK_IN_USE = err(433, "nick in use")
 ERR_SERVER_FULL = err(503, "server full")
 ERR_TOO_MANY_FROM_ADDRESS = err(503, "too many connections from your address")
+ERR_AUTH_BUSY = err(503, "busy checking passwords, try again later")
+ERR_LOGIN_BACKOFF = err(503, "too many failed logins from your address, try again later")
 
 
 #: Verbs a client may send at all; ERR 429 names the one it refused, any other line is a "line".
