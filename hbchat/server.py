@@ -261,16 +261,19 @@ class ChatServerProtocol(HeartbeatProtocol):
         self.factory.connectionLost(self, reason)
 
     def deliver(self, data: bytes) -> None:
-        self._write(data)
-        self.bytesOut += len(data)
         if self._backlog is not None:
             # Congested: what it holds unsent, here and in the kernel, must stay under
-            # --sendq-max (without a meter, what was written since it congested).
-            self._backlog += len(data)
+            # --sendq-max (without a meter, what was written since it congested); a write
+            # that would pass it is not made: the client is cut first, so the bound holds
+            # whatever one turn's batch weighs.
             sendq = self._sendq
-            held = self._backlog if sendq is None else sendq.unsent()
+            held = (self._backlog if sendq is None else sendq.unsent()) + len(data)
             if held > self.factory.maxBacklog:
-                self.cutAsSlow(f"its backlog passed {self.factory.maxBacklog} bytes")
+                self.cutAsSlow(f"its backlog would pass {self.factory.maxBacklog} bytes")
+                return
+            self._backlog += len(data)
+        self._write(data)
+        self.bytesOut += len(data)
 
     # --- IPushProducer: the transport reports on our output ---
 
