@@ -39,6 +39,7 @@ from hbchat.clienttls import (
     parse_tls_description,
 )
 from hbchat.interfaces import IChatObserver
+from hbchat.visible import visible
 
 HELP = """\
 -- commands:
@@ -74,8 +75,14 @@ class Console:
     # --- output ---
 
     def show(self, text: str) -> None:
-        self.out.write(text + "\n")
+        """Print a line; any control character in it (from another user, say) is shown, not obeyed."""
+        self.out.write(visible(text) + "\n")
         self.out.flush()
+
+    def complain(self, text: str) -> None:
+        """One ``hbchat-client: ...`` line on stderr, control characters shown."""
+        self.err.write(f"hbchat-client: {visible(text)}\n")
+        self.err.flush()
 
     def notice(self, text: str) -> None:
         self.show("-- " + text)
@@ -149,8 +156,7 @@ class Console:
     def gaveUp(self, reason: str) -> None:
         quitting = reason == "you quit"
         if not quitting:
-            self.err.write(f"hbchat-client: {reason}\n")
-            self.err.flush()
+            self.complain(reason)
         self._finish(0 if quitting and not self.failed else 1)
 
     def rtt(self, seconds: float) -> None:
@@ -178,8 +184,7 @@ class Console:
             self.notice(text)
         else:
             self.failed = True
-            self.err.write(f"hbchat-client: {text}\n")
-            self.err.flush()
+            self.complain(text)
 
     def _command(self, factory: ChatClientFactory, line: str) -> None:
         command, _, rest = line[1:].partition(" ")
@@ -201,7 +206,8 @@ class Console:
         elif command == "quit":
             factory.quit(rest)
         elif command == "help":
-            self.show(HELP)
+            for line in HELP.splitlines():
+                self.show(line)
         else:
             self.notice(f"unknown command /{command}; /help lists them")
 

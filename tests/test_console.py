@@ -1,0 +1,67 @@
+"""What the terminal client prints: every line it shows is safe to show."""
+
+from __future__ import annotations
+
+import io
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from hbchat.cli import Console
+
+ESCAPES = "\x1b[2J\x1b]0;title\x07\x1b]52;c;Zm9v\x07\x08\x00\r\x7f\x9b\u202e"
+SHOWN = "^[[2J^[]0;title^G^[]52;c;Zm9v^G^H^@^M^?\\x9b<U+202E>"
+
+
+class ConsoleTestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.out, self.err = io.StringIO(), io.StringIO()
+        self.console = Console(self.out, self.err, Clock(), interactive=True)
+
+    def printed(self) -> str:
+        return self.out.getvalue() + self.err.getvalue()
+
+
+class EscapeInjectionTests(ConsoleTestCase):
+    """Issue #14 item 6: another user's control characters reach the terminal rendered."""
+
+    def assertRendered(self) -> None:
+        printed = self.printed()
+        self.assertIn(SHOWN, printed)
+        self.assertEqual([char for char in printed if char < " " and char != "\n"], [])
+        self.assertEqual([char for char in printed if "\x7f" <= char <= "\x9f" or char == "\u202e"], [])
+
+    def test_a_message_text_is_rendered(self) -> None:
+        self.console.message(1, "mallory", ESCAPES, False)
+        self.assertRendered()
+
+    def test_a_cr_cannot_overwrite_the_line_with_a_fake_notice(self) -> None:
+        self.console.message(1, "mallory", "hi\r-- alice left (quit)", False)
+        self.assertTrue(self.out.getvalue().endswith(" <mallory> hi^M-- alice left (quit)\n"))
+
+    def test_a_private_message_is_rendered(self) -> None:
+        self.console.private("mallory", ESCAPES)
+        self.assertRendered()
+
+    def test_nicks_are_rendered_wherever_they_appear(self) -> None:
+        nick = "m" + ESCAPES
+        self.console.message(1, nick, "x", False)
+        self.console.private(nick, "x")
+        self.console.joined(2, nick)
+        self.console.left(3, nick, "quit")
+        self.console.users([nick, "bob"])
+        self.assertEqual(self.out.getvalue().count(SHOWN), 5)
+        self.assertRendered()
+
+    def test_a_server_error_text_is_rendered(self) -> None:
+        self.console.serverError(400, ESCAPES)
+        self.assertRendered()
+
+    def test_a_disconnect_reason_is_rendered(self) -> None:
+        self.console.disconnected("the server closed the connection (" + ESCAPES + ")")
+        self.assertRendered()
+
+    def test_a_reason_for_giving_up_is_rendered_on_stderr(self) -> None:
+        self.console.gaveUp("the server refused us: ERR 432 " + ESCAPES)
+        self.assertTrue(self.err.getvalue().startswith("hbchat-client: "))
+        self.assertRendered()
