@@ -139,7 +139,12 @@ class Console:
         self._maybeFinish()
 
     def historyLost(self) -> None:
-        self.notice("history gap: the server no longer knew our session; some messages were lost")
+        # What is known: the session is gone (a restart, or away longer than the server's
+        # --grace); not whether anything was said meanwhile.
+        self.notice(
+            "new session: the server no longer knew ours (restarted, or we were away too long); "
+            "anything said while we were away cannot be shown"
+        )
 
     def serverError(self, code: int, text: str) -> None:
         self.notice(f"server says: ERR {code} {text}")
@@ -198,6 +203,10 @@ class Console:
                 self.notice("usage: /tell NICK TEXT")
             else:
                 factory.tell(nick, text)
+                # The server sends nothing back for a TELL: show the sender what went out.
+                self.show(f"{stamp(self.clock)} -> *{nick}* {text}")
+                if not factory.connected:
+                    self.notice("not connected: will send when reconnected")
         elif command == "rtt":
             if self.lastRtt is None:
                 self.notice("no round trip measured yet")

@@ -116,6 +116,9 @@ class ChatClientProtocol(HeartbeatProtocol):
     registering = False
     #: A valid HELLO arrived on this connection.
     greeted = False
+    #: This connection resumed our session (its replay ended): the JOIN the server then
+    #: announces for our nick is our own return, not news.
+    resumedSession = False
     #: Why this connection is ending, in words for a person, when we know better than
     #: the transport does (a BYE, a timeout).
     problem: str | None = None
@@ -470,6 +473,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         self.observer.registered(nick.decode(), False)
 
     def replayEnded(self, protocol: ChatClientProtocol, count: int, complete: bool) -> None:
+        protocol.resumedSession = True
         self._ready(protocol)
         self.observer.registered(self.session.nick.decode(), True)
         self.observer.resumed(count, complete)
@@ -484,6 +488,8 @@ class ChatClientFactory(ReconnectingClientFactory):
     def event(self, seq: int, kind: bytes, nick: bytes, detail: bytes) -> None:
         if not self.session.isNew(seq):
             return
+        if kind != b"MSG" and nick == self.session.nick and self._ownReturn(kind):
+            return
         name = nick.decode("utf-8", "replace")
         if kind == b"MSG":
             own = self.session.echoed(nick, detail)
@@ -494,6 +500,19 @@ class ChatClientFactory(ReconnectingClientFactory):
             self.observer.joined(seq, name)
         else:
             self.observer.left(seq, name, detail.decode("ascii", "replace"))
+
+    def _ownReturn(self, kind: bytes) -> bool:
+        """
+        Whether our own JOIN or LEFT only tells of our own reconnect: the LEFT of our broken
+        connection replayed on RESUME (the user was told of the loss when it happened), or
+        the JOIN announced once the session is resumed.
+        """
+        protocol = self.protocolInstance
+        if protocol is None:
+            return False
+        if kind == b"LEFT":
+            return protocol.resuming
+        return protocol.resumedSession
 
     def serverError(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
         if code == 404 and protocol.resuming:

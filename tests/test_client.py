@@ -239,6 +239,24 @@ class ResumeTests(ClientTestCase):
         self.network.advance(2)
         self.assertIn("resumed 2 partial", observer.events)
 
+    def test_our_own_leave_and_return_are_not_reported_on_resume(self) -> None:
+        dave = self.server.registered("dave")
+        self.network.cut()
+        dave.sendLine("SAY during")
+        self.network.advance(2)
+        self.assertIn("resumed 3 complete", self.observer.events)  # JOIN dave, our LEFT, MSG dave
+        resumed = self.observer.events.index("registered carol resumed=True")
+        self.assertNotIn("left carol error", self.observer.events)
+        self.assertNotIn("joined carol", self.observer.events[resumed:])
+        self.assertEqual(self.observer.messages[-1][1:], ("dave", "during"))
+
+    def test_others_leaving_and_joining_during_our_absence_are_still_reported(self) -> None:
+        self.network.cut()
+        self.server.registered("dave").sendLine("QUIT")
+        self.network.advance(2)
+        self.assertIn("joined dave", self.observer.events)
+        self.assertIn("left dave quit", self.observer.events)
+
     def test_events_already_seen_are_not_reported_again(self) -> None:
         protocol = self.factory.protocolInstance
         assert protocol is not None

@@ -8,6 +8,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from hbchat.cli import Console
+from hbchat.client import ChatClientFactory
 
 ESCAPES = "\x1b[2J\x1b]0;title\x07\x1b]52;c;Zm9v\x07\x08\x00\r\x7f\x9b\u202e"
 SHOWN = "^[[2J^[]0;title^G^[]52;c;Zm9v^G^H^@^M^?\\x9b<U+202E>"
@@ -65,3 +66,30 @@ class EscapeInjectionTests(ConsoleTestCase):
         self.console.gaveUp("the server refused us: ERR 432 " + ESCAPES)
         self.assertTrue(self.err.getvalue().startswith("hbchat-client: "))
         self.assertRendered()
+
+
+class MessagesTests(ConsoleTestCase):
+    """Issue #15 item 10: the client says what it knows, and shows what the user did."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.factory = ChatClientFactory("carol", self.console, clock=Clock())
+        self.console.factory = self.factory
+
+    def test_a_tell_shows_the_sender_what_went_out(self) -> None:
+        self.console.lineTyped("/tell dave psst, over here")
+        lines = self.out.getvalue().splitlines()
+        self.assertRegex(lines[0], r"^\d\d:\d\d:\d\d -> \*dave\* psst, over here$")
+        self.assertEqual(lines[1:], ["-- not connected: will send when reconnected"])
+        self.assertEqual(list(self.factory.session.outbox), [b"TELL dave psst, over here"])
+
+    def test_a_refused_tell_is_not_shown_as_sent(self) -> None:
+        self.console.lineTyped("/tell dave " + "x" * 5000)
+        self.assertNotIn("-> *dave*", self.out.getvalue())
+        self.assertIn("-- not sent: message too long", self.out.getvalue())
+
+    def test_a_lost_session_does_not_claim_that_messages_were_lost(self) -> None:
+        self.console.historyLost()
+        shown = self.out.getvalue()
+        self.assertNotIn("were lost", shown)
+        self.assertIn("the server no longer knew", shown)
