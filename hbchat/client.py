@@ -34,6 +34,7 @@ from hbchat.config import DEFAULT_BURST, DEFAULT_RATE
 from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.interfaces import IChatObserver
 from hbchat.ratelimit import Bucket
+from hbchat.reasons import describe
 from hbchat.sockopts import enable_keepalive
 
 #: Seconds to wait for HELLO before the server is taken for dead (its advertised timeout
@@ -258,6 +259,7 @@ class EndpointConnector:
         factory.connector = self
 
     def connect(self) -> None:
+        self.factory.connecting()
         attempt = self._attempt = self.endpoint.connect(self.factory)
         attempt.addCallbacks(self._connected, self._failed)
 
@@ -292,6 +294,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         rng: random.Random | None = None,
         outbox_limit: int = 1000,
         diagnose: Diagnose | None = None,
+        give_up_after: float | None = None,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
@@ -304,6 +307,12 @@ class ChatClientFactory(ReconnectingClientFactory):
         self.password = password
         self.backoff = backoff
         self.maxRetries = max_retries  # type: ignore[assignment]
+        #: Seconds without a connection (since the start, or since the last one ended)
+        #: after which we give up, whatever is under way; ``None``: never.
+        self.giveUpAfter = give_up_after
+        self._countdown: IDelayedCall | None = None
+        #: The connection being set up or in use, if any (for the countdown to end it).
+        self._current: ChatClientProtocol | None = None
         self.rng = rng or random.Random()
         #: Explains transport failures the generic text would not (a TLS alert, say).
         self.diagnose = diagnose
@@ -384,7 +393,8 @@ class ChatClientFactory(ReconnectingClientFactory):
     # --- ReconnectingClientFactory ---
 
     def buildProtocol(self, addr: IAddress) -> ChatClientProtocol:  # type: ignore[override]
-        return ChatClientProtocol(self)
+        protocol = self._current = ChatClientProtocol(self)
+        return protocol
 
     def retry(self, connector: Any = None) -> None:
         """Full jitter instead of the stock Gaussian, and the server's retry hint first."""
@@ -405,7 +415,7 @@ class ChatClientFactory(ReconnectingClientFactory):
             self._retryHint = None
         else:
             self.delay = self.backoff.delay(self._attempt - 1, self.rng)
-        self.observer.reconnecting(self.delay, self._attempt)
+        self.observer.reconnecting(self.delay, self._attempt, self._lastProblem)
 
         def reconnector() -> None:
             self._callID = None
@@ -423,7 +433,7 @@ class ChatClientFactory(ReconnectingClientFactory):
             self._giveUp(diagnosis.text)
             return
         if self.continueTrying:
-            problem = diagnosis.text if diagnosis is not None else reason.getErrorMessage().rstrip(".")
+            problem = diagnosis.text if diagnosis is not None else describe(reason)
             self._lastProblem = f"could not connect: {problem}"
         super().clientConnectionFailed(connector, reason)
 
@@ -479,6 +489,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         self.observer.resumed(count, complete)
 
     def _ready(self, protocol: ChatClientProtocol) -> None:
+        self._stopCountdown()
         protocol.resuming = False
         protocol.ready = True
         session = self.session
@@ -555,6 +566,10 @@ class ChatClientFactory(ReconnectingClientFactory):
             protocol.problem = f"the server closed the connection ({reason})"
 
     def lost(self, protocol: ChatClientProtocol, reason: Failure) -> None:
+        if self._current is protocol:
+            self._current = None
+        if protocol.ready:
+            self.connecting()  # the time without a connection starts now
         if self.protocolInstance is protocol:
             self.protocolInstance = None
             if self._paceCall is not None and self._paceCall.active():
@@ -580,14 +595,38 @@ class ChatClientFactory(ReconnectingClientFactory):
         elif diagnosis is not None:
             self._lastProblem = f"connection lost: {diagnosis.text}"
         else:
-            self._lastProblem = f"connection lost: {reason.getErrorMessage()}"
+            self._lastProblem = f"connection lost: {describe(reason)}"
         if self.continueTrying:
             self.observer.disconnected(self._lastProblem)
             if self.connector is not None:
                 self.clientConnectionLost(self.connector, reason)
 
+    # --- how long we may go without a connection ---
+
+    def connecting(self) -> None:
+        """We are without a connection: start the ``giveUpAfter`` countdown unless it runs already."""
+        if self.giveUpAfter is None or self._countdown is not None or not self.continueTrying:
+            return
+        self._countdown = self.timer.callLater(self.giveUpAfter, self._outOfTime)
+
+    def _stopCountdown(self) -> None:
+        if self._countdown is not None and self._countdown.active():
+            self._countdown.cancel()
+        self._countdown = None
+
+    def _outOfTime(self) -> None:
+        """``giveUpAfter`` seconds without a connection: give up, and end the attempt under way."""
+        self._countdown = None
+        if self.connected or not self.continueTrying:
+            return
+        self._giveUp(f"{self._lastProblem}; gave up after {self.giveUpAfter:g} s without a connection")
+        protocol = self._current
+        if protocol is not None and protocol.transport is not None:
+            protocol.link.abortConnection()
+
     def _giveUp(self, reason: str) -> None:
         """No more attempts; the observer hears of it exactly once."""
+        self._stopCountdown()
         self.stopTrying()
         if self._quitDeadline is not None and self._quitDeadline.active():
             self._quitDeadline.cancel()

@@ -43,8 +43,12 @@ class IChatObserver(Interface):
     def disconnected(reason: str) -> None:
         """The connection ended; a reconnect follows unless we gave up."""
 
-    def reconnecting(delay: float, attempt: int) -> None:
-        """The next attempt is ``delay`` seconds away."""
+    def reconnecting(delay: float, attempt: int, reason: str) -> None:
+        """
+        The next attempt is ``delay`` seconds away; ``reason`` says, in words for a person,
+        why the last attempt failed or the connection ended (``could not connect:
+        connection refused``, ``the server was silent for 90.0s``).
+        """
 
     def gaveUp(reason: str) -> None:
         """No more attempts: ``reason`` says why, in words for a person."""

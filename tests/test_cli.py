@@ -202,6 +202,30 @@ class PipeTests(CliTestCase):
         # Two retries after the first attempt, each announced.
         self.assertEqual(sum(1 for line in process.outLines() if "reconnecting in" in line), 2, process.output())
 
+    @inlineCallbacks
+    def test_a_dead_port_is_given_up_on_after_give_up_after_with_the_reason_on_each_line(self) -> Any:
+        started = reactor.seconds()
+        process = self.spawnClient(f"tcp:127.0.0.1:{freePort()}", "--nick", "bot", "--give-up-after", "3")
+        process.process.write(b"lost\n")
+        process.process.closeStdin()
+
+        yield self.waitEnded(process)
+        elapsed = reactor.seconds() - started
+        self.assertEqual(process.exitCode(), 1, process.output())
+        self.assertGreaterEqual(elapsed, 3.0, process.output())
+        self.assertLess(elapsed, 3.0 + DEADLINE / 2, process.output())
+        retries = [line for line in process.outLines() if "reconnecting in" in line]
+        self.assertTrue(retries, process.output())
+        for line in retries:
+            self.assertRegex(
+                line, r"^-- could not connect: connection refused; reconnecting in \d+\.\d s \(attempt \d+\)$"
+            )
+        self.assertEqual(
+            process.errLines(),
+            ["hbchat-client: could not connect: connection refused; gave up after 3 s without a connection"],
+            process.output(),
+        )
+
 
 class UsageTests(CliTestCase):
     @inlineCallbacks
@@ -225,6 +249,14 @@ class UsageTests(CliTestCase):
         for nick in ["has space", "", "x" * 33, "semi;colon"]:
             yield self.assertUsageError(
                 ["tcp:127.0.0.1:1", "--nick", nick], f"--nick {nick!r}", "1 to 32 letters, digits"
+            )
+
+    @inlineCallbacks
+    def test_bad_give_up_after_values(self) -> Any:
+        for value in ["0", "-1", "soon", "inf", "nan"]:
+            yield self.assertUsageError(
+                ["tcp:127.0.0.1:1", "--nick", "bot", "--give-up-after", value],
+                f"--give-up-after must be a positive number of seconds or 'never', not {value!r}",
             )
 
     @inlineCallbacks

@@ -157,7 +157,7 @@ class WatchingObserver:
         self.disconnects.append((reactor.seconds(), reason))
         self._note(f"disconnected: {reason}")
 
-    def reconnecting(self, delay: float, attempt: int) -> None:
+    def reconnecting(self, delay: float, attempt: int, reason: str) -> None:
         self._note(f"reconnecting in {delay:.2f}s (attempt {attempt})")
 
     def gaveUp(self, reason: str) -> None:

@@ -7,7 +7,7 @@ import io
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.cli import Console
+from hbchat.cli import PIPE_GIVE_UP_AFTER, Console, give_up_after, parse_arguments
 from hbchat.client import ChatClientFactory
 
 ESCAPES = "\x1b[2J\x1b]0;title\x07\x1b]52;c;Zm9v\x07\x08\x00\r\x7f\x9b\u202e"
@@ -58,8 +58,8 @@ class EscapeInjectionTests(ConsoleTestCase):
         self.console.serverError(400, ESCAPES)
         self.assertRendered()
 
-    def test_a_disconnect_reason_is_rendered(self) -> None:
-        self.console.disconnected("the server closed the connection (" + ESCAPES + ")")
+    def test_a_reconnect_reason_is_rendered(self) -> None:
+        self.console.reconnecting(1.5, 1, "the server closed the connection (" + ESCAPES + ")")
         self.assertRendered()
 
     def test_a_reason_for_giving_up_is_rendered_on_stderr(self) -> None:
@@ -88,8 +88,41 @@ class MessagesTests(ConsoleTestCase):
         self.assertNotIn("-> *dave*", self.out.getvalue())
         self.assertIn("-- not sent: message too long", self.out.getvalue())
 
+    def test_each_retry_line_gives_the_reason(self) -> None:
+        self.console.disconnected("connection lost: the connection broke")
+        self.console.reconnecting(0.42, 1, "connection lost: the connection broke")
+        self.console.reconnecting(1.9, 2, "could not connect: connection refused")
+        self.assertEqual(
+            self.out.getvalue().splitlines(),
+            [
+                "-- connection lost: the connection broke; reconnecting in 0.4 s (attempt 1)",
+                "-- could not connect: connection refused; reconnecting in 1.9 s (attempt 2)",
+            ],
+        )
+
     def test_a_lost_session_does_not_claim_that_messages_were_lost(self) -> None:
         self.console.historyLost()
         shown = self.out.getvalue()
         self.assertNotIn("were lost", shown)
         self.assertIn("the server no longer knew", shown)
+
+
+class GiveUpAfterOptionTests(SynchronousTestCase):
+    """Issue #15 item 8: how long a pipe waits for a connection is an option with a documented default."""
+
+    def resolved(self, interactive: bool, *options: str) -> float | None:
+        return give_up_after(parse_arguments(["tcp:127.0.0.1:1", "--nick", "bot", *options]), interactive)
+
+    def test_a_pipe_gives_up_after_60_seconds_by_default(self) -> None:
+        self.assertEqual(PIPE_GIVE_UP_AFTER, 60.0)
+        self.assertEqual(self.resolved(False), 60.0)
+
+    def test_a_terminal_never_gives_up_by_default(self) -> None:
+        self.assertIsNone(self.resolved(True))
+
+    def test_the_option_sets_the_time_in_either_mode(self) -> None:
+        self.assertEqual(self.resolved(False, "--give-up-after", "2.5"), 2.5)
+        self.assertEqual(self.resolved(True, "--give-up-after", "300"), 300.0)
+
+    def test_never_keeps_trying(self) -> None:
+        self.assertIsNone(self.resolved(False, "--give-up-after", "never"))
