@@ -14,7 +14,7 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
-from twisted.cred.strcred import AuthOptionMixin
+from twisted.cred.strcred import AuthOptionMixin, InvalidAuthType, UnsupportedInterfaces
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
@@ -222,6 +222,18 @@ class ServerOptions(AuthOptionMixin, usage.Options):
     # usage.Options shows a docstring as written: one line, or its indentation shows too.
     opt_metrics.__doc__ = " ".join((opt_metrics.__doc__ or "").split())
     opt_tls_client_ca.__doc__ = " ".join((opt_tls_client_ca.__doc__ or "").split())
+
+    def opt_auth(self, description: str) -> None:
+        # Twisted words a checker's own error as "Unexpected error: ..."; name the option instead.
+        try:
+            super().opt_auth(description)
+        except usage.UsageError as error:
+            cause = error.__context__
+            if cause is None or isinstance(cause, (usage.UsageError, InvalidAuthType, UnsupportedInterfaces)):
+                raise
+            raise usage.UsageError(f"--auth {description}: {cause}") from None
+
+    opt_auth.__doc__ = AuthOptionMixin.opt_auth.__doc__
 
     @property
     def checker(self) -> ICredentialsChecker | None:
