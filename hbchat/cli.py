@@ -55,6 +55,10 @@ HELP = """\
 PIPE_GIVE_UP_AFTER = 60.0
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def stamp(clock: IReactorTime) -> str:
     return time.strftime("%H:%M:%S", time.localtime(clock.seconds()))
 
@@ -134,10 +138,18 @@ class Console:
     def users(self, nicks: list[str]) -> None:
         self.notice("here: " + " ".join(nicks))
 
-    def resumed(self, count: int, complete: bool) -> None:
-        self.notice(f"resumed: {count} missed messages")
+    def resumed(self, count: int, complete: bool, missing: int | None) -> None:
+        self.notice(f"resumed: {_plural(count, 'missed message')}")
         if not complete:
-            self.notice("history gap: some messages were lost")
+            if missing:
+                self.notice(
+                    f"history gap: {_plural(missing, 'earlier event')} (messages, joins or leaves) "
+                    "were too old for the server's history and are not shown"
+                )
+            else:
+                self.notice(
+                    "history gap: the server could not replay everything since we left; some events are missing"
+                )
         self._maybeFinish()
 
     def historyLost(self) -> None:

@@ -120,6 +120,11 @@ class ChatClientProtocol(HeartbeatProtocol):
     #: This connection resumed our session (its replay ended): the JOIN the server then
     #: announces for our nick is our own return, not news.
     resumedSession = False
+    #: For a RESUME: the last event we had seen, the last one the server had assigned when
+    #: it welcomed us back, and how many missed messages the replay has shown so far.
+    resumeFrom = 0
+    welcomeSeq: int | None = None
+    replayedMessages = 0
     #: Why this connection is ending, in words for a person, when we know better than
     #: the transport does (a BYE, a timeout).
     problem: str | None = None
@@ -456,6 +461,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         session = self.session
         if session.token is not None:
             protocol.resuming = True
+            protocol.resumeFrom = session.last_seq
             protocol.sendLine(b"RESUME %s %d\n" % (session.token, session.last_seq))
         else:
             self._register(protocol)
@@ -476,6 +482,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         self._nickMayBeOurs = False
         if protocol.resuming:
             self.session.token = token
+            protocol.welcomeSeq = seq
             return
         self.session.registered(nick, token, seq)
         # Resend first, so that whoever is told we are registered sees the true backlog.
@@ -486,7 +493,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         protocol.resumedSession = True
         self._ready(protocol)
         self.observer.registered(self.session.nick.decode(), True)
-        self.observer.resumed(count, complete)
+        self.observer.resumed(protocol.replayedMessages, complete, _missing(protocol, count, complete))
 
     def _ready(self, protocol: ChatClientProtocol) -> None:
         self._stopCountdown()
@@ -504,6 +511,9 @@ class ChatClientFactory(ReconnectingClientFactory):
         name = nick.decode("utf-8", "replace")
         if kind == b"MSG":
             own = self.session.echoed(nick, detail)
+            protocol = self.protocolInstance
+            if protocol is not None and protocol.resuming:
+                protocol.replayedMessages += 1
             self.observer.message(seq, name, detail.decode("utf-8", "replace"), own)
             if own and self._oneAtATime:
                 self._sendOutbox()
@@ -704,6 +714,20 @@ class ChatClientFactory(ReconnectingClientFactory):
     def _send(self, protocol: ChatClientProtocol, line: bytes) -> None:
         self.session.sending(line)
         protocol.sendLine(line + b"\n")
+
+
+def _missing(protocol: ChatClientProtocol, replayed: int, complete: bool) -> int | None:
+    """
+    How many events a replay left out: those between our last one and the server's last
+    one at WELCOME that were not replayed.  ``None`` when that cannot be told (sequence
+    numbers that do not add up, as from a server that started counting again).
+    """
+    if complete:
+        return 0
+    if protocol.welcomeSeq is None:
+        return None
+    missing = protocol.welcomeSeq - protocol.resumeFrom - replayed
+    return missing if missing > 0 else None
 
 
 def _text(text: str) -> bytes:

@@ -31,8 +31,13 @@ class IChatObserver(Interface):
     def users(nicks: list[str]) -> None:
         """The answer to WHO."""
 
-    def resumed(count: int, complete: bool) -> None:
-        """A replay ended; ``complete`` is False when some missed events were lost."""
+    def resumed(count: int, complete: bool, missing: int | None) -> None:
+        """
+        A replay ended, after ``count`` missed messages were reported.  ``complete`` is False
+        when the server's history no longer held every event since our last one; then
+        ``missing`` is how many events (messages, joins, leaves) are gone, or ``None`` when
+        that cannot be told.
+        """
 
     def historyLost() -> None:
         """The server did not know our session any more: we registered afresh."""

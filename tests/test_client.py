@@ -49,8 +49,8 @@ class RecordingObserver:
     def users(self, nicks: list[str]) -> None:
         self.events.append("users " + " ".join(nicks))
 
-    def resumed(self, count: int, complete: bool) -> None:
-        self.events.append(f"resumed {count} {'complete' if complete else 'partial'}")
+    def resumed(self, count: int, complete: bool, missing: int | None) -> None:
+        self.events.append(f"resumed {count} complete" if complete else f"resumed {count} partial missing={missing}")
 
     def historyLost(self) -> None:
         self.events.append("history lost")
@@ -193,7 +193,7 @@ class ResumeTests(ClientTestCase):
         self.network.cut()
         dave.sendLine("SAY during")
         self.network.advance(2)  # the backoff's first delay is below 1 s
-        self.assertIn("resumed 2 complete", self.observer.events)
+        self.assertIn("resumed 1 complete", self.observer.events)
         self.assertEqual([text for _, _, text in self.observer.messages], ["before", "during"])
 
     def test_lines_lost_in_flight_are_sent_again_and_delivered_ones_are_not(self) -> None:
@@ -239,14 +239,15 @@ class ResumeTests(ClientTestCase):
         for n in range(5):
             dave.sendLine(f"SAY {n}")
         self.network.advance(2)
-        self.assertIn("resumed 2 partial", observer.events)
+        # JOIN dave (2), our LEFT (3) and MSGs 0 to 2 (4 to 6) fell out of the 2-event history.
+        self.assertIn("resumed 2 partial missing=5", observer.events)
 
     def test_our_own_leave_and_return_are_not_reported_on_resume(self) -> None:
         dave = self.server.registered("dave")
         self.network.cut()
         dave.sendLine("SAY during")
         self.network.advance(2)
-        self.assertIn("resumed 3 complete", self.observer.events)  # JOIN dave, our LEFT, MSG dave
+        self.assertIn("resumed 1 complete", self.observer.events)  # JOIN dave, our LEFT, MSG dave: 1 message
         resumed = self.observer.events.index("registered carol resumed=True")
         self.assertNotIn("left carol error", self.observer.events)
         self.assertNotIn("joined carol", self.observer.events[resumed:])
@@ -437,7 +438,7 @@ class PartialReplayTests(SynchronousTestCase):
             pump.serverIO.bufferReceived(pump.clientIO.getOutBuffer())
         network.cut()  # LEFT 5
         network.advance(2)
-        self.assertIn("resumed 2 partial", observer.events)
+        self.assertIn("resumed 1 partial missing=1", observer.events)  # y shown; MSG 3 (x) gone
         said = [line for line in watcher.received() if line.startswith(b"MSG")]
         self.assertEqual(said, [b"MSG 3 carol x", b"MSG 4 carol y"])
         self.assertTrue(factory.session.idle)

@@ -144,7 +144,7 @@ class WatchingObserver:
     def users(self, nicks: list[str]) -> None:
         self._note("users " + " ".join(nicks))
 
-    def resumed(self, count: int, complete: bool) -> None:
+    def resumed(self, count: int, complete: bool, missing: int | None) -> None:
         self._note(f"resumed {count} {'complete' if complete else 'partial'}")
 
     def historyLost(self) -> None:

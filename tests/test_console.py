@@ -100,6 +100,28 @@ class MessagesTests(ConsoleTestCase):
             ],
         )
 
+    def test_a_resume_counts_messages_not_events(self) -> None:
+        self.console.resumed(1, True, 0)
+        self.console.resumed(0, True, 0)
+        self.assertEqual(
+            self.out.getvalue().splitlines(), ["-- resumed: 1 missed message", "-- resumed: 0 missed messages"]
+        )
+
+    def test_a_partial_replay_says_how_many_events_are_gone(self) -> None:
+        self.console.resumed(2, False, 5)
+        self.assertEqual(
+            self.out.getvalue().splitlines()[1],
+            "-- history gap: 5 earlier events (messages, joins or leaves) were too old for the server's history "
+            "and are not shown",
+        )
+
+    def test_a_partial_replay_of_unknown_extent_claims_no_number(self) -> None:
+        self.console.resumed(0, False, None)
+        self.assertEqual(
+            self.out.getvalue().splitlines()[1],
+            "-- history gap: the server could not replay everything since we left; some events are missing",
+        )
+
     def test_a_lost_session_does_not_claim_that_messages_were_lost(self) -> None:
         self.console.historyLost()
         shown = self.out.getvalue()
