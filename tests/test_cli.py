@@ -227,6 +227,38 @@ class PipeTests(CliTestCase):
         )
 
 
+class EscapeInjectionTests(CliTestCase):
+    #: What a hostile user sends: clear screen, OSC title, OSC 52 clipboard write, BEL, BS,
+    #: NUL, a CR that would overwrite the line with a fake notice, DEL, a C1 CSI, bidi overrides.
+    PAYLOAD = (
+        "\x1b[2J\x1b]0;owned\x07\x1b]52;c;cm0gLXJmIH4=\x07\x07\x08\x08\x00"
+        "x\r-- alice left (quit)\x7f\x9b2J\u202eevil\u2066"
+    )
+    SHOWN = "^[[2J^[]0;owned^G^[]52;c;cm0gLXJmIH4=^G^G^H^H^@x^M-- alice left (quit)^?\\x9b2J<U+202E>evil<U+2066>"
+
+    @inlineCallbacks
+    def test_control_characters_from_another_user_reach_the_terminal_rendered(self) -> Any:
+        _, port = self.startServer(ping=5, timeout=30)
+        process = self.spawnClient(f"tcp:127.0.0.1:{port}", "--nick", "bot")
+        yield self.waitForOutput(process, r"-- connected as bot")
+        mallory: LineClient = yield self.connect(port, "mallory")
+        yield self.register(mallory, "mallory")
+        mallory.sendLine("SAY " + self.PAYLOAD)
+        mallory.sendLine("TELL bot " + self.PAYLOAD)
+
+        said = yield self.waitForOutput(process, rf"{STAMP} <mallory> (?P<text>.*)")
+        told = yield self.waitForOutput(process, rf"{STAMP} \*mallory\* (?P<text>.*)")
+        self.assertEqual(said.group("text"), self.SHOWN, process.output())
+        self.assertEqual(told.group("text"), self.SHOWN, process.output())
+        raw = bytes(process.out).decode("utf-8")
+        obeyed = [
+            char for char in raw if (char < " " and char != "\n") or "\x7f" <= char <= "\x9f" or char in "\u202e\u2066"
+        ]
+        self.assertEqual(obeyed, [], process.output())
+        process.process.closeStdin()
+        yield self.waitEnded(process)
+
+
 class UsageTests(CliTestCase):
     @inlineCallbacks
     def assertUsageError(self, arguments: list[str], *expected: str) -> Any:
