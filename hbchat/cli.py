@@ -38,7 +38,9 @@ from hbchat.clienttls import (
     load_trust_roots,
     parse_tls_description,
 )
+from hbchat.config import ConfigError, parse_seconds
 from hbchat.interfaces import IChatObserver
+from hbchat.visible import visible
 
 HELP = """\
 -- commands:
@@ -48,6 +50,13 @@ HELP = """\
 --   /rtt              show the last round-trip time to the server
 --   /quit [TEXT]      leave
 --   /help             this list"""
+
+#: From a pipe, seconds without a connection after which the client gives up (--give-up-after).
+PIPE_GIVE_UP_AFTER = 60.0
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def stamp(clock: IReactorTime) -> str:
@@ -68,20 +77,24 @@ class Console:
         self.inputDone = False
         self.failed = False
         self.lastRtt: float | None = None
-        self._connectionWasUp = False
         self.stdin: Any = None
 
     # --- output ---
 
     def show(self, text: str) -> None:
-        self.out.write(text + "\n")
+        """Print a line; any control character in it (from another user, say) is shown, not obeyed."""
+        self.out.write(visible(text) + "\n")
         self.out.flush()
+
+    def complain(self, text: str) -> None:
+        """One ``hbchat-client: ...`` line on stderr, control characters shown."""
+        self.err.write(f"hbchat-client: {visible(text)}\n")
+        self.err.flush()
 
     def notice(self, text: str) -> None:
         self.show("-- " + text)
 
     def registered(self, nick: str, resumed: bool) -> None:
-        self._connectionWasUp = True
         if not resumed:
             self.notice(f"connected as {nick}; /help lists commands" if self.interactive else f"connected as {nick}")
         self._maybeReadMore()
@@ -125,32 +138,41 @@ class Console:
     def users(self, nicks: list[str]) -> None:
         self.notice("here: " + " ".join(nicks))
 
-    def resumed(self, count: int, complete: bool) -> None:
-        self.notice(f"resumed: {count} missed messages")
+    def resumed(self, count: int, complete: bool, missing: int | None) -> None:
+        self.notice(f"resumed: {_plural(count, 'missed message')}")
         if not complete:
-            self.notice("history gap: some messages were lost")
+            if missing:
+                self.notice(
+                    f"history gap: {_plural(missing, 'earlier event')} (messages, joins or leaves) "
+                    "were too old for the server's history and are not shown"
+                )
+            else:
+                self.notice(
+                    "history gap: the server could not replay everything since we left; some events are missing"
+                )
         self._maybeFinish()
 
     def historyLost(self) -> None:
-        self.notice("history gap: the server no longer knew our session; some messages were lost")
+        # What is known: the session is gone (a restart, or away longer than the server's
+        # --grace); not whether anything was said meanwhile.
+        self.notice(
+            "new session: the server no longer knew ours (restarted, or we were away too long); "
+            "anything said while we were away cannot be shown"
+        )
 
     def serverError(self, code: int, text: str) -> None:
         self.notice(f"server says: ERR {code} {text}")
 
     def disconnected(self, reason: str) -> None:
-        self._connectionWasUp = True
-        self.notice(reason)
+        """Nothing to show yet: the retry line (or the reason for giving up) that follows says why."""
 
-    def reconnecting(self, delay: float, attempt: int) -> None:
-        what = "connection lost" if self._connectionWasUp else "could not connect"
-        self._connectionWasUp = False
-        self.notice(f"{what}; reconnecting in {delay:.1f} s (attempt {attempt})")
+    def reconnecting(self, delay: float, attempt: int, reason: str) -> None:
+        self.notice(f"{reason}; reconnecting in {delay:.1f} s (attempt {attempt})")
 
     def gaveUp(self, reason: str) -> None:
         quitting = reason == "you quit"
         if not quitting:
-            self.err.write(f"hbchat-client: {reason}\n")
-            self.err.flush()
+            self.complain(reason)
         self._finish(0 if quitting and not self.failed else 1)
 
     def rtt(self, seconds: float) -> None:
@@ -178,8 +200,7 @@ class Console:
             self.notice(text)
         else:
             self.failed = True
-            self.err.write(f"hbchat-client: {text}\n")
-            self.err.flush()
+            self.complain(text)
 
     def _command(self, factory: ChatClientFactory, line: str) -> None:
         command, _, rest = line[1:].partition(" ")
@@ -193,6 +214,10 @@ class Console:
                 self.notice("usage: /tell NICK TEXT")
             else:
                 factory.tell(nick, text)
+                # The server sends nothing back for a TELL: show the sender what went out.
+                self.show(f"{stamp(self.clock)} -> *{nick}* {text}")
+                if not factory.connected:
+                    self.notice("not connected: will send when reconnected")
         elif command == "rtt":
             if self.lastRtt is None:
                 self.notice("no round trip measured yet")
@@ -201,7 +226,8 @@ class Console:
         elif command == "quit":
             factory.quit(rest)
         elif command == "help":
-            self.show(HELP)
+            for line in HELP.splitlines():
+                self.show(line)
         else:
             self.notice(f"unknown command /{command}; /help lists them")
 
@@ -282,7 +308,17 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         metavar="N",
         type=int,
         default=None,
-        help="give up after N failed reconnect attempts in a row (default: never on a terminal, 10 from a pipe)",
+        help="give up after N failed reconnect attempts in a row (default: no limit; from a pipe, "
+        "--give-up-after bounds the time instead)",
+    )
+    parser.add_argument(
+        "--give-up-after",
+        metavar="SECONDS",
+        default=None,
+        help="give up (exit status 1) once SECONDS have passed without a connection to the server, counted from "
+        "the start or from when the connection was lost: a dead port, a wrong host, a server that is down or "
+        f"full. The attempt under way is ended then. 'never' to keep trying (default: {PIPE_GIVE_UP_AFTER:g} "
+        "from a pipe, never on a terminal). Every retry line says why the last attempt failed",
     )
     parser.add_argument(
         "--backoff-cap",
@@ -314,6 +350,13 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         parser.error(f"--nick {arguments.nick!r}: use 1 to 32 letters, digits or _-[]{{}}^|")
     if arguments.max_retries is not None and arguments.max_retries < 0:
         parser.error("--max-retries must be 0 or more")
+    if arguments.give_up_after is not None and arguments.give_up_after != "never":
+        try:
+            arguments.give_up_after = parse_seconds("give-up-after", arguments.give_up_after)
+        except ConfigError:
+            parser.error(
+                f"--give-up-after must be a positive number of seconds or 'never', not {arguments.give_up_after!r}"
+            )
     if not arguments.backoff_cap >= 1:
         parser.error("--backoff-cap must be at least 1 second")
     tls_options = [f"--{name}" for name in ("ca", "cert", "key") if getattr(arguments, name) is not None]
@@ -377,21 +420,27 @@ def make_endpoint(reactor: Any, arguments: argparse.Namespace) -> tuple[IStreamC
     return endpoint, None
 
 
+def give_up_after(arguments: argparse.Namespace, interactive: bool) -> float | None:
+    """Seconds without a connection before giving up: --give-up-after, or the default for a pipe; ``None``: never."""
+    value: float | str | None = arguments.give_up_after
+    if value is None:
+        return None if interactive else PIPE_GIVE_UP_AFTER
+    return None if value == "never" else float(value)
+
+
 def run(reactor: Any, arguments: argparse.Namespace) -> Deferred[None]:
     interactive = sys.stdin.isatty()
     endpoint, diagnose = make_endpoint(reactor, arguments)
     console = Console(sys.stdout, sys.stderr, reactor, interactive)
-    max_retries = arguments.max_retries
-    if max_retries is None and not interactive:
-        max_retries = 10
     factory = ChatClientFactory(
         arguments.nick,
         console,
         password=arguments.password,
         backoff=Backoff(cap=arguments.backoff_cap),
-        max_retries=max_retries,
+        max_retries=arguments.max_retries,
         clock=reactor,
         diagnose=diagnose,
+        give_up_after=give_up_after(arguments, interactive),
     )
     console.factory = factory
     StandardIO(InputLines(console), reactor=reactor)

@@ -34,6 +34,7 @@ from hbchat.config import DEFAULT_BURST, DEFAULT_RATE
 from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.interfaces import IChatObserver
 from hbchat.ratelimit import Bucket
+from hbchat.reasons import describe
 from hbchat.sockopts import enable_keepalive
 
 #: Seconds to wait for HELLO before the server is taken for dead (its advertised timeout
@@ -116,6 +117,14 @@ class ChatClientProtocol(HeartbeatProtocol):
     registering = False
     #: A valid HELLO arrived on this connection.
     greeted = False
+    #: This connection resumed our session (its replay ended): the JOIN the server then
+    #: announces for our nick is our own return, not news.
+    resumedSession = False
+    #: For a RESUME: the last event we had seen, the last one the server had assigned when
+    #: it welcomed us back, and how many missed messages the replay has shown so far.
+    resumeFrom = 0
+    welcomeSeq: int | None = None
+    replayedMessages = 0
     #: Why this connection is ending, in words for a person, when we know better than
     #: the transport does (a BYE, a timeout).
     problem: str | None = None
@@ -255,6 +264,7 @@ class EndpointConnector:
         factory.connector = self
 
     def connect(self) -> None:
+        self.factory.connecting()
         attempt = self._attempt = self.endpoint.connect(self.factory)
         attempt.addCallbacks(self._connected, self._failed)
 
@@ -289,6 +299,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         rng: random.Random | None = None,
         outbox_limit: int = 1000,
         diagnose: Diagnose | None = None,
+        give_up_after: float | None = None,
     ) -> None:
         if clock is None:
             from twisted.internet import reactor
@@ -301,6 +312,12 @@ class ChatClientFactory(ReconnectingClientFactory):
         self.password = password
         self.backoff = backoff
         self.maxRetries = max_retries  # type: ignore[assignment]
+        #: Seconds without a connection (since the start, or since the last one ended)
+        #: after which we give up, whatever is under way; ``None``: never.
+        self.giveUpAfter = give_up_after
+        self._countdown: IDelayedCall | None = None
+        #: The connection being set up or in use, if any (for the countdown to end it).
+        self._current: ChatClientProtocol | None = None
         self.rng = rng or random.Random()
         #: Explains transport failures the generic text would not (a TLS alert, say).
         self.diagnose = diagnose
@@ -381,7 +398,8 @@ class ChatClientFactory(ReconnectingClientFactory):
     # --- ReconnectingClientFactory ---
 
     def buildProtocol(self, addr: IAddress) -> ChatClientProtocol:  # type: ignore[override]
-        return ChatClientProtocol(self)
+        protocol = self._current = ChatClientProtocol(self)
+        return protocol
 
     def retry(self, connector: Any = None) -> None:
         """Full jitter instead of the stock Gaussian, and the server's retry hint first."""
@@ -402,7 +420,7 @@ class ChatClientFactory(ReconnectingClientFactory):
             self._retryHint = None
         else:
             self.delay = self.backoff.delay(self._attempt - 1, self.rng)
-        self.observer.reconnecting(self.delay, self._attempt)
+        self.observer.reconnecting(self.delay, self._attempt, self._lastProblem)
 
         def reconnector() -> None:
             self._callID = None
@@ -420,7 +438,7 @@ class ChatClientFactory(ReconnectingClientFactory):
             self._giveUp(diagnosis.text)
             return
         if self.continueTrying:
-            problem = diagnosis.text if diagnosis is not None else reason.getErrorMessage().rstrip(".")
+            problem = diagnosis.text if diagnosis is not None else describe(reason)
             self._lastProblem = f"could not connect: {problem}"
         super().clientConnectionFailed(connector, reason)
 
@@ -443,6 +461,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         session = self.session
         if session.token is not None:
             protocol.resuming = True
+            protocol.resumeFrom = session.last_seq
             protocol.sendLine(b"RESUME %s %d\n" % (session.token, session.last_seq))
         else:
             self._register(protocol)
@@ -463,6 +482,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         self._nickMayBeOurs = False
         if protocol.resuming:
             self.session.token = token
+            protocol.welcomeSeq = seq
             return
         self.session.registered(nick, token, seq)
         # Resend first, so that whoever is told we are registered sees the true backlog.
@@ -470,11 +490,13 @@ class ChatClientFactory(ReconnectingClientFactory):
         self.observer.registered(nick.decode(), False)
 
     def replayEnded(self, protocol: ChatClientProtocol, count: int, complete: bool) -> None:
+        protocol.resumedSession = True
         self._ready(protocol)
         self.observer.registered(self.session.nick.decode(), True)
-        self.observer.resumed(count, complete)
+        self.observer.resumed(protocol.replayedMessages, complete, _missing(protocol, count, complete))
 
     def _ready(self, protocol: ChatClientProtocol) -> None:
+        self._stopCountdown()
         protocol.resuming = False
         protocol.ready = True
         session = self.session
@@ -484,9 +506,14 @@ class ChatClientFactory(ReconnectingClientFactory):
     def event(self, seq: int, kind: bytes, nick: bytes, detail: bytes) -> None:
         if not self.session.isNew(seq):
             return
+        if kind != b"MSG" and nick == self.session.nick and self._ownReturn(kind):
+            return
         name = nick.decode("utf-8", "replace")
         if kind == b"MSG":
             own = self.session.echoed(nick, detail)
+            protocol = self.protocolInstance
+            if protocol is not None and protocol.resuming:
+                protocol.replayedMessages += 1
             self.observer.message(seq, name, detail.decode("utf-8", "replace"), own)
             if own and self._oneAtATime:
                 self._sendOutbox()
@@ -494,6 +521,19 @@ class ChatClientFactory(ReconnectingClientFactory):
             self.observer.joined(seq, name)
         else:
             self.observer.left(seq, name, detail.decode("ascii", "replace"))
+
+    def _ownReturn(self, kind: bytes) -> bool:
+        """
+        Whether our own JOIN or LEFT only tells of our own reconnect: the LEFT of our broken
+        connection replayed on RESUME (the user was told of the loss when it happened), or
+        the JOIN announced once the session is resumed.
+        """
+        protocol = self.protocolInstance
+        if protocol is None:
+            return False
+        if kind == b"LEFT":
+            return protocol.resuming
+        return protocol.resumedSession
 
     def serverError(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
         if code == 404 and protocol.resuming:
@@ -536,6 +576,10 @@ class ChatClientFactory(ReconnectingClientFactory):
             protocol.problem = f"the server closed the connection ({reason})"
 
     def lost(self, protocol: ChatClientProtocol, reason: Failure) -> None:
+        if self._current is protocol:
+            self._current = None
+        if protocol.ready:
+            self.connecting()  # the time without a connection starts now
         if self.protocolInstance is protocol:
             self.protocolInstance = None
             if self._paceCall is not None and self._paceCall.active():
@@ -561,14 +605,38 @@ class ChatClientFactory(ReconnectingClientFactory):
         elif diagnosis is not None:
             self._lastProblem = f"connection lost: {diagnosis.text}"
         else:
-            self._lastProblem = f"connection lost: {reason.getErrorMessage()}"
+            self._lastProblem = f"connection lost: {describe(reason)}"
         if self.continueTrying:
             self.observer.disconnected(self._lastProblem)
             if self.connector is not None:
                 self.clientConnectionLost(self.connector, reason)
 
+    # --- how long we may go without a connection ---
+
+    def connecting(self) -> None:
+        """We are without a connection: start the ``giveUpAfter`` countdown unless it runs already."""
+        if self.giveUpAfter is None or self._countdown is not None or not self.continueTrying:
+            return
+        self._countdown = self.timer.callLater(self.giveUpAfter, self._outOfTime)
+
+    def _stopCountdown(self) -> None:
+        if self._countdown is not None and self._countdown.active():
+            self._countdown.cancel()
+        self._countdown = None
+
+    def _outOfTime(self) -> None:
+        """``giveUpAfter`` seconds without a connection: give up, and end the attempt under way."""
+        self._countdown = None
+        if self.connected or not self.continueTrying:
+            return
+        self._giveUp(f"{self._lastProblem}; gave up after {self.giveUpAfter:g} s without a connection")
+        protocol = self._current
+        if protocol is not None and protocol.transport is not None:
+            protocol.link.abortConnection()
+
     def _giveUp(self, reason: str) -> None:
         """No more attempts; the observer hears of it exactly once."""
+        self._stopCountdown()
         self.stopTrying()
         if self._quitDeadline is not None and self._quitDeadline.active():
             self._quitDeadline.cancel()
@@ -646,6 +714,20 @@ class ChatClientFactory(ReconnectingClientFactory):
     def _send(self, protocol: ChatClientProtocol, line: bytes) -> None:
         self.session.sending(line)
         protocol.sendLine(line + b"\n")
+
+
+def _missing(protocol: ChatClientProtocol, replayed: int, complete: bool) -> int | None:
+    """
+    How many events a replay left out: those between our last one and the server's last
+    one at WELCOME that were not replayed.  ``None`` when that cannot be told (sequence
+    numbers that do not add up, as from a server that started counting again).
+    """
+    if complete:
+        return 0
+    if protocol.welcomeSeq is None:
+        return None
+    missing = protocol.welcomeSeq - protocol.resumeFrom - replayed
+    return missing if missing > 0 else None
 
 
 def _text(text: str) -> bytes:

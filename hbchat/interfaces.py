@@ -31,8 +31,13 @@ class IChatObserver(Interface):
     def users(nicks: list[str]) -> None:
         """The answer to WHO."""
 
-    def resumed(count: int, complete: bool) -> None:
-        """A replay ended; ``complete`` is False when some missed events were lost."""
+    def resumed(count: int, complete: bool, missing: int | None) -> None:
+        """
+        A replay ended, after ``count`` missed messages were reported.  ``complete`` is False
+        when the server's history no longer held every event since our last one; then
+        ``missing`` is how many events (messages, joins, leaves) are gone, or ``None`` when
+        that cannot be told.
+        """
 
     def historyLost() -> None:
         """The server did not know our session any more: we registered afresh."""
@@ -43,8 +48,12 @@ class IChatObserver(Interface):
     def disconnected(reason: str) -> None:
         """The connection ended; a reconnect follows unless we gave up."""
 
-    def reconnecting(delay: float, attempt: int) -> None:
-        """The next attempt is ``delay`` seconds away."""
+    def reconnecting(delay: float, attempt: int, reason: str) -> None:
+        """
+        The next attempt is ``delay`` seconds away; ``reason`` says, in words for a person,
+        why the last attempt failed or the connection ended (``could not connect:
+        connection refused``, ``the server was silent for 90.0s``).
+        """
 
     def gaveUp(reason: str) -> None:
         """No more attempts: ``reason`` says why, in words for a person."""

@@ -202,6 +202,62 @@ class PipeTests(CliTestCase):
         # Two retries after the first attempt, each announced.
         self.assertEqual(sum(1 for line in process.outLines() if "reconnecting in" in line), 2, process.output())
 
+    @inlineCallbacks
+    def test_a_dead_port_is_given_up_on_after_give_up_after_with_the_reason_on_each_line(self) -> Any:
+        started = reactor.seconds()
+        process = self.spawnClient(f"tcp:127.0.0.1:{freePort()}", "--nick", "bot", "--give-up-after", "3")
+        process.process.write(b"lost\n")
+        process.process.closeStdin()
+
+        yield self.waitEnded(process)
+        elapsed = reactor.seconds() - started
+        self.assertEqual(process.exitCode(), 1, process.output())
+        self.assertGreaterEqual(elapsed, 3.0, process.output())
+        self.assertLess(elapsed, 3.0 + DEADLINE / 2, process.output())
+        retries = [line for line in process.outLines() if "reconnecting in" in line]
+        self.assertTrue(retries, process.output())
+        for line in retries:
+            self.assertRegex(
+                line, r"^-- could not connect: connection refused; reconnecting in \d+\.\d s \(attempt \d+\)$"
+            )
+        self.assertEqual(
+            process.errLines(),
+            ["hbchat-client: could not connect: connection refused; gave up after 3 s without a connection"],
+            process.output(),
+        )
+
+
+class EscapeInjectionTests(CliTestCase):
+    #: What a hostile user sends: clear screen, OSC title, OSC 52 clipboard write, BEL, BS,
+    #: NUL, a CR that would overwrite the line with a fake notice, DEL, a C1 CSI, bidi overrides.
+    PAYLOAD = (
+        "\x1b[2J\x1b]0;owned\x07\x1b]52;c;cm0gLXJmIH4=\x07\x07\x08\x08\x00"
+        "x\r-- alice left (quit)\x7f\x9b2J\u202eevil\u2066"
+    )
+    SHOWN = "^[[2J^[]0;owned^G^[]52;c;cm0gLXJmIH4=^G^G^H^H^@x^M-- alice left (quit)^?\\x9b2J<U+202E>evil<U+2066>"
+
+    @inlineCallbacks
+    def test_control_characters_from_another_user_reach_the_terminal_rendered(self) -> Any:
+        _, port = self.startServer(ping=5, timeout=30)
+        process = self.spawnClient(f"tcp:127.0.0.1:{port}", "--nick", "bot")
+        yield self.waitForOutput(process, r"-- connected as bot")
+        mallory: LineClient = yield self.connect(port, "mallory")
+        yield self.register(mallory, "mallory")
+        mallory.sendLine("SAY " + self.PAYLOAD)
+        mallory.sendLine("TELL bot " + self.PAYLOAD)
+
+        said = yield self.waitForOutput(process, rf"{STAMP} <mallory> (?P<text>.*)")
+        told = yield self.waitForOutput(process, rf"{STAMP} \*mallory\* (?P<text>.*)")
+        self.assertEqual(said.group("text"), self.SHOWN, process.output())
+        self.assertEqual(told.group("text"), self.SHOWN, process.output())
+        raw = bytes(process.out).decode("utf-8")
+        obeyed = [
+            char for char in raw if (char < " " and char != "\n") or "\x7f" <= char <= "\x9f" or char in "\u202e\u2066"
+        ]
+        self.assertEqual(obeyed, [], process.output())
+        process.process.closeStdin()
+        yield self.waitEnded(process)
+
 
 class UsageTests(CliTestCase):
     @inlineCallbacks
@@ -225,6 +281,14 @@ class UsageTests(CliTestCase):
         for nick in ["has space", "", "x" * 33, "semi;colon"]:
             yield self.assertUsageError(
                 ["tcp:127.0.0.1:1", "--nick", nick], f"--nick {nick!r}", "1 to 32 letters, digits"
+            )
+
+    @inlineCallbacks
+    def test_bad_give_up_after_values(self) -> Any:
+        for value in ["0", "-1", "soon", "inf", "nan"]:
+            yield self.assertUsageError(
+                ["tcp:127.0.0.1:1", "--nick", "bot", "--give-up-after", value],
+                f"--give-up-after must be a positive number of seconds or 'never', not {value!r}",
             )
 
     @inlineCallbacks

@@ -29,6 +29,7 @@ class RecordingObserver:
         self.events: list[str] = []
         self.messages: list[tuple[int, str, str]] = []
         self.delays: list[float] = []
+        self.retryReasons: list[str] = []
 
     def registered(self, nick: str, resumed: bool) -> None:
         self.events.append(f"registered {nick} resumed={resumed}")
@@ -48,8 +49,8 @@ class RecordingObserver:
     def users(self, nicks: list[str]) -> None:
         self.events.append("users " + " ".join(nicks))
 
-    def resumed(self, count: int, complete: bool) -> None:
-        self.events.append(f"resumed {count} {'complete' if complete else 'partial'}")
+    def resumed(self, count: int, complete: bool, missing: int | None) -> None:
+        self.events.append(f"resumed {count} complete" if complete else f"resumed {count} partial missing={missing}")
 
     def historyLost(self) -> None:
         self.events.append("history lost")
@@ -60,8 +61,9 @@ class RecordingObserver:
     def disconnected(self, reason: str) -> None:
         self.events.append(f"disconnected: {reason}")
 
-    def reconnecting(self, delay: float, attempt: int) -> None:
+    def reconnecting(self, delay: float, attempt: int, reason: str) -> None:
         self.delays.append(delay)
+        self.retryReasons.append(reason)
 
     def gaveUp(self, reason: str) -> None:
         self.events.append(f"gave up: {reason}")
@@ -191,7 +193,7 @@ class ResumeTests(ClientTestCase):
         self.network.cut()
         dave.sendLine("SAY during")
         self.network.advance(2)  # the backoff's first delay is below 1 s
-        self.assertIn("resumed 2 complete", self.observer.events)
+        self.assertIn("resumed 1 complete", self.observer.events)
         self.assertEqual([text for _, _, text in self.observer.messages], ["before", "during"])
 
     def test_lines_lost_in_flight_are_sent_again_and_delivered_ones_are_not(self) -> None:
@@ -237,7 +239,26 @@ class ResumeTests(ClientTestCase):
         for n in range(5):
             dave.sendLine(f"SAY {n}")
         self.network.advance(2)
-        self.assertIn("resumed 2 partial", observer.events)
+        # JOIN dave (2), our LEFT (3) and MSGs 0 to 2 (4 to 6) fell out of the 2-event history.
+        self.assertIn("resumed 2 partial missing=5", observer.events)
+
+    def test_our_own_leave_and_return_are_not_reported_on_resume(self) -> None:
+        dave = self.server.registered("dave")
+        self.network.cut()
+        dave.sendLine("SAY during")
+        self.network.advance(2)
+        self.assertIn("resumed 1 complete", self.observer.events)  # JOIN dave, our LEFT, MSG dave: 1 message
+        resumed = self.observer.events.index("registered carol resumed=True")
+        self.assertNotIn("left carol error", self.observer.events)
+        self.assertNotIn("joined carol", self.observer.events[resumed:])
+        self.assertEqual(self.observer.messages[-1][1:], ("dave", "during"))
+
+    def test_others_leaving_and_joining_during_our_absence_are_still_reported(self) -> None:
+        self.network.cut()
+        self.server.registered("dave").sendLine("QUIT")
+        self.network.advance(2)
+        self.assertIn("joined dave", self.observer.events)
+        self.assertIn("left dave quit", self.observer.events)
 
     def test_events_already_seen_are_not_reported_again(self) -> None:
         protocol = self.factory.protocolInstance
@@ -417,7 +438,7 @@ class PartialReplayTests(SynchronousTestCase):
             pump.serverIO.bufferReceived(pump.clientIO.getOutBuffer())
         network.cut()  # LEFT 5
         network.advance(2)
-        self.assertIn("resumed 2 partial", observer.events)
+        self.assertIn("resumed 1 partial missing=1", observer.events)  # y shown; MSG 3 (x) gone
         said = [line for line in watcher.received() if line.startswith(b"MSG")]
         self.assertEqual(said, [b"MSG 3 carol x", b"MSG 4 carol y"])
         self.assertTrue(factory.session.idle)
@@ -607,3 +628,83 @@ class TellLengthTests(ClientTestCase):
         self.factory.say("after the tell")
         self.network.flush()
         self.assertEqual(self.ownTexts(self.observer), ["after the tell"])
+
+
+class GiveUpAfterTests(ClientTestCase):
+    """Issue #15 item 8: how long the client goes without a connection is bounded, and each retry says why."""
+
+    def unreachableClient(self, give_up_after: float) -> tuple[ChatClientFactory, RecordingObserver]:
+        observer = RecordingObserver()
+        self.network.reachable = False
+        factory = ChatClientFactory(
+            "gina", observer, clock=self.server.clock, rng=random.Random(5), give_up_after=give_up_after
+        )
+        EndpointConnector(self.network, factory).connect()
+        return factory, observer
+
+    def passTime(self, seconds: float) -> None:
+        """Let time pass in small steps, so that each retry scheduled meanwhile is made."""
+        for _ in range(round(seconds * 4)):
+            self.server.advance(0.25)  # exact in binary: the steps add up to exactly ``seconds``
+
+    def test_each_retry_says_why_the_attempt_failed(self) -> None:
+        _, observer = self.unreachableClient(60)
+        self.passTime(30)
+        self.assertGreater(len(observer.retryReasons), 2)
+        for reason in observer.retryReasons:
+            self.assertEqual(reason, "could not connect: connection refused")
+
+    def test_an_unreachable_server_is_given_up_on_after_the_time(self) -> None:
+        _, observer = self.unreachableClient(20)
+        self.passTime(19.75)
+        self.assertFalse([event for event in observer.events if event.startswith("gave up")])
+        self.passTime(0.25)
+        self.assertEqual(
+            observer.events[-1],
+            "gave up: could not connect: connection refused; gave up after 20 s without a connection",
+        )
+        retries = len(observer.delays)
+        self.passTime(600)
+        self.assertEqual(len(observer.delays), retries)
+        self.assertEqual(len([event for event in observer.events if event.startswith("gave up")]), 1)
+
+    def test_the_time_counts_from_when_the_connection_was_lost(self) -> None:
+        observer = RecordingObserver()
+        factory = self.makeClient("gina", observer, give_up_after=20)
+        self.network.advance(100)
+        self.assertTrue(factory.connected)
+        self.network.reachable = False
+        self.network.cut()
+        self.passTime(19)
+        self.assertFalse([event for event in observer.events if event.startswith("gave up")])
+        self.passTime(1)
+        self.assertTrue(observer.events[-1].startswith("gave up: could not connect"), observer.events)
+        self.assertTrue(observer.events[-1].endswith("gave up after 20 s without a connection"), observer.events)
+
+    def test_a_connection_that_comes_back_in_time_stops_the_countdown(self) -> None:
+        observer = RecordingObserver()
+        factory = self.makeClient("gina", observer, give_up_after=20)
+        self.network.cut()
+        self.network.advance(5)
+        self.assertTrue(factory.connected)
+        self.network.advance(100)
+        self.assertTrue(factory.connected)
+        self.assertFalse([event for event in observer.events if event.startswith("gave up")])
+
+    def test_an_attempt_still_under_way_is_ended_at_the_time(self) -> None:
+        observer = RecordingObserver()
+        factory = ChatClientFactory("gina", observer, clock=self.server.clock, give_up_after=5)
+        EndpointConnector(self.network, factory).connect()
+        self.passTime(5)  # nothing is flushed: the server never greets
+        self.assertEqual(observer.events[-1], "gave up: could not connect; gave up after 5 s without a connection")
+        self.assertTrue(self.network.pumps[-1].clientIO.disconnecting)
+        self.passTime(600)
+        self.assertEqual(observer.delays, [])
+
+    def test_without_a_time_the_client_keeps_trying(self) -> None:
+        self.network.reachable = False
+        observer = RecordingObserver()
+        EndpointConnector(self.network, ChatClientFactory("hank", observer, clock=self.server.clock)).connect()
+        self.passTime(3600)
+        self.assertFalse([event for event in observer.events if event.startswith("gave up")])
+        self.assertGreater(len(observer.delays), 100)

@@ -144,7 +144,7 @@ class WatchingObserver:
     def users(self, nicks: list[str]) -> None:
         self._note("users " + " ".join(nicks))
 
-    def resumed(self, count: int, complete: bool) -> None:
+    def resumed(self, count: int, complete: bool, missing: int | None) -> None:
         self._note(f"resumed {count} {'complete' if complete else 'partial'}")
 
     def historyLost(self) -> None:
@@ -157,7 +157,7 @@ class WatchingObserver:
         self.disconnects.append((reactor.seconds(), reason))
         self._note(f"disconnected: {reason}")
 
-    def reconnecting(self, delay: float, attempt: int) -> None:
+    def reconnecting(self, delay: float, attempt: int, reason: str) -> None:
         self._note(f"reconnecting in {delay:.2f}s (attempt {attempt})")
 
     def gaveUp(self, reason: str) -> None:

@@ -101,6 +101,14 @@ class OptionsTests(SynchronousTestCase):
             error = self.assertRaises(usage.UsageError, parse, *arguments)
             self.assertIn(option, str(error), arguments)
 
+    def test_a_checker_that_cannot_be_made_names_auth_not_an_unexpected_error(self) -> None:
+        for description, cause in [
+            ("memory:alice", "argstring must be in format U:P:..."),
+            ("hbpasswd:/nonexistent/passwd", "no such file"),
+        ]:
+            error = str(self.assertRaises(usage.UsageError, parse, "--auth", description))
+            self.assertEqual(error, f"--auth {description}: {cause}")
+
     def test_twistd_options_print_one_line_and_exit_1(self) -> None:
         stderr = io.StringIO()
         self.patch(sys, "stderr", stderr)
