@@ -8,7 +8,6 @@ event is encoded once and every connection gets one write per reactor turn.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from typing import Protocol, cast
 
@@ -30,6 +29,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from hbchat import wire
+from hbchat.addresses import describe_peer, limited_host
 from hbchat.backpressure import Backpressure, set_high_water
 from hbchat.config import ServerConfig
 from hbchat.fanout import Fanout
@@ -70,31 +70,6 @@ class Gate(Protocol):
 
 def _unconnected(data: bytes) -> None:
     raise RuntimeError("not connected")
-
-
-def limited_host(address: IAddress) -> str | None:
-    """
-    The address a connection counts against for --max-per-ip; None for loopback and UNIX
-    sockets, which are exempt (behind a local proxy every client would share 127.0.0.1).
-    """
-    host = getattr(address, "host", None)
-    if not isinstance(host, str):
-        return None
-    try:
-        if ipaddress.ip_address(host.split("%", 1)[0]).is_loopback:
-            return None
-    except ValueError:
-        pass
-    return host
-
-
-def describe_peer(address: IAddress) -> str:
-    host = getattr(address, "host", None)
-    port = getattr(address, "port", None)
-    if host is not None and port is not None:
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    name = getattr(address, "name", None)
-    return f"unix:{name.decode(errors='replace') if isinstance(name, bytes) else name or '?'}"
 
 
 @implementer(IPushProducer, IHandshakeListener)

@@ -110,7 +110,8 @@ class ServerOptions(AuthOptionMixin, usage.Options):
             "max-per-ip",
             None,
             DEFAULTS.max_per_ip,
-            "Most connections from one IP address; more are told ERR 503 (loopback and UNIX sockets are exempt).",
+            "Most connections from one IP address; more are told ERR 503 (loopback and UNIX sockets are exempt;"
+            " an IPv4 client of a dual-stack listener, ::ffff:a.b.c.d, counts as a.b.c.d).",
             _coerce(parse_count, "max-per-ip"),
         ],
         [
