@@ -21,6 +21,7 @@ from twisted.internet.interfaces import IAddress, IListeningPort, IProtocolFacto
 from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
+from hbchat.activation import with_real_family
 from hbchat.config import with_listen_backlog
 from hbchat.server import ChatFactory, ChatServerProtocol
 from hbchat.tls import ServerTLS
@@ -116,7 +117,8 @@ def listener_service(
     endpoint: IStreamServerEndpoint
     factory: IProtocolFactory
     if tls is None:
-        endpoint, factory = serverFromString(reactor, with_listen_backlog(description)), listener
+        endpoint = with_real_family(serverFromString(reactor, with_listen_backlog(description)), description)
+        factory = listener
     else:
         endpoint, factory = tls.endpoint(reactor), tls.wrap(listener)
     service = StreamServerEndpointService(_RecordingEndpoint(endpoint, listener), factory)
