@@ -65,6 +65,7 @@ CLOSE_REASONS = (
     "unauthorized",
     "kicked",
     "tls_error",
+    "evicted",
 )
 
 _CLOSING_LINES = {
@@ -74,6 +75,7 @@ _CLOSING_LINES = {
     wire.ERR_LINE_TOO_LONG: "line_too_long",
     wire.ERR_SERVER_FULL: "full",
     wire.ERR_TOO_MANY_FROM_ADDRESS: "full",
+    wire.ERR_TOO_MANY_REGISTERING: "evicted",
     wire.ERR_UNAUTHORIZED: "unauthorized",
     wire.BYE_KICKED: "kicked",
 }
@@ -121,6 +123,8 @@ class ServerStats:
         self.rateLimited = 0
         #: Times accepting was paused because --max-handshakes connections were registering.
         self.acceptPauses = 0
+        #: Connections closed unregistered to admit a newcomer (--max-handshakes full).
+        self.evictions = 0
         #: Round trips of answered PINGs, in seconds.
         self.rtt = Histogram(RTT_BUCKETS)
         #: What closed connections counted; open ones still hold theirs.

@@ -178,6 +178,8 @@ ERR_ERRONEOUS_NICKNAME = err(432, "erroneous nickname")
 ERR_NICK_IN_USE = err(433, "nick in use")
 ERR_SERVER_FULL = err(503, "server full")
 ERR_TOO_MANY_FROM_ADDRESS = err(503, "too many connections from your address")
+#: Closed unregistered to admit a newcomer: --max-handshakes was full (hbchat.handshakes).
+ERR_TOO_MANY_REGISTERING = err(503, "too many connections registering")
 
 
 #: Verbs a client may send at all; ERR 429 names the one it refused, any other line is a "line".

@@ -1,0 +1,94 @@
+"""
+The handshake room: the connections between accept and registration (``--max-handshakes``).
+
+A full room used to stop accepting until one of its connections registered or reached
+``--register-timeout``.  Connections that never register (a slowloris) then held every
+place for the whole timeout, batch after batch, while a legitimate newcomer waited in the
+listen queue behind all of them: 10,000 such connections from one (loopback, so exempt)
+address delayed logins by 11-36 s.  Now a full room makes way: each connection accepted
+while it is full closes the oldest one still registering, once that one has had
+:data:`EVICTION_GRACE` seconds to say NICK.  The queue then moves at ``--max-handshakes``
+connections per grace period at the least, not per ``--register-timeout``.
+
+A connection whose password is being checked is never closed to make way (its NICK came
+in time); neither is one that got in less than the grace ago.  This module is pure logic:
+it keeps the order and the times, and says who makes way; the factory does the closing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+#: Seconds a new connection keeps its place in a full room, whatever comes after it: time
+#: enough to receive HELLO and answer NICK (on loopback, milliseconds).
+EVICTION_GRACE = 0.25
+
+#: At most this many evictions are counted ahead (the room offered to the listeners); the
+#: count is taken again at every accept, so this only bounds the work of one count.
+LOOKAHEAD = 64
+
+T = TypeVar("T", bound=Hashable)
+
+
+class HandshakeRoom(Generic[T]):
+    """
+    Connections still registering, oldest first, at most ``capacity`` of them once the
+    oldest have made way.  ``mayMakeWay(connection)`` says whether one could be closed
+    now (False while its password is checked).
+    """
+
+    def __init__(self, capacity: int, grace: float, mayMakeWay: Callable[[T], bool]) -> None:  # noqa: N803
+        self.capacity = capacity
+        self.grace = grace
+        self._mayMakeWay = mayMakeWay
+        #: Connection -> when it came in; dicts keep insertion order, so the oldest is first.
+        self._entered: dict[T, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._entered)
+
+    def __contains__(self, connection: object) -> bool:
+        return connection in self._entered
+
+    def enter(self, connection: T, now: float) -> None:
+        self._entered[connection] = now
+
+    def leave(self, connection: T) -> None:
+        self._entered.pop(connection, None)
+
+    def _candidates(self, now: float) -> list[T]:
+        """The oldest connections that may make way now (at most LOOKAHEAD of them)."""
+        found: list[T] = []
+        for connection, entered in self._entered.items():
+            if now - entered < self.grace:
+                break  # everyone after it came in later still
+            if self._mayMakeWay(connection):
+                found.append(connection)
+                if len(found) >= LOOKAHEAD:
+                    break
+        return found
+
+    def room(self, now: float) -> int:
+        """How many more connections may be accepted now: free places, plus those that would make way."""
+        free = self.capacity - len(self._entered)
+        if free > 0:
+            return free
+        return free + len(self._candidates(now))
+
+    def overflow(self, now: float) -> list[T]:
+        """The connections to close now so that the room holds ``capacity`` again (oldest first)."""
+        over = len(self._entered) - self.capacity
+        if over <= 0:
+            return []
+        return self._candidates(now)[:over]
+
+    def nextWayAt(self) -> float | None:
+        """
+        When the oldest connection that may make way will have had its grace: the time to
+        look again at a full room (None: none may, e.g. all are having passwords checked).
+        """
+        for connection, entered in self._entered.items():
+            if self._mayMakeWay(connection):
+                return entered + self.grace
+        return None
