@@ -6,9 +6,9 @@ A full room used to stop accepting until one of its connections registered or re
 place for the whole timeout, batch after batch, while a legitimate newcomer waited in the
 listen queue behind all of them: 10,000 such connections from one (loopback, so exempt)
 address delayed logins by 11-36 s.  Now a full room makes way: each connection accepted
-while it is full closes the oldest one still registering, once that one has had
-:data:`EVICTION_GRACE` seconds to say NICK.  The queue then moves at ``--max-handshakes``
-connections per grace period at the least, not per ``--register-timeout``.
+while it is full closes the oldest one still registering, once that one has had its grace
+(:func:`eviction_grace`) to say NICK.  The queue then moves at ``--max-handshakes``
+connections per grace at the least, not per ``--register-timeout``.
 
 A connection whose password is being checked is never closed to make way (its NICK came
 in time); neither is one that got in less than the grace ago.  This module is pure logic:
@@ -20,9 +20,30 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-#: Seconds a new connection keeps its place in a full room, whatever comes after it: time
-#: enough to receive HELLO and answer NICK (on loopback, milliseconds).
-EVICTION_GRACE = 0.25
+from hbchat.config import LISTEN_BACKLOG
+
+#: The longest grace: a new connection keeps its place in a full room for this long,
+#: whatever comes after it: enough to receive HELLO and answer NICK (on loopback,
+#: milliseconds; over a link of up to about 200 ms round trip).  Longer, and a flood of
+#: more silent connections than the listen queue holds keeps the room full for longer than
+#: a client's SYN retries take (10,000 silent connections at 1 s: logins took up to 11 s).
+MAX_GRACE = 0.25
+
+#: The shortest grace, whatever the settings.
+MIN_GRACE = 0.1
+
+
+def eviction_grace(register_timeout: float, capacity: int, backlog: int = LISTEN_BACKLOG) -> float:
+    """
+    Seconds a connection keeps its place in a full room: ``MAX_GRACE``, or less where a
+    newcomer behind a full listen queue (``backlog`` connections, all silent) would
+    otherwise wait more than half of ``register_timeout`` for its HELLO (the queue moves
+    ``capacity`` connections per grace), but not under ``MIN_GRACE``.  With the defaults
+    (10 s, 500, 1024) it is 0.25 s: a newcomer waits at most about 0.5 s.
+    """
+    fitting = register_timeout * capacity / (2 * backlog)
+    return max(MIN_GRACE, min(MAX_GRACE, fitting))
+
 
 #: At most this many evictions are counted ahead (the room offered to the listeners); the
 #: count is taken again at every accept, so this only bounds the work of one count.

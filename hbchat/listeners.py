@@ -69,6 +69,27 @@ class Listener(Factory):
             self._paused = False
             port.startReading()
 
+    def boundBatches(self, port: Any) -> None:
+        """
+        Size each of ``port``'s accept batches to the room at its start.  After a batch that
+        used up its ``numberAccepts``, Twisted adds 20 to it, past what :meth:`acceptAtMost`
+        allowed, while we still accept (a full room that made way keeps accepting): the next
+        batch would then overfill --max-handshakes by up to 20.
+        """
+        read = getattr(port, "doRead", None)
+        if read is None or not isinstance(getattr(port, "numberAccepts", None), int):
+            return
+
+        def doRead() -> Any:
+            room = self.chat.handshakeRoom()
+            if room <= 0:
+                self.acceptAtMost(0)
+                return None
+            port.numberAccepts = room
+            return read()
+
+        port.doRead = doRead
+
     def buildProtocol(self, addr: IAddress | None) -> ChatServerProtocol:  # type: ignore[override]
         self.accepted += 1
         protocol = self.chat.buildProtocol(addr)
@@ -99,6 +120,7 @@ class _RecordingEndpoint:
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:  # noqa: N803
         def listening(port: IListeningPort) -> IListeningPort:
             self.listener.port = port
+            self.listener.boundBatches(port)
             self.listener.acceptAtMost(self.listener.chat.handshakeRoom())
             return port
 

@@ -33,7 +33,7 @@ from hbchat.addresses import describe_peer, limited_host
 from hbchat.backpressure import Backpressure, set_high_water
 from hbchat.config import ServerConfig
 from hbchat.fanout import Fanout
-from hbchat.handshakes import EVICTION_GRACE, HandshakeRoom
+from hbchat.handshakes import HandshakeRoom, eviction_grace
 from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.history import History
 from hbchat.lag import ReactorLag
@@ -631,7 +631,9 @@ class ChatFactory(ServerFactory):
         #: Connections admitted and not yet registered (TLS handshake, NICK, password check),
         #: oldest first; when full, the oldest make way for newcomers (hbchat.handshakes).
         self.handshakes: HandshakeRoom[ChatServerProtocol] = HandshakeRoom(
-            config.max_handshakes, EVICTION_GRACE, ChatServerProtocol.mayMakeWay
+            config.max_handshakes,
+            eviction_grace(config.register_timeout, config.max_handshakes),
+            ChatServerProtocol.mayMakeWay,
         )
         #: When accepting is paused, the moment the oldest may make way (and accepting resumes).
         self._makeWayCall: IDelayedCall | None = None

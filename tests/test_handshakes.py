@@ -1,6 +1,6 @@
 """
 --max-handshakes: at most N connections between accept and registration; more wait in the
-listen queue, and once the oldest has had EVICTION_GRACE seconds, each newcomer closes it.
+listen queue, and once the oldest has had its grace (eviction_grace), each newcomer closes it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.handshakes import EVICTION_GRACE, HandshakeRoom
+from hbchat.handshakes import MAX_GRACE, MIN_GRACE, HandshakeRoom, eviction_grace
 from hbchat.testing import FakeServer
 from tests.test_integration import DEADLINE, ChatTestCase, LineClient, tcpPortOf, within
 
@@ -136,6 +136,23 @@ class HandshakeRoomTests(SynchronousTestCase):
         self.assertEqual((len(self.room), self.room.room(0.1)), (1, 1))
 
 
+class GraceTests(SynchronousTestCase):
+    def test_the_defaults_give_a_second(self) -> None:
+        self.assertEqual(eviction_grace(10, 500), MAX_GRACE)
+
+    def test_a_small_room_gets_a_grace_that_moves_a_full_queue_within_half_the_register_timeout(self) -> None:
+        grace = eviction_grace(10, 40)
+        self.assertLess(grace, MAX_GRACE)
+        self.assertAlmostEqual(1024 / 40 * grace, 5.0)
+
+    def test_the_grace_has_a_floor(self) -> None:
+        self.assertEqual(eviction_grace(10, 2), MIN_GRACE)
+
+
+#: The grace of MakingWayTests' server (--register-timeout 10, --max-handshakes 2).
+GRACE = eviction_grace(10, 2)
+
+
 class MakingWayTests(SynchronousTestCase):
     """The factory with a full room, on a Clock."""
 
@@ -146,16 +163,16 @@ class MakingWayTests(SynchronousTestCase):
 
     def test_a_full_room_pauses_accepting_until_the_oldest_has_had_its_grace(self) -> None:
         self.server.connect()
-        self.server.advance(0.1)
+        self.server.advance(GRACE / 2)
         self.server.connect()
         self.assertTrue(self.gate.paused)
-        self.server.advance(EVICTION_GRACE - 0.1)
+        self.server.advance(GRACE / 2)
         self.assertEqual(self.gate.allowed, 1)
 
     def test_a_newcomer_to_a_full_room_closes_the_oldest_with_err_503(self) -> None:
         first = self.server.connect()
         second = self.server.connect()
-        self.server.advance(EVICTION_GRACE)
+        self.server.advance(GRACE)
         third = self.server.connect()
         self.assertEqual(first.received()[-1], b"ERR 503 too many connections registering")
         self.assertTrue(first.closing)
@@ -176,7 +193,7 @@ class MakingWayTests(SynchronousTestCase):
         checked = server.connect()
         checked.sendLine("NICK alice secret")
         silent = server.connect()
-        server.advance(EVICTION_GRACE)
+        server.advance(GRACE)
         server.connect()
         self.assertFalse(checked.closing)
         self.assertTrue(silent.closing)
@@ -185,7 +202,7 @@ class MakingWayTests(SynchronousTestCase):
         alice = self.server.registered("alice")
         self.server.connect()
         self.server.connect()
-        self.server.advance(EVICTION_GRACE)
+        self.server.advance(GRACE)
         self.server.connect()
         self.assertFalse(alice.closing)
 
@@ -213,7 +230,7 @@ class ListenQueueTests(ChatTestCase):
         second = yield self.connect(port, "second")
         yield second.waitForLine(r"HELLO .*")
         # The kernel completes the TCP handshake; the server accepts it once the oldest
-        # silent connection has had its EVICTION_GRACE (not --register-timeout, 60 s here).
+        # silent connection has had its grace (0.1 s here; not --register-timeout, 60 s).
         third = yield self.connect(port, "third")
         yield third.waitForLine(r"HELLO .*")
         yield first.waitForLine(r"ERR 503 too many connections registering")
