@@ -82,8 +82,8 @@ class Listener(Factory):
 
         def doRead() -> Any:
             room = self.chat.handshakeRoom()
-            if room <= 0:
-                self.acceptAtMost(0)
+            if room <= 0:  # e.g. the oldest's password check began: pause until one may make way
+                self.chat.roomChanged()
                 return None
             port.numberAccepts = room
             return read()

@@ -717,6 +717,10 @@ class ChatFactory(ServerFactory):
         """
         return self.handshakes.room(self.clock.seconds())
 
+    def roomChanged(self) -> None:
+        """Tell the listeners how many they may accept now (none: paused, until the oldest may make way)."""
+        self._openGates()
+
     def _openGates(self) -> None:
         """
         Let the listeners accept only as many connections as --max-handshakes has room
