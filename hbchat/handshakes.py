@@ -7,8 +7,9 @@ place for the whole timeout, batch after batch, while a legitimate newcomer wait
 listen queue behind all of them: 10,000 such connections from one (loopback, so exempt)
 address delayed logins by 11-36 s.  Now a full room makes way: each connection accepted
 while it is full closes the oldest one still registering, once that one has had its grace
-(:func:`eviction_grace`) to say NICK.  The queue then moves at ``--max-handshakes``
-connections per grace at the least, not per ``--register-timeout``.
+(:class:`HandshakeRoom`: from :func:`eviction_grace` to :func:`longest_grace`) to say
+NICK.  The queue then moves at ``--max-handshakes`` connections per grace at the least,
+not per ``--register-timeout``.
 
 A connection whose password is being checked is never closed to make way (its NICK came
 in time); neither is one that got in less than the grace ago.  This module is pure logic:
@@ -17,6 +18,7 @@ it keeps the order and the times, and says who makes way; the factory does the c
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -45,6 +47,20 @@ def eviction_grace(register_timeout: float, capacity: int, backlog: int = LISTEN
     return max(MIN_GRACE, min(MAX_GRACE, fitting))
 
 
+def longest_grace(register_timeout: float, capacity: int, backlog: int = LISTEN_BACKLOG) -> float:
+    """
+    The most a grace may grow to when registrations are slow (a reconnect storm): as long
+    as a newcomer behind a full listen queue still waits at most half of
+    ``register_timeout``, and never under :func:`eviction_grace`.  2.44 s with the defaults.
+    """
+    fitting = register_timeout * capacity / (2 * backlog)
+    return max(eviction_grace(register_timeout, capacity, backlog), fitting)
+
+
+#: Registrations whose durations (accept to WELCOME) set the grace.
+RECENT = 64
+
+
 #: At most this many evictions are counted ahead (the room offered to the listeners); the
 #: count is taken again at every accept, so this only bounds the work of one count.
 LOOKAHEAD = 64
@@ -57,12 +73,29 @@ class HandshakeRoom(Generic[T]):
     Connections still registering, oldest first, at most ``capacity`` of them once the
     oldest have made way.  ``mayMakeWay(connection)`` says whether one could be closed
     now (False while its password is checked).
+
+    The grace adapts to how long registrations take: twice the 90th percentile of the last
+    :data:`RECENT` ones (from accept to WELCOME), between ``grace`` and ``longest``.  When
+    the room is full of clients that are only slow (a reconnect storm: a loaded server and
+    loaded clients), they keep their places longer and are not made to start over; silent
+    connections never register, so they cannot lengthen it but by registering slowly
+    themselves, and ``longest`` still bounds a newcomer's wait.
     """
 
-    def __init__(self, capacity: int, grace: float, mayMakeWay: Callable[[T], bool]) -> None:  # noqa: N803
+    def __init__(
+        self,
+        capacity: int,
+        grace: float,
+        mayMakeWay: Callable[[T], bool],  # noqa: N803
+        longest: float | None = None,
+    ) -> None:
         self.capacity = capacity
+        self.shortest = grace
+        self.longest = grace if longest is None else max(grace, longest)
+        #: Seconds a connection keeps its place in a full room, now.
         self.grace = grace
         self._mayMakeWay = mayMakeWay
+        self._recent: deque[float] = deque(maxlen=RECENT)
         #: Connection -> when it came in; dicts keep insertion order, so the oldest is first.
         self._entered: dict[T, float] = {}
 
@@ -75,8 +108,15 @@ class HandshakeRoom(Generic[T]):
     def enter(self, connection: T, now: float) -> None:
         self._entered[connection] = now
 
-    def leave(self, connection: T) -> None:
-        self._entered.pop(connection, None)
+    def leave(self, connection: T, registeredAt: float | None = None) -> None:  # noqa: N803
+        """``connection`` is out: ended, or registered at ``registeredAt`` (which sets the grace)."""
+        entered = self._entered.pop(connection, None)
+        if entered is None or registeredAt is None:
+            return
+        self._recent.append(registeredAt - entered)
+        ordered = sorted(self._recent)
+        p90 = ordered[min(len(ordered) - 1, (len(ordered) * 9) // 10)]
+        self.grace = min(self.longest, max(self.shortest, 2 * p90))
 
     def _candidates(self, now: float) -> list[T]:
         """The oldest connections that may make way now (at most LOOKAHEAD of them)."""

@@ -33,7 +33,7 @@ from hbchat.addresses import describe_peer, limited_host
 from hbchat.backpressure import Backpressure, set_high_water
 from hbchat.config import ServerConfig
 from hbchat.fanout import Fanout
-from hbchat.handshakes import HandshakeRoom, eviction_grace
+from hbchat.handshakes import HandshakeRoom, eviction_grace, longest_grace
 from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.history import History
 from hbchat.lag import ReactorLag
@@ -634,6 +634,7 @@ class ChatFactory(ServerFactory):
             config.max_handshakes,
             eviction_grace(config.register_timeout, config.max_handshakes),
             ChatServerProtocol.mayMakeWay,
+            longest_grace(config.register_timeout, config.max_handshakes),
         )
         #: When accepting is paused, the moment the oldest may make way (and accepting resumes).
         self._makeWayCall: IDelayedCall | None = None
@@ -707,7 +708,7 @@ class ChatFactory(ServerFactory):
     def handshakeOver(self, protocol: ChatServerProtocol) -> None:
         """``protocol`` registered (or ended): one handshake fewer under way."""
         protocol.handshaking = False
-        self.handshakes.leave(protocol)
+        self.handshakes.leave(protocol, None if protocol.nick is None else self.clock.seconds())
         self._openGates()
 
     def handshakeRoom(self) -> int:

@@ -150,8 +150,9 @@ class ServerOptions(AuthOptionMixin, usage.Options):
             None,
             DEFAULTS.max_handshakes,
             "Most connections between accept and registration (TLS handshake included) at once; further ones wait "
-            "in the listen queue, and once the oldest unregistered one has had its grace (0.25 s; less if"
-            " --register-timeout x --max-handshakes < 512 s, at least 0.1 s), each one accepted closes it "
+            "in the listen queue, and once the oldest unregistered one has had its grace (twice the 90th percentile "
+            "of recent registration times, 0.25 s to --register-timeout x --max-handshakes / 2048 s), each one "
+            "accepted closes it "
             "(ERR 503 too many connections registering; never one whose password is being checked).",
             _coerce(parse_count, "max-handshakes"),
         ],

@@ -13,7 +13,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.handshakes import MAX_GRACE, MIN_GRACE, HandshakeRoom, eviction_grace
+from hbchat.handshakes import MAX_GRACE, MIN_GRACE, HandshakeRoom, eviction_grace, longest_grace
 from hbchat.testing import FakeServer
 from tests.test_integration import DEADLINE, ChatTestCase, LineClient, tcpPortOf, within
 
@@ -147,6 +147,46 @@ class GraceTests(SynchronousTestCase):
 
     def test_the_grace_has_a_floor(self) -> None:
         self.assertEqual(eviction_grace(10, 2), MIN_GRACE)
+
+    def test_slow_registrations_may_lengthen_it_to_half_the_register_timeout_behind_a_full_queue(self) -> None:
+        self.assertAlmostEqual(1024 / 500 * longest_grace(10, 500), 5.0)
+        self.assertEqual(longest_grace(10, 2), MIN_GRACE)
+
+
+class AdaptiveGraceTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.room: HandshakeRoom[int] = HandshakeRoom(500, 0.25, lambda n: True, longest=2.0)
+
+    def registerAfter(self, seconds: float, count: int = 20) -> None:
+        for n in range(count):
+            self.room.enter(n, 100.0)
+            self.room.leave(n, 100.0 + seconds)
+
+    def test_quick_registrations_keep_the_shortest_grace(self) -> None:
+        self.registerAfter(0.01)
+        self.assertEqual(self.room.grace, 0.25)
+
+    def test_slow_registrations_lengthen_the_grace_to_twice_their_duration(self) -> None:
+        self.registerAfter(0.6)
+        self.assertAlmostEqual(self.room.grace, 1.2)
+
+    def test_the_grace_grows_no_longer_than_the_longest(self) -> None:
+        self.registerAfter(5.0)
+        self.assertEqual(self.room.grace, 2.0)
+
+    def test_connections_that_end_unregistered_do_not_count(self) -> None:
+        for n in range(20):
+            self.room.enter(n, 100.0)
+            self.room.leave(n)
+        self.assertEqual(self.room.grace, 0.25)
+
+    def test_a_longer_grace_keeps_the_oldest_in_its_place_longer(self) -> None:
+        self.registerAfter(0.6)
+        room: HandshakeRoom[int] = self.room
+        room.capacity = 1
+        room.enter(1000, 200.0)
+        self.assertEqual(room.room(200.5), 0)
+        self.assertEqual(room.room(201.2), 1)
 
 
 #: The grace of MakingWayTests' server (--register-timeout 10, --max-handshakes 2).
