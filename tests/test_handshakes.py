@@ -222,9 +222,12 @@ class MakingWayTests(SynchronousTestCase):
         self.assertEqual(self.server.factory.stats.evictions, 1)
 
     def test_a_connection_closed_to_make_way_is_counted_as_evicted(self) -> None:
-        from hbchat.stats import closing_reason
-
-        self.assertEqual(closing_reason(b"HELLO x\nERR 503 too many connections registering\n"), "evicted")
+        first = self.server.connect()
+        self.server.connect()
+        self.server.advance(GRACE)
+        self.server.connect()
+        first.lose()
+        self.assertEqual(self.server.factory.stats.closes["evicted"], 1)
 
     def test_a_connection_whose_password_is_being_checked_keeps_its_place(self) -> None:
         from tests.test_auth import PendingChecker
