@@ -21,6 +21,7 @@ from twisted.internet.interfaces import IAddress, IListeningPort, IProtocolFacto
 from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
+from hbchat.activation import with_real_family
 from hbchat.config import with_listen_backlog
 from hbchat.server import ChatFactory, ChatServerProtocol
 from hbchat.tls import ServerTLS
@@ -68,6 +69,27 @@ class Listener(Factory):
             self._paused = False
             port.startReading()
 
+    def boundBatches(self, port: Any) -> None:
+        """
+        Size each of ``port``'s accept batches to the room at its start.  After a batch that
+        used up its ``numberAccepts``, Twisted adds 20 to it, past what :meth:`acceptAtMost`
+        allowed, while we still accept (a full room that made way keeps accepting): the next
+        batch would then overfill --max-handshakes by up to 20.
+        """
+        read = getattr(port, "doRead", None)
+        if read is None or not isinstance(getattr(port, "numberAccepts", None), int):
+            return
+
+        def doRead() -> Any:
+            room = self.chat.handshakeRoom()
+            if room <= 0:  # e.g. the oldest's password check began: pause until one may make way
+                self.chat.roomChanged()
+                return None
+            port.numberAccepts = room
+            return read()
+
+        port.doRead = doRead
+
     def buildProtocol(self, addr: IAddress | None) -> ChatServerProtocol:  # type: ignore[override]
         self.accepted += 1
         protocol = self.chat.buildProtocol(addr)
@@ -98,6 +120,7 @@ class _RecordingEndpoint:
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:  # noqa: N803
         def listening(port: IListeningPort) -> IListeningPort:
             self.listener.port = port
+            self.listener.boundBatches(port)
             self.listener.acceptAtMost(self.listener.chat.handshakeRoom())
             return port
 
@@ -116,7 +139,8 @@ def listener_service(
     endpoint: IStreamServerEndpoint
     factory: IProtocolFactory
     if tls is None:
-        endpoint, factory = serverFromString(reactor, with_listen_backlog(description)), listener
+        endpoint = with_real_family(serverFromString(reactor, with_listen_backlog(description)), description)
+        factory = listener
     else:
         endpoint, factory = tls.endpoint(reactor), tls.wrap(listener)
     service = StreamServerEndpointService(_RecordingEndpoint(endpoint, listener), factory)

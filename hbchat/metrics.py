@@ -190,7 +190,8 @@ class ChatCollector(Collector):
             "failed login with --auth or --tls-identity), kicked (over the rate limit after repeated ERR 429), "
             "tls_error (mostly a failed TLS handshake: no or an untrusted client certificate, no common protocol or "
             "cipher), auth_busy and auth_backoff (a NICK refused without a password check: --auth-checks and "
-            "--auth-queue full, or its address used up --auth-failures).",
+            "--auth-queue full, or its address used up --auth-failures), evicted (closed unregistered to admit a "
+            "newcomer while --max-handshakes was full).",
             labels=["reason"],
         )
         for reason in (*CLOSE_REASONS, *sorted(set(closes) - set(CLOSE_REASONS))):

@@ -8,7 +8,6 @@ event is encoded once and every connection gets one write per reactor turn.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from typing import Protocol, cast
 
@@ -30,10 +29,12 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from hbchat import wire
+from hbchat.addresses import describe_peer, limited_host
 from hbchat.authlimit import BACKOFF_DELAY_MAX, BoundedChecker, CheckerBusyError, FailureLimit, address_key
 from hbchat.backpressure import Backpressure, kernel_user_timeout, set_high_water
 from hbchat.config import ServerConfig
 from hbchat.fanout import Fanout
+from hbchat.handshakes import HandshakeRoom, eviction_grace, longest_grace
 from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.history import History
 from hbchat.lag import ReactorLag
@@ -72,31 +73,6 @@ class Gate(Protocol):
 
 def _unconnected(data: bytes) -> None:
     raise RuntimeError("not connected")
-
-
-def limited_host(address: IAddress) -> str | None:
-    """
-    The address a connection counts against for --max-per-ip; None for loopback and UNIX
-    sockets, which are exempt (behind a local proxy every client would share 127.0.0.1).
-    """
-    host = getattr(address, "host", None)
-    if not isinstance(host, str):
-        return None
-    try:
-        if ipaddress.ip_address(host.split("%", 1)[0]).is_loopback:
-            return None
-    except ValueError:
-        pass
-    return host
-
-
-def describe_peer(address: IAddress) -> str:
-    host = getattr(address, "host", None)
-    port = getattr(address, "port", None)
-    if host is not None and port is not None:
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    name = getattr(address, "name", None)
-    return f"unix:{name.decode(errors='replace') if isinstance(name, bytes) else name or '?'}"
 
 
 @implementer(IPushProducer, IHandshakeListener)
@@ -592,6 +568,10 @@ class ChatServerProtocol(HeartbeatProtocol):
         config = self.factory.config
         self.startHeartbeat(config.ping, config.timeout)
 
+    def mayMakeWay(self) -> bool:
+        """Whether this connection may be closed to admit a newcomer: not while its password is checked."""
+        return self._held is None and not self.done
+
     def silent(self) -> None:
         if self.done:
             return
@@ -724,8 +704,17 @@ class ChatFactory(ServerFactory):
         self._usersCount = -1
         self._usersSeq = -1
         self.stats = ServerStats()
-        #: Connections admitted and not yet registered (TLS handshake, NICK, password check).
-        self.handshaking = 0
+        #: Connections admitted and not yet registered (TLS handshake, NICK, password check),
+        #: oldest first; when full, the oldest make way for newcomers (hbchat.handshakes).
+        self.handshakes: HandshakeRoom[ChatServerProtocol] = HandshakeRoom(
+            config.max_handshakes,
+            eviction_grace(config.register_timeout, config.max_handshakes),
+            ChatServerProtocol.mayMakeWay,
+            longest_grace(config.register_timeout, config.max_handshakes),
+        )
+        #: When accepting is paused, the moment the oldest may make way (and accepting resumes).
+        self._makeWayCall: IDelayedCall | None = None
+        self._evictionLoggedAt = -PAUSE_LOG_INTERVAL
         #: What stops and restarts accepting (the listeners); paused at --max-handshakes.
         self.gates: list[Gate] = []
         self.acceptPaused = False
@@ -738,6 +727,12 @@ class ChatFactory(ServerFactory):
 
     def stopFactory(self) -> None:
         self.lag.stop()
+        self._cancelMakeWay()
+
+    @property
+    def handshaking(self) -> int:
+        """Connections admitted and not yet registered."""
+        return len(self.handshakes)
 
     def buildProtocol(self, addr: IAddress | None) -> ChatServerProtocol:  # type: ignore[override]
         return ChatServerProtocol(self)
@@ -757,19 +752,51 @@ class ChatFactory(ServerFactory):
             protocol.host = host
         self.connections.add(protocol)
         protocol.handshaking = True
-        self.handshaking += 1
+        now = self.clock.seconds()
+        self.handshakes.enter(protocol, now)
+        for oldest in self.handshakes.overflow(now):
+            self._makeWay(oldest)
         self._openGates()
         return None
+
+    def _makeWay(self, protocol: ChatServerProtocol) -> None:
+        """--max-handshakes is full and a newcomer got in: the oldest still registering leaves."""
+        self.stats.evictions += 1
+        now = self.clock.seconds()
+        if now - self._evictionLoggedAt >= PAUSE_LOG_INTERVAL:
+            self._evictionLoggedAt = now
+            self.log.info(
+                "--max-handshakes full: closing the oldest connections still registering to admit newcomers "
+                "({count} so far)",
+                count=self.stats.evictions,
+            )
+        protocol.closeWith(wire.ERR_TOO_MANY_REGISTERING, "evicted")
+
+    def _cancelMakeWay(self) -> None:
+        call, self._makeWayCall = self._makeWayCall, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _madeWay(self) -> None:
+        self._makeWayCall = None
+        self._openGates()
 
     def handshakeOver(self, protocol: ChatServerProtocol) -> None:
         """``protocol`` registered (or ended): one handshake fewer under way."""
         protocol.handshaking = False
-        self.handshaking -= 1
+        self.handshakes.leave(protocol, None if protocol.nick is None else self.clock.seconds())
         self._openGates()
 
     def handshakeRoom(self) -> int:
-        """How many more connections may be accepted before --max-handshakes is reached."""
-        return self.config.max_handshakes - self.handshaking
+        """
+        How many more connections may be accepted now: free places under --max-handshakes,
+        plus the oldest connections that would make way for them (hbchat.handshakes).
+        """
+        return self.handshakes.room(self.clock.seconds())
+
+    def roomChanged(self) -> None:
+        """Tell the listeners how many they may accept now (none: paused, until the oldest may make way)."""
+        self._openGates()
 
     def _openGates(self) -> None:
         """
@@ -781,8 +808,12 @@ class ChatFactory(ServerFactory):
         for gate in self.gates:
             gate.acceptAtMost(room)
         if room > 0:
+            self._cancelMakeWay()
             self.acceptPaused = False
             return
+        way_at = self.handshakes.nextWayAt()
+        if way_at is not None and self._makeWayCall is None and not self.stopping:
+            self._makeWayCall = self.clock.callLater(max(0.0, way_at - self.clock.seconds()), self._madeWay)
         if self.acceptPaused:
             return
         self.acceptPaused = True
@@ -881,6 +912,10 @@ class ChatFactory(ServerFactory):
                 reason=protocol.closeReason,
                 why=reason.getErrorMessage(),
             )
+        if self._drainCall is not None and not self.connections:
+            # Everyone left before their batch came (closed to make way, say): drain no more.
+            self._drainCall.cancel()
+            self._drainBatch(max(1, len(self._draining)), 0.0)
         if self._whenAllClosed and not self.connections:
             waiting, self._whenAllClosed = self._whenAllClosed, []
             for deferred in waiting:

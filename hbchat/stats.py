@@ -68,6 +68,7 @@ CLOSE_REASONS = (
     "tls_error",
     "auth_busy",
     "auth_backoff",
+    "evicted",
 )
 
 _CLOSING_LINES = {
@@ -77,6 +78,7 @@ _CLOSING_LINES = {
     wire.ERR_LINE_TOO_LONG: "line_too_long",
     wire.ERR_SERVER_FULL: "full",
     wire.ERR_TOO_MANY_FROM_ADDRESS: "full",
+    wire.ERR_TOO_MANY_REGISTERING: "evicted",
     wire.ERR_UNAUTHORIZED: "unauthorized",
     wire.ERR_AUTH_BUSY: "auth_busy",
     wire.ERR_LOGIN_BACKOFF: "auth_backoff",
@@ -128,6 +130,8 @@ class ServerStats:
         self.acceptPauses = 0
         #: SIGHUPs, by outcome (see ``hbchat.hangup.RELOAD_OUTCOMES``).
         self.reloads: Counter[str] = Counter()
+        #: Connections closed unregistered to admit a newcomer (--max-handshakes full).
+        self.evictions = 0
         #: Round trips of answered PINGs, in seconds.
         self.rtt = Histogram(RTT_BUCKETS)
         #: What closed connections counted; open ones still hold theirs.

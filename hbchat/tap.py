@@ -114,7 +114,8 @@ class ServerOptions(AuthOptionMixin, usage.Options):
             "max-per-ip",
             None,
             DEFAULTS.max_per_ip,
-            "Most connections from one IP address; more are told ERR 503 (loopback and UNIX sockets are exempt).",
+            "Most connections from one IP address; more are told ERR 503 (loopback and UNIX sockets are exempt;"
+            " an IPv4 client of a dual-stack listener, ::ffff:a.b.c.d, counts as a.b.c.d).",
             _coerce(parse_count, "max-per-ip"),
         ],
         [
@@ -154,7 +155,10 @@ class ServerOptions(AuthOptionMixin, usage.Options):
             None,
             DEFAULTS.max_handshakes,
             "Most connections between accept and registration (TLS handshake included) at once; further ones wait "
-            "in the listen queue.",
+            "in the listen queue, and once the oldest unregistered one has had its grace (twice the 90th percentile "
+            "of recent registration times, 0.25 s to --register-timeout x --max-handshakes / 2048 s), each one "
+            "accepted closes it "
+            "(ERR 503 too many connections registering; never one whose password is being checked).",
             _coerce(parse_count, "max-handshakes"),
         ],
         [

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from OpenSSL import SSL
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, wrapClientTLS
@@ -396,16 +396,17 @@ class TLSIntegrationTests(ChatTestCase):
         self.assertEqual(protocol.transport.transport.bufferSize, 100_000)
 
     @inlineCallbacks
-    def test_over_max_handshakes_a_tls_connection_waits_in_the_listen_queue(self) -> Any:
+    def test_over_max_handshakes_a_tls_connection_waits_until_the_oldest_makes_way(self) -> Any:
         service, port = self.serve(None, "--max-handshakes", "1", "--register-timeout", "60")
         first = yield self.connectTLS(port, "first", clientOptions(self.ca))
         yield first.waitForLine(r"HELLO .*")
-        # TCP is established by the kernel, but the server does not accept it (nor handshake) yet.
+        # TCP is established by the kernel, but the server accepts it (and handshakes) only
+        # once the unregistered first has had its grace (0.1 s here, not the 60 s timeout).
         second = yield self.connectTLS(port, "second", clientOptions(self.ca))
-        yield task.deferLater(reactor, 0.3, lambda: None)
-        self.assertEqual((len(service.factory.connections), second.lines), (1, []))
-        yield self.register(first, "first")
         yield second.waitForLine(r"HELLO .*")
+        yield first.waitForLine(r"ERR 503 too many connections registering")
+        self.assertEqual(service.factory.handshaking, 1)
+        yield self.register(second, "second")
 
     @inlineCallbacks
     def test_plain_tls_chat_works(self) -> Any:
