@@ -474,15 +474,12 @@ class ChatServerProtocol(HeartbeatProtocol):
             self.sendLine(wire.ERR_ALREADY_REGISTERED)
             return
         arguments = rest.split(b" ")
-        last_seq = arguments[-1]
-        if (
-            len(arguments) != 2
-            or not arguments[0]
-            or not (last_seq.isdigit() and last_seq.isascii() and len(last_seq) <= 20)
-        ):
+        # Any number of digits: one beyond the latest event replays nothing, like the latest.
+        last_seq = wire.decimal_at_most(arguments[-1], self.factory.seq)
+        if len(arguments) != 2 or not arguments[0] or last_seq is None:
             self.sendLine(wire.ERR_RESUME_ARGUMENTS)
             return
-        if not self.factory.resume(self, arguments[0], int(arguments[1])):
+        if not self.factory.resume(self, arguments[0], last_seq):
             self.sendLine(wire.ERR_UNKNOWN_SESSION)
 
     def do_SAY(self, rest: bytes) -> None:

@@ -157,6 +157,21 @@ def bye(reason: str, retry: float | None = None) -> bytes:
     return line + b"\n"
 
 
+def decimal_at_most(text: bytes, bound: int) -> int | None:
+    """
+    A non-negative decimal number of any length (leading zeros allowed), or ``None``.
+
+    A number above ``bound`` is returned as ``bound``, without converting all of its digits
+    (``int()`` refuses more than a few thousand), so that no length of digits is an error.
+    """
+    if not (text.isdigit() and text.isascii()):
+        return None
+    digits = text.lstrip(b"0") or b"0"
+    if len(digits) > len(b"%d" % bound):
+        return bound
+    return min(int(digits), bound)
+
+
 def err(code: int, text: str) -> bytes:
     return b"ERR %d %s\n" % (code, text.encode("utf-8"))
 
