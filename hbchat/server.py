@@ -536,6 +536,14 @@ class ChatServerProtocol(HeartbeatProtocol):
             return
         super().silent()
 
+    def heartbeatAsked(self) -> None:
+        self.factory.askedVerdicts += 1
+        self.log.info(
+            "{nick} ({peer}) asked before judged: no PING had gone out in time (the server was stalled)",
+            nick=(self.nick or b"-").decode(),
+            peer=self.peer,
+        )
+
     def heartbeatSpared(self, late: float) -> None:
         self.factory.sparedVerdicts += 1
         self.log.info(
@@ -638,6 +646,8 @@ class ChatFactory(ServerFactory):
         self.stopping = False
         #: Timeout verdicts withdrawn because the peer had spoken during a server stall.
         self.sparedVerdicts = 0
+        #: Timeout verdicts put off to PING first: no PING had been sent in time (a stall).
+        self.askedVerdicts = 0
         self._draining: list[ChatServerProtocol] = []
         self._drainCall: IDelayedCall | None = None
         self._whenAllClosed: list[Deferred[None]] = []
