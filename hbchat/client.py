@@ -322,6 +322,9 @@ class ChatClientFactory(ReconnectingClientFactory):
         #: ``retries`` it also counts the waits for a nick held by our own lost
         #: registration, which do not count towards ``maxRetries``.
         self._attempt = 0
+        #: When the first of those attempts was scheduled: the backoff's window grows with
+        #: the outage's age (hbchat.backoff).
+        self._outageSince = 0.0
         #: How fast SAY and TELL may go out (hbchat.ratelimit), from the server's HELLO;
         #: ``_paceFullAt`` is the pace bucket's state, ``_paceCall`` the wait for its next token.
         self._pace: Bucket | None = None
@@ -389,6 +392,8 @@ class ChatClientFactory(ReconnectingClientFactory):
             return
         if connector is None:
             connector = self.connector
+        if self._attempt == 0:
+            self._outageSince = self.timer.seconds()
         self._attempt += 1
         if self._waitingForOwnNick:
             self._waitingForOwnNick = False
@@ -401,7 +406,8 @@ class ChatClientFactory(ReconnectingClientFactory):
             self.delay = hinted_delay(self._retryHint, self.rng)
             self._retryHint = None
         else:
-            self.delay = self.backoff.delay(self._attempt - 1, self.rng)
+            age = self.timer.seconds() - self._outageSince
+            self.delay = self.backoff.delay(self._attempt - 1, age, self.rng)
         self.observer.reconnecting(self.delay, self._attempt)
 
         def reconnector() -> None:
