@@ -9,6 +9,7 @@ event is encoded once and every connection gets one write per reactor turn.
 from __future__ import annotations
 
 import ipaddress
+import random
 from collections.abc import Callable
 from typing import Protocol, cast
 
@@ -31,6 +32,7 @@ from zope.interface import implementer
 
 from hbchat import wire
 from hbchat.backpressure import Backpressure, set_high_water
+from hbchat.comeback import comeback_delay
 from hbchat.config import ServerConfig
 from hbchat.fanout import Fanout
 from hbchat.heartbeat import HeartbeatProtocol
@@ -649,6 +651,9 @@ class ChatFactory(ServerFactory):
         #: Timeout verdicts put off to PING first: no PING had been sent in time (a stall).
         self.askedVerdicts = 0
         self._draining: list[ChatServerProtocol] = []
+        #: Connections told BYE shutdown, when the stop began, the drain (hbchat.comeback).
+        self._comeback = (0, 0.0, 0.0)
+        self._rng = random.Random()
         self._drainCall: IDelayedCall | None = None
         self._whenAllClosed: list[Deferred[None]] = []
         self._usersLine: bytes | None = None
@@ -858,6 +863,7 @@ class ChatFactory(ServerFactory):
         if not self.stopping:
             self.stopping = True
             self._draining = list(self.connections)
+            self._comeback = (len(self._draining), self.clock.seconds(), drain)
             batches = max(1, round(drain / DRAIN_STEP))
             size = max(1, -(-len(self._draining) // batches))
             self.log.info("draining {count} connections over {drain}s", count=len(self._draining), drain=drain)
@@ -871,9 +877,13 @@ class ChatFactory(ServerFactory):
     def _drainBatch(self, size: int, step: float) -> None:
         self._drainCall = None
         batch, self._draining = self._draining[:size], self._draining[size:]
-        line = wire.bye("shutdown", retry=self.config.retry_hint)
-        for protocol in batch:
-            protocol.closeWith(line, "error")
+        count, stopped_at, drain = self._comeback
+        hint = self.config.retry_hint
+        first, sent_at = count - len(self._draining) - len(batch), self.clock.seconds() - stopped_at
+        for offset, protocol in enumerate(batch):
+            # Each its own moment to come back, so that the returns are evenly spread.
+            at = comeback_delay(first + offset, count, sent_at, drain, hint, self._rng.random())
+            protocol.closeWith(wire.bye("shutdown", retry=hint, at=at), "error")
         if self._draining:
             self._drainCall = self.clock.callLater(step, self._drainBatch, size, step)
         else:

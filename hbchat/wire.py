@@ -149,11 +149,16 @@ def pong(token_part: bytes) -> bytes:
     return b"PONG" + token_part + b"\n"
 
 
-def bye(reason: str, retry: float | None = None) -> bytes:
-    """``BYE <reason>``, with ``retry=<seconds>`` when the client should come back within that."""
+def bye(reason: str, retry: float | None = None, at: float | None = None) -> bytes:
+    """
+    ``BYE <reason>``, with ``retry=<seconds>`` when the client should come back within that,
+    and ``at=<seconds>`` when the server chose the moment for it (docs/protocol.md, section 9).
+    """
     line = b"BYE " + reason.encode("ascii")
     if retry is not None:
         line += b" retry=" + format_number(retry).encode()
+    if at is not None:
+        line += b" at=" + format_number(round(at, 3)).encode()
     return line + b"\n"
 
 

@@ -16,6 +16,7 @@ from zope.interface.verify import verifyObject
 from hbchat.backoff import Backoff
 from hbchat.client import ChatClientFactory, Diagnosis, EndpointConnector, PermanentConnectionError, pace_for
 from hbchat.clientsession import ClientSession, OutboxFullError
+from hbchat.comeback import comeback_delay
 from hbchat.interfaces import IChatObserver
 from hbchat.ratelimit import Bucket
 from hbchat.testing import FakeNetwork, FakePeer, FakeServer
@@ -340,6 +341,15 @@ class ReconnectTests(ClientTestCase):
         self.network.flush()
         self.assertEqual(len(self.observer.delays), 1)
         self.assertLessEqual(self.observer.delays[0], 0.5)
+
+    def test_the_moment_a_shutdown_names_is_followed_exactly(self) -> None:
+        self.server.factory.config = self.server.factory.config.__class__(retry_hint=4, ping=5, timeout=15)
+        self.server.factory._rng = random.Random(11)
+        expected = round(comeback_delay(0, 1, 0.0, 0.0, 4, random.Random(11).random()), 3)
+        self.server.factory.shutdown()
+        self.network.flush()
+        self.assertEqual(self.observer.delays, [expected])
+        self.assertTrue(0.5 <= expected <= 4)
 
     def test_max_retries_gives_up_with_a_clear_message(self) -> None:
         observer = RecordingObserver()

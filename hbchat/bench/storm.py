@@ -18,8 +18,8 @@ Scenarios (``--scenarios``):
   and grows by a factor of e, capped at 30 s.
 * ``hbchat-crash``: SIGKILL with hbchat's own retry (:mod:`hbchat.backoff`): uniform(0, 1.5)
   first, then uniform(c/2, c) with c = min(30, max(1, age of the outage / 2)).
-* ``hbchat-graceful``: SIGTERM; the server says ``BYE shutdown retry=S`` (``--retry-hint``)
-  and the clients come back after uniform(0, S).
+* ``hbchat-graceful``: SIGTERM; the server says ``BYE shutdown retry=S at=A`` (``--retry-hint``)
+  and each client comes back after the A the server chose for it (:mod:`hbchat.comeback`).
 * ``stock-crash-quick``, ``hbchat-crash-quick``: the crashes again, with the new server
   spawned after ``--quick-restart-delay`` (0.2 s), i.e. up before the stock clients' first
   retry at about 1 s, which then lands on it in one wave.
@@ -818,10 +818,11 @@ def findings(results: list[Result]) -> list[str]:
         )
     if hint is not None:
         points.append(
-            f"- **hbchat, graceful stop.** With `retry={hint.retry_hint:g}` the first attempts are spread over "
-            f"{hint.retry_hint:g} s: at most {hint.live_peak_per_bin} connects per 100 ms on the new server, and "
-            f"only the clients whose draw fell before it listened ({hint.failed_attempts} refused attempts) fall "
-            f"back to the backoff; all back after {seconds(hint.time_all_back)}." + queue_trouble(hint)
+            f"- **hbchat, graceful stop.** With `retry={hint.retry_hint:g}` and the moment `at=` each BYE names, the "
+            f"clients come back one after another until the drain plus {hint.retry_hint:g} s: at most "
+            f"{hint.live_peak_per_bin} connects per 100 ms on the new server; only those sent back before it "
+            f"listened ({hint.failed_attempts} refused attempts) fall back to the backoff; all back after "
+            f"{seconds(hint.time_all_back)}." + queue_trouble(hint)
         )
     if stock_quick is not None:
         points.append(
@@ -853,8 +854,9 @@ def section(results: list[Result], settings: Settings, command: str, machine: st
         f"{settings.restart_delay:g} s later{quick_text}, and timestamps every connection attempt the clients make, "
         "and the moment each is registered again (WELCOME), relative to the stop. `SIGKILL` is a crash: the "
         "clients see their connections reset and nothing else, so only the backoff spreads them. `SIGTERM` is a "
-        f"graceful stop: every client gets `BYE shutdown retry={settings.retry_hint:g}` and comes back after "
-        f"uniform(0, {settings.retry_hint:g}) s. The stock variant is the same client with "
+        f"graceful stop: every client gets `BYE shutdown retry={settings.retry_hint:g} at=A` and comes back after "
+        "A s, a moment the server chose so that the returns are spread evenly (docs/protocol.md, section 9). "
+        "The stock variant is the same client with "
         "`ReconnectingClientFactory.retry` (Gaussian jitter of 12 % around a delay that starts at 1 s and grows by "
         "a factor of e, cap 30 s) instead of hbchat's backoff (the first retry after uniform(0, 1.5) s, each later "
         "one after uniform(c/2, c) s with c = min(30, max(1, half the outage's age)); reset after WELCOME). "
