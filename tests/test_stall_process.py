@@ -9,6 +9,7 @@ within the usual window stays, and a dead one is cut right after that window.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from typing import Any
 
@@ -63,12 +64,12 @@ class StoppedServerTests(TwistdTestCase):
 
         def resume() -> None:
             if process.reason is None:
-                transport.signalProcess("CONT")
+                transport.signalProcess(signal.SIGCONT)
 
-        transport.signalProcess("STOP")
+        transport.signalProcess(signal.SIGSTOP)
         self.addCleanup(resume)
         yield task.deferLater(reactor, 2 * timeout, lambda: None)
-        transport.signalProcess("CONT")
+        transport.signalProcess(signal.SIGCONT)
         woke = time.monotonic()
 
         yield self.waitFor(lambda: dead.closedAt is not None, "the dead client to be cut")
