@@ -230,13 +230,18 @@ class ChatClientProtocol(HeartbeatProtocol):
 
     def line_BYE(self, rest: bytes) -> None:
         fields = rest.split(b" ")
-        retry = None
+        retry = at = None
         for field in fields[1:]:
             if field.startswith(b"retry="):
                 hint = float(field[len(b"retry=") :])
                 if 0 <= hint < math.inf:
                     retry = min(hint, MAX_RETRY_HINT)
-        self.factory.farewell(self, fields[0].decode("ascii", "replace"), retry)
+            elif field.startswith(b"at="):
+                at = float(field[len(b"at=") :])
+        # at= is the server's choice of moment within retry= (docs/protocol.md, section 9).
+        if retry is None or at is None or not 0 <= at <= retry:
+            at = None
+        self.factory.farewell(self, fields[0].decode("ascii", "replace"), retry, at)
 
     # --- endings ---
 
@@ -324,6 +329,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         self.session = ClientSession(nick.encode("utf-8"), outbox_limit)
         self.protocolInstance: ChatClientProtocol | None = None
         self._retryHint: float | None = None
+        self._retryAt: float | None = None
         self._lastProblem = "could not connect"
         # A NICK was lost with its connection before WELCOME: the server may hold our nick
         # for a session we never got the token of, until its grace period ends.
@@ -339,6 +345,9 @@ class ChatClientFactory(ReconnectingClientFactory):
         #: ``retries`` it also counts the waits for a nick held by our own lost
         #: registration, which do not count towards ``maxRetries``.
         self._attempt = 0
+        #: When the first of those attempts was scheduled: the backoff's window grows with
+        #: the outage's age (hbchat.backoff).
+        self._outageSince = 0.0
         #: How fast SAY and TELL may go out (hbchat.ratelimit), from the server's HELLO;
         #: ``_paceFullAt`` is the pace bucket's state, ``_paceCall`` the wait for its next token.
         self._pace: Bucket | None = None
@@ -407,6 +416,8 @@ class ChatClientFactory(ReconnectingClientFactory):
             return
         if connector is None:
             connector = self.connector
+        if self._attempt == 0:
+            self._outageSince = self.timer.seconds()
         self._attempt += 1
         if self._waitingForOwnNick:
             self._waitingForOwnNick = False
@@ -416,10 +427,11 @@ class ChatClientFactory(ReconnectingClientFactory):
             self._giveUp(f"{self._lastProblem}; gave up after {self.maxRetries} retries")
             return
         if self._retryHint is not None:
-            self.delay = hinted_delay(self._retryHint, self.rng)
-            self._retryHint = None
+            self.delay = hinted_delay(self._retryHint, self.rng) if self._retryAt is None else self._retryAt
+            self._retryHint = self._retryAt = None
         else:
-            self.delay = self.backoff.delay(self._attempt - 1, self.rng)
+            age = self.timer.seconds() - self._outageSince
+            self.delay = self.backoff.delay(self._attempt - 1, age, self.rng)
         self.observer.reconnecting(self.delay, self._attempt, self._lastProblem)
 
         def reconnector() -> None:
@@ -568,11 +580,12 @@ class ChatClientFactory(ReconnectingClientFactory):
                 protocol.problem = f"the server said ERR {code} {text}"
             self.observer.serverError(code, text)
 
-    def farewell(self, protocol: ChatClientProtocol, reason: str, retry: float | None) -> None:
+    def farewell(self, protocol: ChatClientProtocol, reason: str, retry: float | None, at: float | None = None) -> None:
         if reason in FINAL_BYES:
             self._giveUp(FINAL_BYES[reason])
         else:
             self._retryHint = retry
+            self._retryAt = at
             protocol.problem = f"the server closed the connection ({reason})"
 
     def lost(self, protocol: ChatClientProtocol, reason: Failure) -> None:

@@ -20,6 +20,10 @@ from twisted.protocols.policies import TimeoutMixin
 
 from hbchat import wire
 
+#: The share of a ping interval a peer is given to answer a PING before its idle timeout
+#: may cut it (docs/protocol.md, section 6: "within half an interval").
+ANSWER_SHARE = 0.5
+
 
 class HeartbeatProtocol(Protocol, TimeoutMixin):
     """
@@ -33,6 +37,7 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
     # Per-connection state in slots, not in an instance dictionary: with thousands of
     # connections the difference is a few hundred bytes each.
     __slots__ = (
+        "_askedAt",
         "_heardSincePing",
         "_pingSentAt",
         "_pingToken",
@@ -65,6 +70,8 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
     _pingsSent: int
     _pingToken: bytes
     _pingSentAt: float
+    #: When the first PING since the peer was last heard went out (None: none yet).
+    _askedAt: float | None
 
     def __init__(self, clock: IReactorTime) -> None:
         self.clock = clock
@@ -78,6 +85,7 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
         self._pingsSent = 0
         self._pingToken = b""
         self._pingSentAt = 0.0
+        self._askedAt = None
 
     @property
     def link(self) -> ITCPTransport:
@@ -135,6 +143,7 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
         be greeted), and traffic does not postpone it.
         """
         self._heardSincePing = True
+        self._askedAt = None
         self.lastReceived = self.clock.seconds()
         if self.pingInterval is not None:
             self.resetTimeout()
@@ -169,9 +178,14 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
         heard, self._heardSincePing = self._heardSincePing, False
         if heard and self.skipPingWhenHeard and self.idleSeconds() < self._skipWhileIdleBelow:
             return
+        self._sendPing()
+
+    def _sendPing(self) -> None:
         self._pingsSent += 1
         self._pingToken = b"%d" % self._pingsSent
-        self._pingSentAt = self.clock.seconds()
+        self._pingSentAt = now = self.clock.seconds()
+        if self._askedAt is None:
+            self._askedAt = now
         self.sendLine(wire.ping(self._pingToken))
 
     def timeoutConnection(self) -> None:
@@ -186,12 +200,58 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
 
     def _judgeSilence(self, heard_at: float) -> None:
         self._verdict = None
-        if self.pingInterval is not None and self.lastReceived != heard_at:
-            self.heartbeatSpared(self.lastReceived - heard_at)
-            if self.timeOut is not None:
-                self.setTimeout(self.timeOut)
-            return
+        if self.pingInterval is not None:
+            if self.lastReceived != heard_at:
+                self._spare(heard_at)
+                return
+            if not self._askedInTime(self.pingInterval):
+                self._askFirst(self.pingInterval, heard_at)
+                return
         self.silent()
+
+    def _spare(self, heard_at: float) -> None:
+        self.heartbeatSpared(self.lastReceived - heard_at)
+        if self.timeOut is not None:
+            self.setTimeout(self.timeOut)
+
+    def _askedInTime(self, interval: float) -> bool:
+        """
+        Whether the silent peer was sent a PING it had time to answer: one that went out
+        after it was last heard, at least :data:`ANSWER_SHARE` of an interval ago (or the
+        timeout less an interval, if that is shorter).
+
+        A server that runs on time always has (the skipping rule of :meth:`_ping` sees to
+        it, and a PING goes out at most an interval after the peer was heard); one that was
+        stalled sent no PINGs meanwhile, and a peer that speaks only when asked had nothing
+        to answer.
+        """
+        asked = self._askedAt
+        if asked is None:
+            return False
+        share = ANSWER_SHARE * interval
+        if self.timeOut is not None:
+            share = min(share, max(0.0, self.timeOut - interval))
+        # A microsecond of slack: the timer and the PING were set from the same instants.
+        return self.clock.seconds() - asked >= share - 1e-6
+
+    def _askFirst(self, interval: float, heard_at: float) -> None:
+        """Ask (PING now, unless a PING just went out) and judge one interval after asking."""
+        if self._askedAt is None:
+            self._sendPing()
+        asked = self._askedAt
+        assert asked is not None
+        self.heartbeatAsked()
+        wait = max(0.0, asked + interval - self.clock.seconds())
+        self._verdict = self.clock.callLater(wait, self._judgeAnswer, heard_at)
+
+    def _judgeAnswer(self, heard_at: float) -> None:
+        """The interval after asking is over: an answer spares the peer, else it is judged."""
+        self._verdict = None
+        if self.lastReceived != heard_at:
+            self._spare(heard_at)
+            return
+        # Judged like any expired timer: on the next turn, after reading what has arrived.
+        self.timeoutConnection()
 
     def silent(self) -> None:
         """Nothing arrived for the whole idle timeout: abort the connection."""
@@ -200,6 +260,9 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
             self._pinger.stop()
         if self.transport is not None:
             self.link.abortConnection()
+
+    def heartbeatAsked(self) -> None:
+        """A timeout verdict was put off to PING first: no PING had been asked in time (a stall)."""
 
     def heartbeatSpared(self, late: float) -> None:
         """A timeout verdict was withdrawn: the peer's data was waiting behind a stall."""

@@ -123,6 +123,11 @@ class ChatCollector(Collector):
             factory.sparedVerdicts,
         )
         yield _counter(
+            "hbchat_timeouts_asked",
+            "Idle-timeout verdicts put off to PING first: no PING had gone out in time (a server stall).",
+            factory.askedVerdicts,
+        )
+        yield _counter(
             "hbchat_slow_consumer_cuts",
             "Connections cut because they did not keep up with their output.",
             closes["slow"],

@@ -8,6 +8,7 @@ event is encoded once and every connection gets one write per reactor turn.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Protocol, cast
 
@@ -32,6 +33,7 @@ from hbchat import wire
 from hbchat.addresses import describe_peer, limited_host
 from hbchat.authlimit import BACKOFF_DELAY_MAX, BoundedChecker, CheckerBusyError, FailureLimit, address_key
 from hbchat.backpressure import Backpressure, kernel_user_timeout, set_high_water
+from hbchat.comeback import comeback_delay
 from hbchat.config import ServerConfig
 from hbchat.fanout import Fanout
 from hbchat.handshakes import HandshakeRoom, eviction_grace, longest_grace
@@ -518,15 +520,12 @@ class ChatServerProtocol(HeartbeatProtocol):
             self.sendLine(wire.ERR_ALREADY_REGISTERED)
             return
         arguments = rest.split(b" ")
-        last_seq = arguments[-1]
-        if (
-            len(arguments) != 2
-            or not arguments[0]
-            or not (last_seq.isdigit() and last_seq.isascii() and len(last_seq) <= 20)
-        ):
+        # Any number of digits: one beyond the latest event replays nothing, like the latest.
+        last_seq = wire.decimal_at_most(arguments[-1], self.factory.seq)
+        if len(arguments) != 2 or not arguments[0] or last_seq is None:
             self.sendLine(wire.ERR_RESUME_ARGUMENTS)
             return
-        if not self.factory.resume(self, arguments[0], int(arguments[1])):
+        if not self.factory.resume(self, arguments[0], last_seq):
             self.sendLine(wire.ERR_UNKNOWN_SESSION)
 
     def do_SAY(self, rest: bytes) -> None:
@@ -586,6 +585,14 @@ class ChatServerProtocol(HeartbeatProtocol):
             self.closeWith(wire.ERR_REGISTRATION_TIMEOUT, "error")
             return
         super().silent()
+
+    def heartbeatAsked(self) -> None:
+        self.factory.askedVerdicts += 1
+        self.log.info(
+            "{nick} ({peer}) asked before judged: no PING had gone out in time (the server was stalled)",
+            nick=(self.nick or b"-").decode(),
+            peer=self.peer,
+        )
 
     def heartbeatSpared(self, late: float) -> None:
         self.factory.sparedVerdicts += 1
@@ -697,7 +704,12 @@ class ChatFactory(ServerFactory):
         self.stopping = False
         #: Timeout verdicts withdrawn because the peer had spoken during a server stall.
         self.sparedVerdicts = 0
+        #: Timeout verdicts put off to PING first: no PING had been sent in time (a stall).
+        self.askedVerdicts = 0
         self._draining: list[ChatServerProtocol] = []
+        #: Connections told BYE shutdown, when the stop began, the drain (hbchat.comeback).
+        self._comeback = (0, 0.0, 0.0)
+        self._rng = random.Random()
         self._drainCall: IDelayedCall | None = None
         self._whenAllClosed: list[Deferred[None]] = []
         self._usersLine: bytes | None = None
@@ -962,6 +974,7 @@ class ChatFactory(ServerFactory):
         if not self.stopping:
             self.stopping = True
             self._draining = list(self.connections)
+            self._comeback = (len(self._draining), self.clock.seconds(), drain)
             batches = max(1, round(drain / DRAIN_STEP))
             size = max(1, -(-len(self._draining) // batches))
             self.log.info("draining {count} connections over {drain}s", count=len(self._draining), drain=drain)
@@ -975,9 +988,13 @@ class ChatFactory(ServerFactory):
     def _drainBatch(self, size: int, step: float) -> None:
         self._drainCall = None
         batch, self._draining = self._draining[:size], self._draining[size:]
-        line = wire.bye("shutdown", retry=self.config.retry_hint)
-        for protocol in batch:
-            protocol.closeWith(line, "error")
+        count, stopped_at, drain = self._comeback
+        hint = self.config.retry_hint
+        first, sent_at = count - len(self._draining) - len(batch), self.clock.seconds() - stopped_at
+        for offset, protocol in enumerate(batch):
+            # Each its own moment to come back, so that the returns are evenly spread.
+            at = comeback_delay(first + offset, count, sent_at, drain, hint, self._rng.random())
+            protocol.closeWith(wire.bye("shutdown", retry=hint, at=at), "error")
         if self._draining:
             self._drainCall = self.clock.callLater(step, self._drainBatch, size, step)
         else:

@@ -149,12 +149,32 @@ def pong(token_part: bytes) -> bytes:
     return b"PONG" + token_part + b"\n"
 
 
-def bye(reason: str, retry: float | None = None) -> bytes:
-    """``BYE <reason>``, with ``retry=<seconds>`` when the client should come back within that."""
+def bye(reason: str, retry: float | None = None, at: float | None = None) -> bytes:
+    """
+    ``BYE <reason>``, with ``retry=<seconds>`` when the client should come back within that,
+    and ``at=<seconds>`` when the server chose the moment for it (docs/protocol.md, section 9).
+    """
     line = b"BYE " + reason.encode("ascii")
     if retry is not None:
         line += b" retry=" + format_number(retry).encode()
+    if at is not None:
+        line += b" at=" + format_number(round(at, 3)).encode()
     return line + b"\n"
+
+
+def decimal_at_most(text: bytes, bound: int) -> int | None:
+    """
+    A non-negative decimal number of any length (leading zeros allowed), or ``None``.
+
+    A number above ``bound`` is returned as ``bound``, without converting all of its digits
+    (``int()`` refuses more than a few thousand), so that no length of digits is an error.
+    """
+    if not (text.isdigit() and text.isascii()):
+        return None
+    digits = text.lstrip(b"0") or b"0"
+    if len(digits) > len(b"%d" % bound):
+        return bound
+    return min(int(digits), bound)
 
 
 def err(code: int, text: str) -> bytes:

@@ -135,6 +135,12 @@ class HistogramTests(unittest.TestCase):
         self.assertEqual(stats.quantile([3.0, 1.0, 2.0], 0.5), 2.0)
         self.assertEqual(stats.quantile([1.0, 2.0, 3.0, 4.0], 0.99), 4.0)
 
+    def test_peak_to_mean_counts_bins_from_zero_until_the_end(self) -> None:
+        self.assertEqual(stats.peak_to_mean([0.0, 0.05, 0.25], 0.4, 0.1), (2, 0.75))
+        self.assertEqual(stats.peak_to_mean([], 0.0, 0.1), (0, 0.0))
+        # attempts after the end are not counted
+        self.assertEqual(stats.peak_to_mean([0.01, 0.5], 0.2, 0.1), (1, 0.5))
+
     def test_histogram_of_times(self) -> None:
         self.assertEqual(stats.histogram_of_times([], 0.1), [])
         self.assertEqual(stats.histogram_of_times([0.0, 0.05, 0.25], 0.1), [2, 0, 1])

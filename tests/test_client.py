@@ -16,6 +16,7 @@ from zope.interface.verify import verifyObject
 from hbchat.backoff import Backoff
 from hbchat.client import ChatClientFactory, Diagnosis, EndpointConnector, PermanentConnectionError, pace_for
 from hbchat.clientsession import ClientSession, OutboxFullError
+from hbchat.comeback import comeback_delay
 from hbchat.interfaces import IChatObserver
 from hbchat.ratelimit import Bucket
 from hbchat.testing import FakeNetwork, FakePeer, FakeServer
@@ -73,31 +74,71 @@ class RecordingObserver:
 
 
 class BackoffTests(SynchronousTestCase):
-    def test_ceiling_grows_by_the_factor_until_the_cap(self) -> None:
-        backoff = Backoff(base=1, factor=2, cap=30)
-        self.assertEqual([backoff.ceiling(n) for n in range(7)], [1, 2, 4, 8, 16, 30, 30])
+    """The reconnect delays of hbchat.backoff, as pure arithmetic (no reactor)."""
 
-    def test_huge_attempt_numbers_stay_at_the_cap(self) -> None:
-        self.assertEqual(Backoff().ceiling(10_000), 30)
+    def test_the_first_retry_is_spread_over_one_and_a_half_seconds(self) -> None:
+        backoff = Backoff()
+        self.assertEqual((backoff.floor(0, 0), backoff.ceiling(0, 0)), (0, 1.5))
 
-    def test_delays_are_never_negative_nor_above_the_cap(self) -> None:
+    def test_later_retries_wait_half_to_all_of_a_second_while_the_outage_is_young(self) -> None:
+        backoff = Backoff()
+        for attempt, age in [(1, 0.0), (1, 0.7), (2, 1.5), (5, 2.0)]:
+            self.assertEqual((backoff.floor(attempt, age), backoff.ceiling(attempt, age)), (0.5, 1.0))
+
+    def test_the_window_grows_with_the_age_of_the_outage_not_with_the_count_of_refusals(self) -> None:
+        backoff = Backoff()
+        self.assertEqual([backoff.ceiling(1, age) for age in [4, 10, 30, 59, 60, 1000]], [2, 5, 15, 29.5, 30, 30])
+        # Ten quick refusals in the first second do not lengthen the wait.
+        self.assertEqual(backoff.ceiling(10, 1.0), 1.0)
+
+    def test_the_cap_bounds_every_delay_the_first_included(self) -> None:
+        backoff = Backoff(cap=1.2)
+        self.assertEqual(backoff.ceiling(0, 0), 1.2)
+        self.assertEqual(backoff.ceiling(3, 500), 1.2)
+
+    def test_delays_are_drawn_between_floor_and_ceiling(self) -> None:
         backoff, rng = Backoff(), random.Random(1)
         for attempt in range(40):
-            for _ in range(200):
-                self.assertTrue(0 <= backoff.delay(attempt, rng) <= 30)
+            for age in [0.0, 0.5, 3.0, 17.0, 100.0, 1e9]:
+                for _ in range(50):
+                    delay = backoff.delay(attempt, age, rng)
+                    self.assertTrue(backoff.floor(attempt, age) <= delay <= backoff.ceiling(attempt, age))
+                    self.assertTrue(0 <= delay <= 30)
 
-    def test_delays_spread_over_the_whole_range(self) -> None:
+    def test_delays_spread_evenly_over_their_window(self) -> None:
         backoff, rng = Backoff(), random.Random(7)
-        draws = [backoff.delay(3, rng) for _ in range(10_000)]
+        draws = [backoff.delay(3, 16.0, rng) for _ in range(10_000)]  # window [4, 8]
         tenths = [0] * 10
         for delay in draws:
-            tenths[min(9, int(delay / 8 * 10))] += 1
+            tenths[min(9, int((delay - 4) / 4 * 10))] += 1
         for count in tenths:
             self.assertTrue(800 <= count <= 1200, tenths)
+
+    def test_a_crowd_dropped_at_once_retries_at_a_flat_rate_until_the_server_returns(self) -> None:
+        # 300 clients lose the server at 0 and it is back at 0.5 s: their attempts per
+        # 100 ms, from the loss until the last is back, peak at under twice their mean.
+        backoff, rng = Backoff(), random.Random(3)
+        attempts, back = [], []
+        for _ in range(300):
+            at, attempt = 0.0, 0
+            while True:
+                at += backoff.delay(attempt, at, rng)
+                attempt += 1
+                attempts.append(at)
+                if at >= 0.5:
+                    back.append(at)
+                    break
+        bins = [0] * (int(max(back) / 0.1) + 1)
+        for at in attempts:
+            bins[int(at / 0.1)] += 1
+        self.assertLess(max(bins), 2 * len(attempts) / len(bins))
+        self.assertLess(max(back), 2.0)
 
     def test_invalid_settings_are_refused(self) -> None:
         self.assertRaises(ValueError, Backoff, base=0)
         self.assertRaises(ValueError, Backoff, base=5, cap=1)
+        self.assertRaises(ValueError, Backoff, growth=0)
+        self.assertRaises(ValueError, Backoff, spread=0)
 
 
 class ClientSessionTests(SynchronousTestCase):
@@ -277,12 +318,23 @@ class ReconnectTests(ClientTestCase):
         self.assertIn("disconnected: the server was silent for 15.0s", self.observer.events)
 
     def test_backoff_grows_while_the_server_is_unreachable_and_resets_after_welcome(self) -> None:
+        seen: list[tuple[float, float, int]] = []
+        record = self.observer.reconnecting
+
+        def reconnecting(delay: float, attempt: int, reason: str) -> None:
+            seen.append((self.factory.timer.seconds(), delay, attempt))
+            record(delay, attempt, reason)
+
+        self.observer.reconnecting = reconnecting  # type: ignore[method-assign]
         self.network.reachable = False
         self.network.cut()
         for _ in range(6):
             self.network.advance(31)
-        ceilings = [Backoff().ceiling(n) for n in range(len(self.observer.delays))]
-        self.assertTrue(all(0 <= d <= c for d, c in zip(self.observer.delays, ceilings, strict=True)))
+        backoff, began = Backoff(), seen[0][0]
+        for at, delay, attempt in seen:
+            age = at - began
+            self.assertTrue(backoff.floor(attempt - 1, age) <= delay <= backoff.ceiling(attempt - 1, age), (at, delay))
+        self.assertGreater(seen[-1][1], 5.0)  # over 150 s into the outage: at least 5 s between attempts
         self.assertGreaterEqual(self.factory.retries, 6)
         self.network.reachable = True
         self.network.advance(31)
@@ -310,6 +362,15 @@ class ReconnectTests(ClientTestCase):
         self.network.flush()
         self.assertEqual(len(self.observer.delays), 1)
         self.assertLessEqual(self.observer.delays[0], 0.5)
+
+    def test_the_moment_a_shutdown_names_is_followed_exactly(self) -> None:
+        self.server.factory.config = self.server.factory.config.__class__(retry_hint=4, ping=5, timeout=15)
+        self.server.factory._rng = random.Random(11)
+        expected = round(comeback_delay(0, 1, 0.0, 0.0, 4, random.Random(11).random()), 3)
+        self.server.factory.shutdown()
+        self.network.flush()
+        self.assertEqual(self.observer.delays, [expected])
+        self.assertTrue(0.5 <= expected <= 4)
 
     def test_max_retries_gives_up_with_a_clear_message(self) -> None:
         observer = RecordingObserver()

@@ -66,6 +66,18 @@ class CountersTests(SynchronousTestCase):
         self.server = FakeServer(ping=10, timeout=30, history=3, max_clients=3)
         self.factory = self.server.factory
 
+    def test_verdicts_put_off_to_ping_after_a_stall_are_counted(self) -> None:
+        peer = self.server.registered("carol")
+        self.server.advance(90)  # a stall of three timeouts: no PING went out meanwhile
+        self.server.turn()
+        self.assertEqual(scrape(self.server.factory)["hbchat_timeouts_asked_total"], 1)
+        answerPings(peer)
+        self.server.advance(10)
+        self.server.turn()
+        values = scrape(self.server.factory)
+        self.assertEqual(values["hbchat_timeouts_spared_total"], 1)
+        self.assertEqual(values["hbchat_idle_timeouts_total"], 0)
+
     def test_a_fresh_server_counts_nothing(self) -> None:
         values = scrape(self.factory)
         self.assertEqual(values["hbchat_users_registered"], 0)
@@ -279,6 +291,7 @@ class ExpositionTests(SynchronousTestCase):
             "hbchat_pongs_received",
             "hbchat_ping_rtt_seconds",
             "hbchat_idle_timeouts",
+            "hbchat_timeouts_asked",
             "hbchat_slow_consumer_cuts",
             "hbchat_rate_limit_rejections",
             "hbchat_connections_closed",

@@ -171,13 +171,38 @@ class ResumeTests(SynchronousTestCase):
         server = FakeServer(retry_hint=2.5)
         peer = server.registered("carol")
         server.factory.shutdown()
-        self.assertEqual(peer.received(), [b"BYE shutdown retry=2.5"])
+        self.assertEqual([line.split(b" at=")[0] for line in peer.received()], [b"BYE shutdown retry=2.5"])
 
 
 class HugeNumberTests(SynchronousTestCase):
-    def test_an_absurdly_long_last_seq_is_err_400_not_an_exception(self) -> None:
-        server = FakeServer(max_line=8000)
-        peer = server.connect()
-        peer.received()
-        peer.sendLine(b"RESUME token " + b"9" * 5000)
-        self.assertEqual(peer.received(), [b"ERR 400 usage: RESUME <session-token> <last-seq>"])
+    """``<last-seq>`` is any non-negative decimal number, however many digits it has."""
+
+    def setUp(self) -> None:
+        self.server = FakeServer(history=5, grace=120, ping=30, timeout=90, max_line=8000)
+        self.alice = self.server.registered("alice")
+        bob = self.server.connect()
+        bob.received()
+        self.token, _ = token_and_seq(bob.register("bob")[0])
+        bob.lose()
+        self.alice.received()
+        self.back = self.server.connect()
+        self.back.received()
+
+    def test_a_21_digit_last_seq_ahead_of_the_chat_replays_nothing_and_is_complete(self) -> None:
+        self.back.sendLine(b"RESUME " + self.token + b" " + b"1" * 21)
+        self.assertEqual(
+            self.back.received(),
+            [b"WELCOME bob " + self.token + b" 3", b"RESUMED 0 complete", b"JOIN 4 bob"],
+        )
+
+    def test_a_last_seq_of_thousands_of_digits_is_not_an_exception(self) -> None:
+        self.back.sendLine(b"RESUME " + self.token + b" " + b"9" * 5000)
+        self.assertEqual(self.back.received()[1:], [b"RESUMED 0 complete", b"JOIN 4 bob"])
+
+    def test_leading_zeros_do_not_change_the_number(self) -> None:
+        self.back.sendLine(b"RESUME " + self.token + b" " + b"0" * 30 + b"2")
+        self.assertEqual(self.back.received()[1:], [b"LEFT 3 bob error", b"RESUMED 1 complete", b"JOIN 4 bob"])
+
+    def test_a_huge_last_seq_with_an_unknown_token_is_err_404(self) -> None:
+        self.back.sendLine(b"RESUME token " + b"9" * 5000)
+        self.assertEqual(self.back.received(), [b"ERR 404 unknown session"])

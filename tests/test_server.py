@@ -455,7 +455,7 @@ class HeartbeatTests(SynchronousTestCase):
             self.assertFalse(peer.closing, (ping, timeout))
 
     def test_silent_peer_is_aborted_at_the_timeout_on_the_next_reactor_turn(self) -> None:
-        self.server.advance(89.999)
+        self.server.clock.pump([1.0] * 89 + [0.999])
         self.server.turn()
         self.assertFalse(self.bob.closing)
         self.server.advance(0.001)
@@ -477,8 +477,75 @@ class HeartbeatTests(SynchronousTestCase):
     def test_a_silent_peer_is_not_spared_by_a_stall(self) -> None:
         self.server.advance(180)
         self.server.turn()
+        self.server.advance(30)
+        self.server.turn()
         self.assertTrue(self.bob.aborted)
         self.assertEqual(self.server.factory.sparedVerdicts, 0)
+
+    def test_after_a_stall_a_peer_never_pinged_meanwhile_is_pinged_before_it_is_judged(self) -> None:
+        # No PING went out during the stall: bob, who only answers PINGs, had nothing to
+        # answer. The pinger's PING on waking is the question; no second one is needed.
+        self.alice.sendLine("PONG")
+        self.server.advance(180)
+        self.server.turn()
+        self.assertFalse(self.bob.closing)
+        self.assertEqual(self.bob.received(), [b"PING 1"])
+        self.assertEqual(self.server.factory.askedVerdicts, 2)  # alice too
+
+    def test_a_peer_that_answers_the_ping_after_a_stall_is_spared(self) -> None:
+        self.server.advance(180)
+        self.server.turn()
+        self.server.advance(0.01)
+        self.bob.sendLine(b"PONG 1")
+        self.server.advance(29.99)
+        self.server.turn()
+        self.assertFalse(self.bob.closing)
+        self.assertEqual(self.server.factory.sparedVerdicts, 1)
+        # and it lives on as before, answering PINGs
+        for _ in range(20):
+            self.server.advance(10)
+            for line in self.bob.received():
+                if line.startswith(b"PING"):
+                    self.bob.sendLine(b"PONG" + line[4:])
+        self.assertFalse(self.bob.closing)
+
+    def test_a_dead_peer_is_cut_one_ping_interval_after_the_stall(self) -> None:
+        self.server.advance(180)
+        self.server.turn()
+        self.server.advance(29.999)
+        self.server.turn()
+        self.assertFalse(self.bob.closing)
+        self.server.advance(0.001)
+        self.server.turn()
+        self.assertTrue(self.bob.aborted)
+
+    def test_a_stall_that_ends_when_the_timer_fires_but_before_the_pinger_pings_at_once(self) -> None:
+        # The idle timer is due before the pinger's next round: the verdict itself asks.
+        server = FakeServer(ping=30, timeout=45)
+        peer = server.registered("carol")
+        peer.received()
+        server.clock.pump([1.0] * 29)  # no PING yet: the first is due at 30
+        server.advance(16)  # stall: the pinger (30) and the idle timer (45) fire together
+        server.turn()
+        self.assertEqual([line for line in peer.received() if line.startswith(b"PING")], [b"PING 1"])
+        self.assertFalse(peer.closing)
+        server.advance(30)
+        server.turn()
+        self.assertTrue(peer.aborted)
+
+    def test_a_server_on_time_judges_at_the_timeout_even_when_it_is_short(self) -> None:
+        for ping, timeout in [(1.0, 1.2), (1.0, 1.5), (2.0, 3.0), (30.0, 31.0)]:
+            server = FakeServer(ping=ping, timeout=timeout)
+            peer = server.registered("carol")
+            heard = server.clock.seconds()
+            server.clock.pump([0.01] * round(timeout / 0.01 - 2))
+            server.advance(heard + timeout - 0.001 - server.clock.seconds())
+            server.turn()
+            self.assertFalse(peer.closing, (ping, timeout))
+            server.advance(0.001)
+            server.turn()
+            self.assertTrue(peer.aborted, (ping, timeout))
+            self.assertEqual(server.factory.askedVerdicts, 0)
 
     def test_timed_out_peer_is_announced_left_timeout(self) -> None:
         self.server.advance(60)
@@ -497,7 +564,7 @@ class HeartbeatTests(SynchronousTestCase):
             self.server.advance(80)
             self.bob.send(b"\n")
         self.assertFalse(self.bob.closing)
-        self.server.advance(90)
+        self.server.clock.pump([1.0] * 90)
         self.server.turn()
         self.assertTrue(self.bob.aborted)
 
@@ -529,8 +596,10 @@ class ShutdownTests(SynchronousTestCase):
         stranger = server.connect()
         stranger.received()
         done = server.factory.shutdown()
-        self.assertEqual(alice.received(), [b"BYE shutdown retry=10"])
-        self.assertEqual(stranger.received(), [b"BYE shutdown retry=10"])
+        for peer in (alice, stranger):
+            lines = peer.received()
+            self.assertEqual(len(lines), 1, lines)
+            self.assertRegex(lines[0], rb"^BYE shutdown retry=10 at=[0-9.]+$")
         self.assertNoResult(done)
         alice.finishClose()
         stranger.finishClose()
@@ -543,7 +612,7 @@ class ShutdownTests(SynchronousTestCase):
         alice.received()
         server.factory.shutdown()
         bob.finishClose()
-        self.assertEqual(alice.received(), [b"BYE shutdown retry=10"])
+        self.assertEqual([line.split(b" at=")[0] for line in alice.received()], [b"BYE shutdown retry=10"])
 
     def test_peer_that_does_not_read_is_aborted_after_the_close_grace(self) -> None:
         server = FakeServer()

@@ -64,11 +64,15 @@ class Staller:
 class SocketClient(threading.Thread):
     """A client on a plain socket in its own thread, so that it runs while the reactor is blocked."""
 
-    def __init__(self, port: int, nick: str, chatty: bool) -> None:
+    def __init__(self, port: int, nick: str, chatty: bool, answerAfter: float | None = None) -> None:
         super().__init__(daemon=True, name=f"client-{nick}")
         self.port = port
         self.nick = nick
         self.chatty = chatty
+        #: Answer every PING this many seconds later (a round trip well within the half
+        #: interval the protocol allows), and say nothing else; None: never answer.
+        self.answerAfter = answerAfter
+        self.answers: list[tuple[float, bytes]] = []
         self.stop = threading.Event()
         self.quiet = threading.Event()
         self.registered = threading.Event()
@@ -91,7 +95,10 @@ class SocketClient(threading.Thread):
         while not self.stop.is_set() and time.monotonic() < deadline:
             if self.chatty and self.registered.is_set() and not self.quiet.is_set():
                 sock.sendall(b"PING alive\n")
-            readable, _, _ = select.select([sock], [], [], 0.1)
+            while self.answers and self.answers[0][0] <= time.monotonic():
+                sock.sendall(self.answers.pop(0)[1])
+            wait = 0.1 if not self.answers else max(0.0, min(0.1, self.answers[0][0] - time.monotonic()))
+            readable, _, _ = select.select([sock], [], [], wait)
             if not readable:
                 continue
             try:
@@ -105,6 +112,8 @@ class SocketClient(threading.Thread):
             for line in complete:
                 text = line.decode()
                 self.lines.append(text)
+                if self.answerAfter is not None and (text == "PING" or text.startswith("PING ")):
+                    self.answers.append((time.monotonic() + self.answerAfter, b"PONG" + line[4:] + b"\n"))
                 if text.startswith("WELCOME "):
                     self.registered.set()
         sock.close()
@@ -119,8 +128,8 @@ class StallTests(ChatTestCase):
                 self.fail(f"timed out waiting for {what}")
             yield task.deferLater(clock, 0.05, lambda: None)
 
-    def startClient(self, port: int, nick: str, chatty: bool) -> SocketClient:
-        client = SocketClient(port, nick, chatty)
+    def startClient(self, port: int, nick: str, chatty: bool, answerAfter: float | None = None) -> SocketClient:
+        client = SocketClient(port, nick, chatty, answerAfter)
         client.start()
 
         def stop() -> None:
@@ -167,3 +176,38 @@ class StallTests(ChatTestCase):
         # Cut on the turn after the stall, at most about one ping interval late (plus
         # generous room for a slow machine).
         self.assertLess(silent.closedAt - stallEnds, ping + 2.0)
+
+    @inlineCallbacks
+    def test_clients_that_only_answer_pings_survive_a_stall_of_twice_the_timeout(self) -> Any:
+        ping, timeout = 0.5, 1.5
+        factory, port = self.startServer(ping=ping, timeout=timeout, register_timeout=10, rate=0)
+        # Each answers after 50 ms (a modest round trip; the protocol allows half an
+        # interval, 250 ms here): on waking, the server must not judge before that.
+        answering = [self.startClient(port, f"answer{n}", chatty=False, answerAfter=0.05) for n in range(10)]
+        dead = self.startClient(port, "dead", chatty=False)
+        everyone = [*answering, dead]
+        yield self.waitFor(lambda: all(c.registered.is_set() for c in everyone), "all to register")
+        yield task.deferLater(clock, 0.3, lambda: None)
+
+        # While the server is stalled it sends no PING, so these clients, which speak only
+        # when asked, send nothing: their idle timers all run out during the stall.
+        staller = Staller(2 * timeout)
+        self.addCleanup(staller.close)
+        staller.stall()
+        yield self.waitFor(lambda: staller.endedAt > 0, "the stall")
+        stallEnds = staller.endedAt
+
+        yield self.waitFor(lambda: dead.closedAt is not None, "the dead client to be cut")
+        yield task.deferLater(clock, 3 * ping, lambda: None)
+        for client in everyone:
+            self.assertIsNone(client.error, f"{client.nick}: {client.error!r}")
+        cut = [c.nick for c in answering if c.closedAt is not None]
+        self.assertEqual(cut, [], "clients that answered the PING after the stall were cut")
+        watcher = answering[0]
+        self.assertTrue(any(line.endswith(" dead timeout") for line in watcher.lines), watcher.lines[-10:])
+        self.assertFalse(any(line.endswith(" timeout") and "answer" in line for line in watcher.lines))
+        self.assertGreaterEqual(factory.askedVerdicts, len(everyone))
+        assert dead.closedAt is not None
+        # Asked on waking and cut one ping interval later (plus room for a slow machine).
+        self.assertGreaterEqual(dead.closedAt - stallEnds, ping * 0.9)
+        self.assertLess(dead.closedAt - stallEnds, ping + 2.0)

@@ -81,3 +81,20 @@ class FormatTests(SynchronousTestCase):
 
     def test_unknown_command_names_the_verb(self) -> None:
         self.assertEqual(wire.err_unknown_command(b"FOO"), b"ERR 400 unknown command FOO\n")
+
+
+class DecimalTests(SynchronousTestCase):
+    def test_a_decimal_up_to_the_bound_is_its_value(self) -> None:
+        self.assertEqual(wire.decimal_at_most(b"0", 10), 0)
+        self.assertEqual(wire.decimal_at_most(b"007", 10), 7)
+        self.assertEqual(wire.decimal_at_most(b"10", 10), 10)
+
+    def test_a_decimal_above_the_bound_is_the_bound_however_long(self) -> None:
+        self.assertEqual(wire.decimal_at_most(b"11", 10), 10)
+        self.assertEqual(wire.decimal_at_most(b"9" * 21, 10**20), 10**20)
+        self.assertEqual(wire.decimal_at_most(b"9" * 100_000, 5), 5)
+        self.assertEqual(wire.decimal_at_most(b"0" * 100 + b"3", 5), 3)
+
+    def test_anything_else_is_none(self) -> None:
+        for text in [b"", b"-1", b"+1", b"1.0", b"1e3", b" 1", b"x", "\u0663".encode()]:
+            self.assertIsNone(wire.decimal_at_most(text, 10), text)

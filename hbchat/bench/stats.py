@@ -236,6 +236,20 @@ MIN_TEXT_SIZE = STAMP_SIZE + 1
 Stamp = tuple[int, bytes, int, int]
 
 
+def peak_to_mean(times: Sequence[float], until: float, width: float) -> tuple[int, float]:
+    """
+    The busiest ``width``-second bin of ``times`` and the mean over the bins from 0 to
+    ``until`` (a storm's attempts, up to the moment the last client was back).
+    """
+    bins = max(1, math.ceil(until / width - 1e-9))
+    counts = [0] * bins
+    for value in times:
+        index = int(value / width)
+        if 0 <= index < bins:
+            counts[index] += 1
+    return max(counts), sum(counts) / bins
+
+
 def stamp_text(sent_ns: int, run: bytes, sender: int, seq: int, padding: bytes) -> bytes:
     """The text of one fanout message: the stamp, then ``padding`` (``--size`` minus the stamp)."""
     return b"T%019d R%s S%05d N%010d %s" % (sent_ns, run, sender % 100000, seq % 10**10, padding)

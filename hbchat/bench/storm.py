@@ -16,9 +16,10 @@ Scenarios (``--scenarios``):
 * ``stock-crash``: SIGKILL (no BYE, pure backoff) with Twisted's stock
   ``ReconnectingClientFactory.retry``: Gaussian jitter around a delay that starts at 1 s
   and grows by a factor of e, capped at 30 s.
-* ``hbchat-crash``: SIGKILL with hbchat's own retry: full jitter, uniform(0, min(30, 2**n)).
-* ``hbchat-graceful``: SIGTERM; the server says ``BYE shutdown retry=S`` (``--retry-hint``)
-  and the clients come back after uniform(0, S).
+* ``hbchat-crash``: SIGKILL with hbchat's own retry (:mod:`hbchat.backoff`): uniform(0, 1.5)
+  first, then uniform(c/2, c) with c = min(30, max(1, age of the outage / 2)).
+* ``hbchat-graceful``: SIGTERM; the server says ``BYE shutdown retry=S at=A`` (``--retry-hint``)
+  and each client comes back after the A the server chose for it (:mod:`hbchat.comeback`).
 * ``stock-crash-quick``, ``hbchat-crash-quick``: the crashes again, with the new server
   spawned after ``--quick-restart-delay`` (0.2 s), i.e. up before the stock clients' first
   retry at about 1 s, which then lands on it in one wave.
@@ -60,7 +61,7 @@ from twisted.internet.protocol import ReconnectingClientFactory, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from hbchat.bench.stats import histogram_of_times, quantile
+from hbchat.bench.stats import histogram_of_times, peak_to_mean, quantile
 from hbchat.client import HELLO_TIMEOUT, ChatClientFactory, ChatClientProtocol, EndpointConnector
 from hbchat.interfaces import IChatObserver
 
@@ -223,7 +224,7 @@ class BenchProtocol(ChatClientProtocol):
 
 
 class HbchatFactory(ChatClientFactory):
-    """hbchat's own backoff (full jitter, the server's retry hint first)."""
+    """hbchat's own backoff (hbchat.backoff; the server's retry hint first)."""
 
     def buildProtocol(self, addr: Any) -> BenchProtocol:  # type: ignore[override]
         return BenchProtocol(self)
@@ -622,7 +623,7 @@ async def run_scenario(name: str, settings: Settings, workdir: Path, server_comm
 
 BACKOFF_LABELS = {
     "stock": "stock `ReconnectingClientFactory`",
-    "hbchat": "hbchat full jitter",
+    "hbchat": "hbchat backoff",
 }
 
 
@@ -643,19 +644,27 @@ def stop_label(r: Result) -> str:
     return f"{how}, server up again at {r.server_listening_at:.2f} s"
 
 
+def peak_over_mean(r: Result) -> str:
+    """The busiest 100 ms over the mean 100 ms, from the stop until the last client was back."""
+    if r.time_all_back is None:
+        return "-"
+    peak, mean = peak_to_mean(r.attempts, r.time_all_back, BIN)
+    return f"{peak / mean:.2f}" if mean else "-"
+
+
 def table(results: list[Result]) -> str:
     lines = [
         "| Backoff | Server stop, new server listening | Peak attempts / 100 ms (all) "
         "| Peak / 100 ms on the new server | Time until all are back | Median back | 99 % back "
-        "| Total attempts | Refused | Stalled |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| Total attempts | Refused | Stalled | Peak / mean |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {backoff_label(r)} | {stop_label(r)} | {r.peak_per_bin} (at {r.peak_bin_start:.1f} s) "
             f"| {r.live_peak_per_bin} (at {r.live_peak_bin_start:.1f} s) | {seconds(r.time_all_back)} "
             f"| {seconds(r.back_p50)} | {seconds(r.back_p99)} | {r.total_attempts} | {r.failed_attempts} "
-            f"| {r.stalled_connections} |"
+            f"| {r.stalled_connections} | {peak_over_mean(r)} |"
         )
     return "\n".join(lines)
 
@@ -798,20 +807,22 @@ def findings(results: list[Result]) -> list[str]:
     if full is not None:
         versus = (lambda value: f" (stock: {value})") if stock is not None else (lambda value: "")
         points.append(
-            f"- **hbchat, crash.** Full jitter: at most {full.live_peak_per_bin} connects per 100 ms on the new "
+            f"- **hbchat, crash.** hbchat's backoff: at most {full.live_peak_per_bin} connects per 100 ms on the new "
             f"server{versus(stock.live_peak_per_bin if stock else 0)}; half of the clients back after "
             f"{seconds(full.back_p50)}{versus(seconds(stock.back_p50) if stock else '')}, 99 % after "
             f"{seconds(full.back_p99)}, all after {seconds(full.time_all_back)}"
             f"{versus(seconds(stock.time_all_back) if stock else '')}; {full.failed_attempts} attempts refused while "
-            f"no server listened{versus(stock.failed_attempts if stock else 0)}. The tail is the clients refused "
-            "several times: after n refusals the next delay is drawn from uniform(0, 2^n) s." + queue_trouble(full)
+            f"no server listened{versus(stock.failed_attempts if stock else 0)}. Refusals early in the outage do not "
+            "lengthen the wait (it grows with the outage's age), so there is no tail of clients refused several "
+            "times." + queue_trouble(full)
         )
     if hint is not None:
         points.append(
-            f"- **hbchat, graceful stop.** With `retry={hint.retry_hint:g}` the first attempts are spread over "
-            f"{hint.retry_hint:g} s: at most {hint.live_peak_per_bin} connects per 100 ms on the new server, and "
-            f"only the clients whose draw fell before it listened ({hint.failed_attempts} refused attempts) fall "
-            f"back to the backoff; all back after {seconds(hint.time_all_back)}." + queue_trouble(hint)
+            f"- **hbchat, graceful stop.** With `retry={hint.retry_hint:g}` and the moment `at=` each BYE names, the "
+            f"clients come back one after another until the drain plus {hint.retry_hint:g} s: at most "
+            f"{hint.live_peak_per_bin} connects per 100 ms on the new server; only those sent back before it "
+            f"listened ({hint.failed_attempts} refused attempts) fall back to the backoff; all back after "
+            f"{seconds(hint.time_all_back)}." + queue_trouble(hint)
         )
     if stock_quick is not None:
         points.append(
@@ -821,7 +832,7 @@ def findings(results: list[Result]) -> list[str]:
         )
     if full_quick is not None:
         points.append(
-            f"- **Quick restart, hbchat.** The same quick restart with full jitter: at most "
+            f"- **Quick restart, hbchat.** The same quick restart with hbchat's backoff: at most "
             f"{full_quick.live_peak_per_bin} connects per 100 ms, all back after {seconds(full_quick.time_all_back)}."
             + queue_trouble(full_quick)
         )
@@ -843,11 +854,13 @@ def section(results: list[Result], settings: Settings, command: str, machine: st
         f"{settings.restart_delay:g} s later{quick_text}, and timestamps every connection attempt the clients make, "
         "and the moment each is registered again (WELCOME), relative to the stop. `SIGKILL` is a crash: the "
         "clients see their connections reset and nothing else, so only the backoff spreads them. `SIGTERM` is a "
-        f"graceful stop: every client gets `BYE shutdown retry={settings.retry_hint:g}` and comes back after "
-        f"uniform(0, {settings.retry_hint:g}) s. The stock variant is the same client with "
+        f"graceful stop: every client gets `BYE shutdown retry={settings.retry_hint:g} at=A` and comes back after "
+        "A s, a moment the server chose so that the returns are spread evenly (docs/protocol.md, section 9). "
+        "The stock variant is the same client with "
         "`ReconnectingClientFactory.retry` (Gaussian jitter of 12 % around a delay that starts at 1 s and grows by "
-        "a factor of e, cap 30 s) instead of hbchat's full jitter (uniform(0, min(30, 2^n)) s, reset after "
-        "WELCOME).",
+        "a factor of e, cap 30 s) instead of hbchat's backoff (the first retry after uniform(0, 1.5) s, each later "
+        "one after uniform(c/2, c) s with c = min(30, max(1, half the outage's age)); reset after WELCOME). "
+        "*Peak / mean*: the busiest 100 ms over the mean 100 ms, from the stop until the last client was back.",
         "",
         f"Command: `{command}`",
         "",
