@@ -16,12 +16,20 @@ they are not disturbed.
 The context is a Twisted ``CertificateOptions``: TLS 1.2 at least (``raiseMinimumTo``, even
 on a Twisted whose default is lower), forward-secret AEAD cipher suites only
 (:data:`CIPHERS`), and with ``--tls-client-ca`` a verified client certificate required.
+
+ALPN (RFC 7301) is answered by :func:`select_alpn`, not by Twisted: Twisted's select
+callback answers ``b""`` when it has no protocol in common with the client, which OpenSSL
+turns into a fatal "internal error" alert, so that every client offering ALPN (browsers, Go,
+Android) was refused.  hbchat picks ``http/1.1`` when offered (what a WebSocket client
+wants) and otherwise carries on without ALPN, as the RFC allows.  Tested on Twisted 24.7.0
+to 26.10.0 with pyOpenSSL up to 26.4.0 (see pyproject.toml).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +65,12 @@ MINIMUM_TLS_VERSION = TLSVersion.TLSv1_2
 #: these.  (TLS 1.3 has its own suites, all of them AEAD.)
 CIPHERS = AcceptableCiphers.fromOpenSSLCipherString("ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20")
 
+#: The ALPN protocols an ``ssl:`` listener chooses from a client's offer, most preferred
+#: first: ``http/1.1`` (the HTTP of a WebSocket's opening handshake).  A client offering
+#: none of them is served without ALPN (RFC 7301, section 3.2, allows the server to ignore
+#: the extension); it is never refused for its offer.
+ALPN_PROTOCOLS: tuple[bytes, ...] = (b"http/1.1",)
+
 #: The parameters of an ``ssl:`` server endpoint, in the order Twisted takes them positionally.
 _SSL_PARAMETERS = (
     "port",
@@ -70,6 +84,23 @@ _SSL_PARAMETERS = (
 )
 
 _PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL)
+
+
+def choose_alpn(offered: Sequence[bytes], acceptable: Sequence[bytes] = ALPN_PROTOCOLS) -> bytes | None:
+    """The protocol to answer a client's ALPN offer with: our most preferred one it offers, or None."""
+    for protocol in acceptable:
+        if protocol in offered:
+            return protocol
+    return None
+
+
+def select_alpn(connection: SSL.Connection, offered: list[bytes]) -> bytes | object:
+    """
+    pyOpenSSL's ALPN select callback: :func:`choose_alpn`, or, with nothing in common,
+    ``NO_OVERLAPPING_PROTOCOLS``, which makes OpenSSL go on without ALPN (no alert).
+    """
+    chosen = choose_alpn(offered)
+    return SSL.NO_OVERLAPPING_PROTOCOLS if chosen is None else chosen
 
 
 def is_ssl(description: str) -> bool:
@@ -251,6 +282,8 @@ def load_options(listen: TLSListen) -> CertificateOptions:
             **verify,
         )
         context = options.getContext()
+        # Replaces Twisted's callback, which refuses every ALPN offer it cannot match (see above).
+        context.set_alpn_select_callback(select_alpn)  # type: ignore[arg-type]
         if client_cas:
             # A CA in --tls-client-ca is trusted as it is, an intermediate one included: a
             # client's chain need not go on up to a self-signed root.
