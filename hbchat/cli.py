@@ -253,6 +253,21 @@ class InputLines(LineReceiver):
         self.console.inputEnded()
 
 
+def unverified_refusal(endpoint: str) -> str | None:
+    """
+    Why ``endpoint`` is refused (None: it is not): Twisted's ``ssl:`` client endpoint does
+    not check the server's certificate, and nobody asks for that by writing ``ssl:``, the
+    natural spelling (the server's listener is one).  The line names the verified spelling.
+    """
+    kind, _, rest = endpoint.partition(":")
+    if kind.strip().lower() != "ssl":
+        return None
+    return (
+        f"ENDPOINT {endpoint!r}: ssl: would not check the server's certificate; "
+        f"use tls:{rest} (verified; --ca FILE trusts a private CA)"
+    )
+
+
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="hbchat-client",
@@ -273,7 +288,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         "endpoint",
         metavar="ENDPOINT",
         help="Twisted client endpoint string: tcp:HOST:PORT, unix:PATH, or tls:HOST:PORT (verified; "
-        "also :timeout=S, :bindAddress=IP, :endpoint=DESCRIPTION to run TLS over another endpoint)",
+        "also :timeout=S, :bindAddress=IP, :endpoint=DESCRIPTION to run TLS over another endpoint). "
+        "ssl:HOST:PORT is refused (exit status 2): Twisted's ssl: does not verify the server; use tls:",
     )
     parser.add_argument("--nick", required=True, help="nick to register: 1-32 letters, digits or _-[]{}^|")
     parser.add_argument("--password-file", metavar="FILE", help="file whose first line is the password")
@@ -310,6 +326,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         "may hold both key and certificate)",
     )
     arguments = parser.parse_args(argv)
+    refusal = unverified_refusal(arguments.endpoint)
+    if refusal is not None:
+        _fail(refusal, 2)
     if not wire.is_valid_nick(arguments.nick.encode("utf-8")):
         parser.error(f"--nick {arguments.nick!r}: use 1 to 32 letters, digits or _-[]{{}}^|")
     if arguments.max_retries is not None and arguments.max_retries < 0:
