@@ -412,6 +412,7 @@ def run(reactor: Any, arguments: argparse.Namespace) -> Deferred[None]:
         clock=reactor,
         diagnose=diagnose,
     )
+    factory.probePlain = True
     console.factory = factory
     StandardIO(InputLines(console), reactor=reactor)
     connect(reactor, endpoint, factory)
