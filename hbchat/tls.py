@@ -49,7 +49,6 @@ from twisted.internet.ssl import (
 )
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
-from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
@@ -371,15 +370,6 @@ def awaits_handshake(transport: object) -> bool:
     before the client has said anything), which then hears ``handshakeCompleted``.
     """
     return isinstance(transport, TLSMemoryBIOProtocol)
-
-
-def tls_failed(reason: Failure) -> bool:
-    """
-    Whether a TLS error ended a connection: mostly a failed handshake (no client
-    certificate, an untrusted one, no protocol version or cipher suite in common), rarely a
-    corrupt record or an alert later.  Operators want these told apart from resets.
-    """
-    return reason.check(SSL.Error) is not None
 
 
 def peer_common_name(transport: object) -> str | None:
