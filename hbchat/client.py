@@ -569,8 +569,9 @@ class ChatClientFactory(ReconnectingClientFactory):
             diagnosis = Diagnosis(protocol.notPlain, final=True)
         if diagnosis is not None and diagnosis.final and protocol.greeted:
             # A connection that got as far as a HELLO spoke TLS with a certificate we
-            # trusted: whatever breaks it later (a corrupted record, say) is worth a reconnect.
-            diagnosis = None
+            # trusted: whatever breaks it later (a corrupted record, say) is worth a reconnect,
+            # told in the diagnosis's words (not OpenSSL's raw error tuples).
+            diagnosis = Diagnosis(diagnosis.text, final=False)
         if diagnosis is not None and diagnosis.final:
             self._giveUp(diagnosis.text)
             return
