@@ -27,6 +27,7 @@ from prometheus_client.utils import floatToGoString
 from hbchat.histogram import Histogram
 from hbchat.server import ChatFactory
 from hbchat.stats import CLOSE_REASONS, RESUME_OUTCOMES
+from hbchat.tls import ALPN_PROTOCOLS, NO_ALPN, ServerTLS
 
 
 def _histogram(name: str, documentation: str, histogram: Histogram) -> HistogramMetricFamily:
@@ -149,6 +150,20 @@ class ChatCollector(Collector):
         for reason in (*CLOSE_REASONS, *sorted(set(closes) - set(CLOSE_REASONS))):
             closed.add_metric([reason], closes[reason])
         yield closed
+
+        alpn = CounterMetricFamily(
+            "hbchat_tls_alpn",
+            "TLS handshakes whose client offered ALPN, by ssl: listener and the protocol chosen (none: nothing in "
+            "common, served without ALPN).",
+            labels=["listener", "protocol"],
+        )
+        for listener in listeners:
+            tls = getattr(listener, "tls", None)
+            if isinstance(tls, ServerTLS):
+                names = [name.decode("ascii") for name in ALPN_PROTOCOLS] + [NO_ALPN]
+                for name in [*names, *sorted(set(tls.alpn) - set(names))]:
+                    alpn.add_metric([listener.description, name], tls.alpn[name])
+        yield alpn
 
         yield _counter("hbchat_events_broadcast", "Chat events (MSG, JOIN, LEFT) broadcast.", factory.seq)
         yield _counter(

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,13 @@ def select_alpn(connection: SSL.Connection, offered: list[bytes]) -> bytes | obj
     """
     chosen = choose_alpn(offered)
     return SSL.NO_OVERLAPPING_PROTOCOLS if chosen is None else chosen
+
+
+#: An ALPN select callback, as pyOpenSSL calls it.
+ALPNSelect = Callable[[SSL.Connection, list[bytes]], "bytes | object"]
+
+#: The ``hbchat_tls_alpn_total`` label of a client offer with nothing in common.
+NO_ALPN = "none"
 
 
 def is_ssl(description: str) -> bool:
@@ -232,7 +240,7 @@ def _refuse_passphrase(*args: object) -> bytes:
     raise _EncryptedKeyError()
 
 
-def load_options(listen: TLSListen) -> CertificateOptions:
+def load_options(listen: TLSListen, alpn_select: ALPNSelect = select_alpn) -> CertificateOptions:
     """
     A fresh ``CertificateOptions`` from the files, with its context already made, so that
     any problem (a missing file, a key that does not match its certificate) shows here, as
@@ -282,7 +290,7 @@ def load_options(listen: TLSListen) -> CertificateOptions:
         )
         context = options.getContext()
         # Replaces Twisted's callback, which refuses every ALPN offer it cannot match (see above).
-        context.set_alpn_select_callback(select_alpn)  # type: ignore[arg-type]
+        context.set_alpn_select_callback(alpn_select)  # type: ignore[arg-type]
         if client_cas:
             # A CA in --tls-client-ca is trusted as it is, an intermediate one included: a
             # client's chain need not go on up to a self-signed root.
@@ -308,9 +316,17 @@ class ServerTLS:
 
     def __init__(self, listen: TLSListen) -> None:
         self.listen = listen
-        self._options = load_options(listen)
+        #: Handshakes whose client offered ALPN, by the protocol chosen (NO_ALPN: none in common).
+        self.alpn: Counter[str] = Counter()
+        self._options = load_options(listen, self._selectALPN)
         #: Successful reloads so far.
         self.reloads = 0
+
+    def _selectALPN(self, connection: SSL.Connection, offered: list[bytes]) -> bytes | object:
+        """:func:`select_alpn`, counted."""
+        chosen = select_alpn(connection, offered)
+        self.alpn[chosen.decode("ascii", "replace") if isinstance(chosen, bytes) else NO_ALPN] += 1
+        return chosen
 
     @property
     def certificate(self) -> Certificate:
@@ -328,7 +344,7 @@ class ServerTLS:
         it without a certificate: the error is logged once and the previous context stays.
         """
         try:
-            options = load_options(self.listen)
+            options = load_options(self.listen, self._selectALPN)
         except ConfigError as error:
             # The error names the listener already.
             self.log.error(

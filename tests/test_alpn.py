@@ -21,6 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from hbchat.tls import ALPN_PROTOCOLS, choose_alpn, select_alpn
 from tests.test_integration import ChatTestCase, tcpPortOf
+from tests.test_metrics import scrape
 from tests.test_tls import sslDescription, tempdir
 from tests.tlscerts import CertificateAuthority
 
@@ -53,8 +54,9 @@ class PythonClientTests(ChatTestCase):
         ca = CertificateAuthority()
         directory = tempdir(self)
         self.caFile = str(ca.write(directory))
-        service = self.startService("--listen", sslDescription(directory, ca.server("localhost", "127.0.0.1")))
-        self.port = tcpPortOf(service.factory)
+        self.description = sslDescription(directory, ca.server("localhost", "127.0.0.1"))
+        self.service = self.startService("--listen", self.description)
+        self.port = tcpPortOf(self.service.factory)
 
     def handshake(self, protocols: list[str]) -> Any:
         """Fires with (the ALPN protocol chosen, the server's first line) of one verified connection."""
@@ -92,3 +94,13 @@ class PythonClientTests(ChatTestCase):
         chosen, line = yield self.handshake(["h2"])
         self.assertIsNone(chosen)
         self.assertTrue(line.startswith(b"HELLO hbchat/1 "), line)
+
+    @inlineCallbacks
+    def test_alpn_offers_are_counted_by_the_protocol_chosen(self) -> Any:
+        yield self.handshake(["h2", "http/1.1"])
+        yield self.handshake(["foo"])
+        yield self.handshake(["h2"])
+        values = scrape(self.service.factory)
+        key = f"hbchat_tls_alpn_total{{listener={self.description},protocol="
+        self.assertEqual(values[key + "http/1.1}"], 1)
+        self.assertEqual(values[key + "none}"], 2)
