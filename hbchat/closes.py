@@ -43,6 +43,7 @@ PURPOSES = {
 #: OpenSSL reasons whose cause is worth a word to an operator.
 _HINTS = {
     "wrong version number": "not TLS: a plain-text client on a TLS port?",
+    "packet length too long": "not TLS: a plain-text client on a TLS port?",
     "http request": "plain HTTP on a TLS port",
     "peer did not return a certificate": "no client certificate",
     "no shared cipher": "no cipher suite in common",

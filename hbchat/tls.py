@@ -21,8 +21,8 @@ ALPN (RFC 7301) is answered by :func:`select_alpn`, not by Twisted: Twisted's se
 callback answers ``b""`` when it has no protocol in common with the client, which OpenSSL
 turns into a fatal "internal error" alert, so that every client offering ALPN (browsers, Go,
 Android) was refused.  hbchat picks ``http/1.1`` when offered (what a WebSocket client
-wants) and otherwise carries on without ALPN, as the RFC allows.  Tested on Twisted 24.7.0
-to 26.10.0 with pyOpenSSL up to 26.4.0 (see pyproject.toml).
+wants) and otherwise carries on without ALPN, as the RFC allows.  Tested with Twisted 24.7.0
++ pyOpenSSL 24.2.1 and Twisted 26.10.0 + pyOpenSSL 26.4.0 (the range pyproject.toml admits).
 """
 
 from __future__ import annotations
