@@ -282,7 +282,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         "TLS: the server's certificate must be valid for HOST and issued by a trusted CA (the system's, or --ca). "
         "A certificate that does not verify (wrong host name, untrusted issuer, expired), or a server that refuses "
         "our client certificate, ends the client at once with one line on stderr and exit status 1: retrying would "
-        "fail the same way. A TLS file that cannot be used is reported the same way, before connecting.",
+        "fail the same way. A TLS file that cannot be used is reported the same way, before connecting. "
+        "A tcp: ENDPOINT that is a TLS port ends the same way, naming the tls: ENDPOINT to use (the client starts "
+        "plain TCP with three empty lines, which an hbchat server ignores and a TLS port closes the connection on).",
     )
     parser.add_argument(
         "endpoint",
