@@ -144,7 +144,7 @@ class ChatCollector(Collector):
             "elsewhere), shutdown, register_timeout, line_too_long, full (refused with ERR 503), unauthorized (a third "
             "failed login with --auth or --tls-identity), kicked (over the rate limit after repeated ERR 429), "
             "tls_error (mostly a failed TLS handshake: no or an untrusted client certificate, no common protocol or "
-            "cipher).",
+            "cipher, plain text, or a TLS connection closed before its handshake was done).",
             labels=["reason"],
         )
         for reason in (*CLOSE_REASONS, *sorted(set(closes) - set(CLOSE_REASONS))):
