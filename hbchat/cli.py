@@ -279,6 +279,21 @@ class InputLines(LineReceiver):
         self.console.inputEnded()
 
 
+def unverified_refusal(endpoint: str) -> str | None:
+    """
+    Why ``endpoint`` is refused (None: it is not): Twisted's ``ssl:`` client endpoint does
+    not check the server's certificate, and nobody asks for that by writing ``ssl:``, the
+    natural spelling (the server's listener is one).  The line names the verified spelling.
+    """
+    kind, _, rest = endpoint.partition(":")
+    if kind.strip().lower() != "ssl":
+        return None
+    return (
+        f"ENDPOINT {endpoint!r}: ssl: would not check the server's certificate; "
+        f"use tls:{rest} (verified; --ca FILE trusts a private CA)"
+    )
+
+
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="hbchat-client",
@@ -293,13 +308,16 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         "TLS: the server's certificate must be valid for HOST and issued by a trusted CA (the system's, or --ca). "
         "A certificate that does not verify (wrong host name, untrusted issuer, expired), or a server that refuses "
         "our client certificate, ends the client at once with one line on stderr and exit status 1: retrying would "
-        "fail the same way. A TLS file that cannot be used is reported the same way, before connecting.",
+        "fail the same way. A TLS file that cannot be used is reported the same way, before connecting. "
+        "A tcp: ENDPOINT that is a TLS port ends the same way, naming the tls: ENDPOINT to use (the client starts "
+        "plain TCP with three empty lines, which an hbchat server ignores and a TLS port closes the connection on).",
     )
     parser.add_argument(
         "endpoint",
         metavar="ENDPOINT",
         help="Twisted client endpoint string: tcp:HOST:PORT, unix:PATH, or tls:HOST:PORT (verified; "
-        "also :timeout=S, :bindAddress=IP, :endpoint=DESCRIPTION to run TLS over another endpoint)",
+        "also :timeout=S, :bindAddress=IP, :endpoint=DESCRIPTION to run TLS over another endpoint). "
+        "ssl:HOST:PORT is refused (exit status 2): Twisted's ssl: does not verify the server; use tls:",
     )
     parser.add_argument("--nick", required=True, help="nick to register: 1-32 letters, digits or _-[]{}^|")
     parser.add_argument("--password-file", metavar="FILE", help="file whose first line is the password")
@@ -346,6 +364,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         "may hold both key and certificate)",
     )
     arguments = parser.parse_args(argv)
+    refusal = unverified_refusal(arguments.endpoint)
+    if refusal is not None:
+        _fail(refusal, 2)
     if not wire.is_valid_nick(arguments.nick.encode("utf-8")):
         parser.error(f"--nick {arguments.nick!r}: use 1 to 32 letters, digits or _-[]{{}}^|")
     if arguments.max_retries is not None and arguments.max_retries < 0:
@@ -442,6 +463,7 @@ def run(reactor: Any, arguments: argparse.Namespace) -> Deferred[None]:
         diagnose=diagnose,
         give_up_after=give_up_after(arguments, interactive),
     )
+    factory.probePlain = True
     console.factory = factory
     StandardIO(InputLines(console), reactor=reactor)
     connect(reactor, endpoint, factory)

@@ -22,7 +22,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import NotConnectingError
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import IAddress, IDelayedCall, INegotiated, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import ReconnectingClientFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -33,6 +33,7 @@ from hbchat.clientsession import ClientSession
 from hbchat.config import DEFAULT_BURST, DEFAULT_RATE
 from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.interfaces import IChatObserver
+from hbchat.plainprobe import PROBE, closed_unheard, silent_unheard, tls_address
 from hbchat.ratelimit import Bucket
 from hbchat.reasons import describe
 from hbchat.sockopts import enable_keepalive
@@ -128,6 +129,13 @@ class ChatClientProtocol(HeartbeatProtocol):
     #: Why this connection is ending, in words for a person, when we know better than
     #: the transport does (a BYE, a timeout).
     problem: str | None = None
+    #: With the factory's ``probePlain``, on plain TCP: the peer as shown and the tls:
+    #: endpoint to suggest should it turn out to be a TLS port (hbchat.plainprobe).
+    plainPeer: tuple[str, str] | None = None
+    #: Some bytes came from the server on this connection.
+    heard = False
+    #: Why this connection says the port is not a plain hbchat one: final, no reconnect.
+    notPlain: str | None = None
 
     def __init__(self, factory: ChatClientFactory) -> None:
         super().__init__(factory.timer)
@@ -137,11 +145,16 @@ class ChatClientProtocol(HeartbeatProtocol):
     def connectionMade(self) -> None:
         self.lastReceived = self.clock.seconds()
         self.setTimeout(HELLO_TIMEOUT)
+        if self.factory.probePlain and not INegotiated.providedBy(self.transport):
+            self.plainPeer = tls_address(self.link.getPeer())
+            if self.plainPeer is not None:
+                self.link.write(PROBE)
 
     def sendLine(self, line: bytes) -> None:
         self.link.write(line)
 
     def dataReceived(self, data: bytes) -> None:
+        self.heard = True
         self.noteTraffic()
         lines, overflowed = self._framer.feed(data)
         for line in lines:
@@ -247,9 +260,13 @@ class ChatClientProtocol(HeartbeatProtocol):
 
     def heartbeatTimedOut(self, idle: float) -> None:
         self.problem = f"the server was silent for {idle:.1f}s"
+        if self.plainPeer is not None and not self.heard:
+            self.problem = silent_unheard(*self.plainPeer, idle)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.stopHeartbeat()
+        if self.plainPeer is not None and not self.heard and self.problem is None:
+            self.notPlain = closed_unheard(*self.plainPeer, reason)
         self.factory.lost(self, reason)
 
 
@@ -292,6 +309,9 @@ class ChatClientFactory(ReconnectingClientFactory):
 
     log = Logger()
     noisy = False
+    #: Start plain TCP connections with hbchat.plainprobe's empty lines, so that a TLS port
+    #: is told apart from a silent server (hbchat-client turns it on).
+    probePlain = False
 
     def __init__(
         self,
@@ -602,10 +622,13 @@ class ChatClientFactory(ReconnectingClientFactory):
             self._giveUp("you quit")
             return
         diagnosis = self._diagnose(reason)
+        if protocol.notPlain is not None:
+            diagnosis = Diagnosis(protocol.notPlain, final=True)
         if diagnosis is not None and diagnosis.final and protocol.greeted:
             # A connection that got as far as a HELLO spoke TLS with a certificate we
-            # trusted: whatever breaks it later (a corrupted record, say) is worth a reconnect.
-            diagnosis = None
+            # trusted: whatever breaks it later (a corrupted record, say) is worth a reconnect,
+            # told in the diagnosis's words (not OpenSSL's raw error tuples).
+            diagnosis = Diagnosis(diagnosis.text, final=False)
         if diagnosis is not None and diagnosis.final:
             self._giveUp(diagnosis.text)
             return

@@ -42,6 +42,8 @@ class Listener(Factory):
         self.listening = False
         #: The listening port, once listening (see :class:`_RecordingEndpoint`).
         self.port: IListeningPort | None = None
+        #: An ssl: listener's TLS (its ALPN counts are metrics).
+        self.tls: ServerTLS | None = None
         self._paused = False
         chat.stats.listeners.append(self)
         chat.gates.append(self)
@@ -143,6 +145,7 @@ def listener_service(
         factory = listener
     else:
         endpoint, factory = tls.endpoint(reactor), tls.wrap(listener)
+        listener.tls = tls
     service = StreamServerEndpointService(_RecordingEndpoint(endpoint, listener), factory)
     # As twisted.application.strports.service does: a listen failure (port in use, bad
     # path) stops twistd with an error instead of leaving a server that listens on nothing.

@@ -28,6 +28,7 @@ from hbchat.hangup import RELOAD_OUTCOMES
 from hbchat.histogram import Histogram
 from hbchat.server import ChatFactory
 from hbchat.stats import CLOSE_REASONS, RESUME_OUTCOMES
+from hbchat.tls import ALPN_PROTOCOLS, NO_ALPN, ServerTLS
 
 
 def _histogram(name: str, documentation: str, histogram: Histogram) -> HistogramMetricFamily:
@@ -194,14 +195,29 @@ class ChatCollector(Collector):
             "elsewhere), shutdown, register_timeout, line_too_long, full (refused with ERR 503), unauthorized (a third "
             "failed login with --auth or --tls-identity), kicked (over the rate limit after repeated ERR 429), "
             "tls_error (mostly a failed TLS handshake: no or an untrusted client certificate, no common protocol or "
-            "cipher), auth_busy and auth_backoff (a NICK refused without a password check: --auth-checks and "
-            "--auth-queue full, or its address used up --auth-failures), evicted (closed unregistered to admit a "
-            "newcomer while --max-handshakes was full).",
+            "cipher, plain text, or a TLS connection closed before its handshake was done), auth_busy and "
+            "auth_backoff (a NICK refused without a password check: --auth-checks and --auth-queue full, or its "
+            "address used up --auth-failures), evicted (closed unregistered to admit a newcomer while "
+            "--max-handshakes was full).",
             labels=["reason"],
         )
         for reason in (*CLOSE_REASONS, *sorted(set(closes) - set(CLOSE_REASONS))):
             closed.add_metric([reason], closes[reason])
         yield closed
+
+        alpn = CounterMetricFamily(
+            "hbchat_tls_alpn",
+            "TLS handshakes whose client offered ALPN, by ssl: listener and the protocol chosen (none: nothing in "
+            "common, served without ALPN).",
+            labels=["listener", "protocol"],
+        )
+        for listener in listeners:
+            tls = getattr(listener, "tls", None)
+            if isinstance(tls, ServerTLS):
+                names = [name.decode("ascii") for name in ALPN_PROTOCOLS] + [NO_ALPN]
+                for name in [*names, *sorted(set(tls.alpn) - set(names))]:
+                    alpn.add_metric([listener.description, name], tls.alpn[name])
+        yield alpn
 
         yield _counter("hbchat_events_broadcast", "Chat events (MSG, JOIN, LEFT) broadcast.", factory.seq)
         yield _counter(

@@ -33,6 +33,7 @@ from hbchat import wire
 from hbchat.addresses import describe_peer, limited_host
 from hbchat.authlimit import BACKOFF_DELAY_MAX, BoundedChecker, CheckerBusyError, FailureLimit, address_key
 from hbchat.backpressure import Backpressure, kernel_user_timeout, set_high_water
+from hbchat.closes import peer_ending, purpose_why
 from hbchat.comeback import comeback_delay
 from hbchat.config import ServerConfig
 from hbchat.fanout import Fanout
@@ -45,7 +46,7 @@ from hbchat.sendq import SendQueue, send_queue
 from hbchat.sessions import Session, SessionTable
 from hbchat.sockopts import enable_keepalive
 from hbchat.stats import ServerStats, closing_reason
-from hbchat.tls import awaits_handshake, identity_refusal, tls_failed
+from hbchat.tls import awaits_handshake, identity_refusal
 from hbchat.writethrough import writer_for
 
 #: Seconds a congested receiver may hold every sender back before it counts as a slow
@@ -144,6 +145,11 @@ class ChatServerProtocol(HeartbeatProtocol):
 
     #: The address counted for --max-per-ip (None: exempt, or not admitted).
     host: str | None = None
+    #: Through an ssl: listener; and whether its TLS handshake is still to complete.
+    tls = False
+    tlsPending = False
+    #: Why it closed, in words (hbchat.closes), for the factory's log line.
+    closeWhy: str | None = None
     #: Counted in ChatFactory.handshaking: admitted, not yet registered, not finished.
     handshaking = False
 
@@ -193,6 +199,7 @@ class ChatServerProtocol(HeartbeatProtocol):
         self.connectedAt = self.lastReceived = self.clock.seconds()
         address = self.link.getPeer()
         self.peer = describe_peer(address)
+        self.tls = self.tlsPending = awaits_handshake(self.transport)
         refusal = factory.admit(self, limited_host(address))
         if refusal is not None:
             self.log.warn("refused {peer}: {why}", peer=self.peer, why=refusal.decode().strip())
@@ -201,7 +208,7 @@ class ChatServerProtocol(HeartbeatProtocol):
             return
         config = factory.config
         self.setTimeout(config.register_timeout)
-        if not awaits_handshake(self.transport):
+        if not self.tlsPending:
             self._produce()
         set_high_water(self.transport, config.sendq_soft)
         self._sendq = send_queue(self.transport, config.sendq_soft)
@@ -220,6 +227,7 @@ class ChatServerProtocol(HeartbeatProtocol):
         backpressure would take for a congested client (and stop reading the very
         handshake it waits for); from now on its pauses mean a backlog.
         """
+        self.tlsPending = False
         if not self.done:
             self._produce()
 
@@ -232,8 +240,11 @@ class ChatServerProtocol(HeartbeatProtocol):
         if self._closeTimer is not None and self._closeTimer.active():
             self._closeTimer.cancel()
         self._closeTimer = None
-        if self.closeReason is None and tls_failed(reason):
-            self.closeReason = "tls_error"
+        if self.done:
+            self.closeWhy = purpose_why(self.closeReason, reason)
+        else:
+            ending = peer_ending(reason, self.tls, handshaken=not self.tlsPending)
+            self.closeReason, self.closeWhy = ending.reason, ending.why
         self._finish("error")
         self.factory.backpressure.forget(self)
         self.factory.connectionLost(self, reason)
@@ -922,7 +933,7 @@ class ChatFactory(ServerFactory):
                 "{peer} closed ({reason}): {why}",
                 peer=protocol.peer,
                 reason=protocol.closeReason,
-                why=reason.getErrorMessage(),
+                why=protocol.closeWhy or reason.getErrorMessage(),
             )
         if self._drainCall is not None and not self.connections:
             # Everyone left before their batch came (closed to make way, say): drain no more.

@@ -51,8 +51,10 @@ RESUME_OUTCOMES = ("complete", "partial", "unknown")
 #: reasons (quit, timeout, slow, error), and for closes that announce no LEFT or that
 #: the LEFT reason lumps together: replaced (another connection resumed the session),
 #: shutdown, register_timeout, line_too_long, full (refused: ERR 503), unauthorized,
-#: auth_busy and auth_backoff (a login refused unchecked, hbchat.authlimit) and tls_error
-#: (mostly a failed TLS handshake).
+#: auth_busy and auth_backoff (a login refused unchecked, hbchat.authlimit), evicted (closed
+#: unregistered to admit a newcomer, hbchat.handshakes) and tls_error (mostly a failed TLS
+#: handshake, or a TLS connection closed before it was done).
+#: What the server logs for each, in words, is hbchat.closes'.
 CLOSE_REASONS = (
     "quit",
     "timeout",

@@ -16,12 +16,21 @@ they are not disturbed.
 The context is a Twisted ``CertificateOptions``: TLS 1.2 at least (``raiseMinimumTo``, even
 on a Twisted whose default is lower), forward-secret AEAD cipher suites only
 (:data:`CIPHERS`), and with ``--tls-client-ca`` a verified client certificate required.
+
+ALPN (RFC 7301) is answered by :func:`select_alpn`, not by Twisted: Twisted's select
+callback answers ``b""`` when it has no protocol in common with the client, which OpenSSL
+turns into a fatal "internal error" alert, so that every client offering ALPN (browsers, Go,
+Android) was refused.  hbchat picks ``http/1.1`` when offered (what a WebSocket client
+wants) and otherwise carries on without ALPN, as the RFC allows.  Tested with Twisted 24.7.0
++ pyOpenSSL 24.2.1 and Twisted 26.10.0 + pyOpenSSL 26.4.0 (the range pyproject.toml admits).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +50,6 @@ from twisted.internet.ssl import (
 )
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
-from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
@@ -57,6 +65,12 @@ MINIMUM_TLS_VERSION = TLSVersion.TLSv1_2
 #: these.  (TLS 1.3 has its own suites, all of them AEAD.)
 CIPHERS = AcceptableCiphers.fromOpenSSLCipherString("ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20")
 
+#: The ALPN protocols an ``ssl:`` listener chooses from a client's offer, most preferred
+#: first: ``http/1.1`` (the HTTP of a WebSocket's opening handshake).  A client offering
+#: none of them is served without ALPN (RFC 7301, section 3.2, allows the server to ignore
+#: the extension); it is never refused for its offer.
+ALPN_PROTOCOLS: tuple[bytes, ...] = (b"http/1.1",)
+
 #: The parameters of an ``ssl:`` server endpoint, in the order Twisted takes them positionally.
 _SSL_PARAMETERS = (
     "port",
@@ -70,6 +84,30 @@ _SSL_PARAMETERS = (
 )
 
 _PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL)
+
+
+def choose_alpn(offered: Sequence[bytes], acceptable: Sequence[bytes] = ALPN_PROTOCOLS) -> bytes | None:
+    """The protocol to answer a client's ALPN offer with: our most preferred one it offers, or None."""
+    for protocol in acceptable:
+        if protocol in offered:
+            return protocol
+    return None
+
+
+def select_alpn(connection: SSL.Connection, offered: list[bytes]) -> bytes | object:
+    """
+    pyOpenSSL's ALPN select callback: :func:`choose_alpn`, or, with nothing in common,
+    ``NO_OVERLAPPING_PROTOCOLS``, which makes OpenSSL go on without ALPN (no alert).
+    """
+    chosen = choose_alpn(offered)
+    return SSL.NO_OVERLAPPING_PROTOCOLS if chosen is None else chosen
+
+
+#: An ALPN select callback, as pyOpenSSL calls it.
+ALPNSelect = Callable[[SSL.Connection, list[bytes]], "bytes | object"]
+
+#: The ``hbchat_tls_alpn_total`` label of a client offer with nothing in common.
+NO_ALPN = "none"
 
 
 def is_ssl(description: str) -> bool:
@@ -202,7 +240,7 @@ def _refuse_passphrase(*args: object) -> bytes:
     raise _EncryptedKeyError()
 
 
-def load_options(listen: TLSListen) -> CertificateOptions:
+def load_options(listen: TLSListen, alpn_select: ALPNSelect = select_alpn) -> CertificateOptions:
     """
     A fresh ``CertificateOptions`` from the files, with its context already made, so that
     any problem (a missing file, a key that does not match its certificate) shows here, as
@@ -251,6 +289,8 @@ def load_options(listen: TLSListen) -> CertificateOptions:
             **verify,
         )
         context = options.getContext()
+        # Replaces Twisted's callback, which refuses every ALPN offer it cannot match (see above).
+        context.set_alpn_select_callback(alpn_select)  # type: ignore[arg-type]
         if client_cas:
             # A CA in --tls-client-ca is trusted as it is, an intermediate one included: a
             # client's chain need not go on up to a self-signed root.
@@ -276,9 +316,17 @@ class ServerTLS:
 
     def __init__(self, listen: TLSListen) -> None:
         self.listen = listen
-        self._options = load_options(listen)
+        #: Handshakes whose client offered ALPN, by the protocol chosen (NO_ALPN: none in common).
+        self.alpn: Counter[str] = Counter()
+        self._options = load_options(listen, self._selectALPN)
         #: Successful reloads so far.
         self.reloads = 0
+
+    def _selectALPN(self, connection: SSL.Connection, offered: list[bytes]) -> bytes | object:
+        """:func:`select_alpn`, counted."""
+        chosen = select_alpn(connection, offered)
+        self.alpn[chosen.decode("ascii", "replace") if isinstance(chosen, bytes) else NO_ALPN] += 1
+        return chosen
 
     @property
     def certificate(self) -> Certificate:
@@ -296,7 +344,7 @@ class ServerTLS:
         it without a certificate: the error is logged once and the previous context stays.
         """
         try:
-            options = load_options(self.listen)
+            options = load_options(self.listen, self._selectALPN)
         except ConfigError as error:
             # The error names the listener already.
             self.log.error(
@@ -338,15 +386,6 @@ def awaits_handshake(transport: object) -> bool:
     before the client has said anything), which then hears ``handshakeCompleted``.
     """
     return isinstance(transport, TLSMemoryBIOProtocol)
-
-
-def tls_failed(reason: Failure) -> bool:
-    """
-    Whether a TLS error ended a connection: mostly a failed handshake (no client
-    certificate, an untrusted one, no protocol version or cipher suite in common), rarely a
-    corrupt record or an alert later.  Operators want these told apart from resets.
-    """
-    return reason.check(SSL.Error) is not None
 
 
 def peer_common_name(transport: object) -> str | None:

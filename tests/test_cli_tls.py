@@ -128,6 +128,30 @@ class TLSUsageTests(TLSCliTestCase):
             ["tcp:127.0.0.1:1", "--nick", "bot", "--ca", self.tls.caFile], "--ca needs a tls: ENDPOINT"
         )
 
+    def test_an_ssl_endpoint_is_refused_in_one_line_naming_tls(self) -> Any:
+        return self.assertOneLineFailure(
+            ["ssl:127.0.0.1:6697", "--nick", "bot"],
+            "ENDPOINT 'ssl:127.0.0.1:6697': ssl: would not check the server's certificate; "
+            "use tls:127.0.0.1:6697 (verified; --ca FILE trusts a private CA)",
+            status=2,
+        )
+
+    @inlineCallbacks
+    def test_an_ssl_endpoint_to_a_live_tls_server_never_connects(self) -> Any:
+        listener, port = self.tls.start()
+        process: ClientProcess = yield self.pipe(f"SSL:127.0.0.1:{port}", "--nick", "bot")
+        self.assertEqual(process.exitCode(), 2, process.output())
+        self.assertIn(f"use tls:127.0.0.1:{port}", process.output())
+        self.assertEqual(listener.accepted, 0)
+
+    def test_an_ssl_endpoint_is_refused_before_the_tls_options_are_checked(self) -> Any:
+        return self.assertOneLineFailure(
+            ["ssl:127.0.0.1:6697", "--nick", "bot", "--ca", self.tls.caFile],
+            "ENDPOINT 'ssl:127.0.0.1:6697': ssl: would not check the server's certificate; "
+            "use tls:127.0.0.1:6697 (verified; --ca FILE trusts a private CA)",
+            status=2,
+        )
+
     def test_key_needs_cert(self) -> Any:
         return self.assertUsageError(
             ["tls:127.0.0.1:1", "--nick", "bot", "--key", self.tls.caFile], "--key needs --cert"

@@ -28,6 +28,7 @@ from hbchat.clienttls import (
     parse_tls_description,
     split_description,
 )
+from tests.test_client import ClientTestCase
 from tests.tlscerts import CertificateAuthority
 
 LABEL = "127.0.0.1:6697"
@@ -292,3 +293,16 @@ class EndpointErrorTests(SynchronousTestCase):
             self.assertEqual(error.code, 2)
             self.assertEqual(len(stderr.getvalue().splitlines()), 1, stderr.getvalue())
             self.assertIn("is not usable", stderr.getvalue())
+
+
+class GreetedTLSErrorWordsTests(ClientTestCase):
+    """A TLS error after HELLO reconnects (never final), told in words, not OpenSSL's tuples."""
+
+    def test_a_tls_alert_after_the_greeting_is_told_in_words_and_reconnects(self) -> None:
+        self.factory.diagnose = TLSClient(TLSAddress("localhost", 6697)).diagnose
+        self.network.cut(SSL.Error([("SSL routines", "", "tlsv13 alert certificate required")]))
+        events = " | ".join(self.observer.events)
+        self.assertNotIn("gave up", events)
+        self.assertNotIn("SSL routines", events)
+        self.assertIn('TLS alert "certificate required"', events)
+        self.assertEqual(len(self.observer.delays), 1)

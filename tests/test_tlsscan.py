@@ -49,9 +49,13 @@ class OpenSSLScanTests(ChatTestCase):
         service = self.startService("--listen", sslDescription(directory, ca.server("localhost", "127.0.0.1")))
         self.address = f"127.0.0.1:{tcpPortOf(service.factory)}"
 
-    def sClient(self, *arguments: str) -> Any:
-        """Fires with (exit status, output) of one ``openssl s_client`` handshake, verifying the server."""
-        command = [self.openssl, "s_client", "-connect", self.address, "-brief", "-CAfile", self.caFile]
+    def sClient(self, *arguments: str, brief: bool = True) -> Any:
+        """
+        Fires with (exit status, output) of one ``openssl s_client`` handshake, verifying the
+        server; not ``brief``, the output tells the ALPN outcome too.
+        """
+        command = [self.openssl, "s_client", "-connect", self.address, *(["-brief"] if brief else [])]
+        command += ["-CAfile", self.caFile]
         command += ["-verify_return_error", *arguments]
 
         def run() -> tuple[int, str]:
@@ -101,3 +105,24 @@ class OpenSSLScanTests(ChatTestCase):
         self.assertTrue(accepted, "no TLS 1.2 suite accepted at all")
         weak = [suite for suite in accepted if not STRONG_TLS12.fullmatch(suite)]
         self.assertEqual(weak, [], f"accepted: {accepted}")
+
+    @inlineCallbacks
+    def test_a_client_offering_alpn_http_1_1_connects_and_gets_it(self) -> Any:
+        status, output = yield self.sClient("-alpn", "http/1.1", brief=False)
+        self.assertEqual(status, 0, output)
+        self.assertIn("Verify return code: 0 (ok)", output)
+        self.assertIn("ALPN protocol: http/1.1", output)
+
+    @inlineCallbacks
+    def test_a_client_offering_h2_and_http_1_1_connects_with_http_1_1(self) -> Any:
+        status, output = yield self.sClient("-alpn", "h2,http/1.1", brief=False)
+        self.assertEqual(status, 0, output)
+        self.assertIn("ALPN protocol: http/1.1", output)
+
+    @inlineCallbacks
+    def test_a_client_offering_only_unknown_protocols_connects_without_alpn(self) -> Any:
+        for version in ("-tls1_2", "-tls1_3"):
+            status, output = yield self.sClient(version, "-alpn", "foo", brief=False)
+            self.assertEqual(status, 0, f"{version}\n{output}")
+            self.assertNotIn("alert", output)
+            self.assertIn("No ALPN negotiated", output)
