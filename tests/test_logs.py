@@ -9,7 +9,7 @@ import sys
 from twisted.logger import Logger, LoggingFile, LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.logs import JSONLinesObserver, event_as_dict, json_observer
+from hbchat.ops.logs import JSONLinesObserver, event_as_dict, json_observer
 
 
 class JSONLinesTests(SynchronousTestCase):

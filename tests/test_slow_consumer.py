@@ -32,8 +32,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.trial.unittest import SkipTest
 
-from hbchat.sendq import kernel_unsent
-from hbchat.server import ChatFactory
+from hbchat.server.protocol import ChatFactory
+from hbchat.server.sendq import kernel_unsent
 from tests.test_integration import DEADLINE, ChatTestCase, LineClient, pendingOutput, serverSideOf, tcpPortOf, within
 
 clock = cast(IReactorTime, reactor)

@@ -15,7 +15,7 @@ from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.strcred import InvalidAuthType, makeChecker
 from twisted.logger import Logger
 
-from hbchat.passwords import exposed_mode
+from hbchat.auth.passwords import exposed_mode
 
 log = Logger()
 

@@ -61,7 +61,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from hbchat.bench.stats import histogram_of_times, quantile
-from hbchat.client import HELLO_TIMEOUT, ChatClientFactory, ChatClientProtocol, EndpointConnector
+from hbchat.client.protocol import HELLO_TIMEOUT, ChatClientFactory, ChatClientProtocol, EndpointConnector
 from hbchat.interfaces import IChatObserver
 
 HOST = "127.0.0.1"

@@ -28,13 +28,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from hbchat import wire
-from hbchat.backoff import DEFAULT_BACKOFF, Backoff, hinted_delay
-from hbchat.clientsession import ClientSession
+from hbchat.client.backoff import DEFAULT_BACKOFF, Backoff, hinted_delay
+from hbchat.client.reasons import describe
+from hbchat.client.session import ClientSession
 from hbchat.config import DEFAULT_BURST, DEFAULT_RATE
 from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.interfaces import IChatObserver
 from hbchat.ratelimit import Bucket
-from hbchat.reasons import describe
 from hbchat.sockopts import enable_keepalive
 
 #: Seconds to wait for HELLO before the server is taken for dead (its advertised timeout

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from hbchat import wire
-from hbchat.histogram import Histogram
+from hbchat.ops.histogram import Histogram
 
 if TYPE_CHECKING:
-    from hbchat.server import ChatServerProtocol
+    from hbchat.server.protocol import ChatServerProtocol
 
 #: Bucket upper bounds of the PING round-trip histogram, in seconds.
 RTT_BUCKETS = (

@@ -35,9 +35,9 @@ from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-from hbchat.exposure import WarnIfExposed
-from hbchat.metrics import chat_registry
-from hbchat.server import ChatFactory, ChatServerProtocol
+from hbchat.ops.exposure import WarnIfExposed
+from hbchat.ops.metrics import chat_registry
+from hbchat.server.protocol import ChatFactory, ChatServerProtocol
 from hbchat.sockopts import find_socket
 
 

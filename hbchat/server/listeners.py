@@ -22,8 +22,8 @@ from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
 from hbchat.config import with_listen_backlog
-from hbchat.server import ChatFactory, ChatServerProtocol
-from hbchat.tls import ServerTLS
+from hbchat.server.protocol import ChatFactory, ChatServerProtocol
+from hbchat.server.tls import ServerTLS
 
 
 class Listener(Factory):

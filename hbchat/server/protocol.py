@@ -30,20 +30,20 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from hbchat import wire
-from hbchat.authlimit import BACKOFF_DELAY_MAX, BoundedChecker, CheckerBusyError, FailureLimit, address_key
-from hbchat.backpressure import Backpressure, kernel_user_timeout, set_high_water
+from hbchat.auth.authlimit import BACKOFF_DELAY_MAX, BoundedChecker, CheckerBusyError, FailureLimit, address_key
 from hbchat.config import ServerConfig
-from hbchat.fanout import Fanout
 from hbchat.heartbeat import HeartbeatProtocol
-from hbchat.history import History
-from hbchat.lag import ReactorLag
+from hbchat.ops.lag import ReactorLag
+from hbchat.ops.stats import ServerStats, closing_reason
 from hbchat.ratelimit import MAX_STRIKES, Bucket, credit_left, ping_bucket, strikes_after
-from hbchat.sendq import SendQueue, send_queue
-from hbchat.sessions import Session, SessionTable
+from hbchat.server.backpressure import Backpressure, kernel_user_timeout, set_high_water
+from hbchat.server.fanout import Fanout
+from hbchat.server.history import History
+from hbchat.server.sendq import SendQueue, send_queue
+from hbchat.server.sessions import Session, SessionTable
+from hbchat.server.tls import awaits_handshake, identity_refusal, tls_failed
+from hbchat.server.writethrough import writer_for
 from hbchat.sockopts import enable_keepalive
-from hbchat.stats import ServerStats, closing_reason
-from hbchat.tls import awaits_handshake, identity_refusal, tls_failed
-from hbchat.writethrough import writer_for
 
 #: Seconds a congested receiver may hold every sender back before it counts as a slow
 #: consumer; a healthy one drains in milliseconds.

@@ -23,10 +23,10 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorCore, IReactorThreads
 from twisted.logger import Logger
 
-from hbchat.hangup import HangupCore, hangup_machine
-from hbchat.listeners import listener_service
-from hbchat.server import ChatFactory
-from hbchat.tls import ServerTLS, is_ssl, parse_ssl
+from hbchat.ops.hangup import HangupCore, hangup_machine
+from hbchat.server.listeners import listener_service
+from hbchat.server.protocol import ChatFactory
+from hbchat.server.tls import ServerTLS, is_ssl, parse_ssl
 
 
 class ChatService(MultiService):
