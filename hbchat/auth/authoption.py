@@ -17,7 +17,7 @@ from twisted.logger import Logger
 
 from hbchat.auth.passwords import exposed_mode
 
-log = Logger()
+log = Logger(namespace="hbchat.authoption")
 
 #: The ``--auth`` text of ``twistd hbchat --help`` (one line: usage.Options shows it as written).
 AUTH_HELP = (

@@ -24,7 +24,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import NotConnectingError
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import ReconnectingClientFactory, connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from hbchat import wire
@@ -34,6 +33,7 @@ from hbchat.client.session import ClientSession
 from hbchat.config import DEFAULT_BURST, DEFAULT_RATE
 from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.interfaces import IChatObserver
+from hbchat.lognames import NamedLogger
 from hbchat.ratelimit import Bucket
 from hbchat.sockopts import enable_keepalive
 
@@ -108,7 +108,7 @@ Diagnose = Callable[[Failure], Diagnosis | None]
 class ChatClientProtocol(HeartbeatProtocol):
     """One connection to a server, driven by its factory."""
 
-    log = Logger()
+    log = NamedLogger("hbchat.client.ChatClientProtocol")
     factory: ChatClientFactory
     ready = False
     """True from WELCOME (or the end of a replay) on: lines may be sent directly."""
@@ -285,7 +285,7 @@ class EndpointConnector:
 class ChatClientFactory(ReconnectingClientFactory):
     """A chat session that survives its connections."""
 
-    log = Logger()
+    log = NamedLogger("hbchat.client.ChatClientFactory")
     noisy = False
 
     def __init__(

@@ -25,7 +25,6 @@ from twisted.internet.interfaces import (
     IReactorTime,
 )
 from twisted.internet.protocol import ServerFactory, connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -33,6 +32,7 @@ from hbchat import wire
 from hbchat.auth.authlimit import BACKOFF_DELAY_MAX, BoundedChecker, CheckerBusyError, FailureLimit, address_key
 from hbchat.config import ServerConfig
 from hbchat.heartbeat import HeartbeatProtocol
+from hbchat.lognames import NamedLogger
 from hbchat.ops.lag import ReactorLag
 from hbchat.ops.stats import ServerStats, closing_reason
 from hbchat.ratelimit import MAX_STRIKES, Bucket, credit_left, ping_bucket, strikes_after
@@ -131,7 +131,7 @@ class ChatServerProtocol(HeartbeatProtocol):
         "transport",
     )
 
-    log = Logger()
+    log = NamedLogger("hbchat.server.ChatServerProtocol")
     factory: ChatFactory
 
     #: Set while registered; the session outlives the connection when it may be resumed.
@@ -682,7 +682,7 @@ ChatServerProtocol._commands = {
 class ChatFactory(ServerFactory):
     """The chat: who is connected, who is registered, and what has been said."""
 
-    log = Logger()
+    log = NamedLogger("hbchat.server.ChatFactory")
 
     def __init__(self, config: ServerConfig, clock: IReactorTime, checker: ICredentialsChecker | None = None) -> None:
         self.config = config
