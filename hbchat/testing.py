@@ -25,7 +25,7 @@ from twisted.test import iosim
 from zope.interface import implementer
 
 from hbchat.config import ServerConfig
-from hbchat.server import ChatFactory, ChatServerProtocol
+from hbchat.server.protocol import ChatFactory, ChatServerProtocol
 
 
 class RecordingTransport(StringTransport):

@@ -200,7 +200,7 @@ ERR_SERVER_FULL = err(503, "server full")
 ERR_TOO_MANY_FROM_ADDRESS = err(503, "too many connections from your address")
 ERR_AUTH_BUSY = err(503, "busy checking passwords, try again later")
 ERR_LOGIN_BACKOFF = err(503, "too many failed logins from your address, try again later")
-#: Closed unregistered to admit a newcomer: --max-handshakes was full (hbchat.handshakes).
+#: Closed unregistered to admit a newcomer: --max-handshakes was full (hbchat.server.handshakes).
 ERR_TOO_MANY_REGISTERING = err(503, "too many connections registering")
 
 

@@ -11,9 +11,9 @@ from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.addresses import describe_peer, limited_host, normal_host
+from hbchat.ops.web import describe_connection
+from hbchat.server.addresses import describe_peer, limited_host, normal_host
 from hbchat.testing import FakeServer, RecordingTransport
-from hbchat.web import describe_connection
 from tests.test_integration import ChatTestCase, tcpPortOf
 
 

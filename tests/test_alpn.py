@@ -19,7 +19,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.tls import ALPN_PROTOCOLS, choose_alpn, select_alpn
+from hbchat.server.tls import ALPN_PROTOCOLS, choose_alpn, select_alpn
 from tests.test_integration import ChatTestCase, tcpPortOf
 from tests.test_metrics import scrape
 from tests.test_tls import sslDescription, tempdir

@@ -22,8 +22,9 @@ from twisted.python import usage
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from zope.interface import implementer
 
-from hbchat import passwdcli, passwords, tap
-from hbchat.passwords import HashedPasswordChecker, hash_password, read_entries, write_entries
+from hbchat.auth import passwdcli, passwords
+from hbchat.auth.passwords import HashedPasswordChecker, hash_password, read_entries, write_entries
+from hbchat.server import tap
 from hbchat.testing import FakeServer
 from tests.test_twistd import TwistdProcess, TwistdTestCase, findExecutable, freePort
 

@@ -19,7 +19,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from hbchat.authlimit import (
+from hbchat.auth.authlimit import (
     BACKOFF_DELAY_MAX,
     FAILURE_WINDOW,
     BoundedChecker,
@@ -27,7 +27,7 @@ from hbchat.authlimit import (
     FailureLimit,
     address_key,
 )
-from hbchat.passwords import hash_password, write_entries
+from hbchat.auth.passwords import hash_password, write_entries
 from hbchat.testing import FakeServer
 from tests.test_auth import CHEAP, UNAUTHORIZED, PendingChecker
 from tests.test_integration import DEADLINE, within

@@ -8,8 +8,8 @@ from twisted.cred.checkers import FilePasswordDB
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat import tap
-from hbchat.passwords import hash_password, write_entries
+from hbchat.auth.passwords import hash_password, write_entries
+from hbchat.server import tap
 from tests.test_twistd import TwistdTestCase
 
 CHEAP = {"n": 2**4, "r": 8, "p": 1}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.backpressure import Backpressure, kernel_user_timeout, slow_deadline
+from hbchat.server.backpressure import Backpressure, kernel_user_timeout, slow_deadline
 from hbchat.testing import FakeServer
 
 

@@ -13,12 +13,12 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from hbchat.backoff import Backoff
-from hbchat.client import ChatClientFactory, Diagnosis, EndpointConnector, PermanentConnectionError, pace_for
-from hbchat.clientsession import ClientSession, OutboxFullError
-from hbchat.comeback import comeback_delay
+from hbchat.client.backoff import Backoff
+from hbchat.client.protocol import ChatClientFactory, Diagnosis, EndpointConnector, PermanentConnectionError, pace_for
+from hbchat.client.session import ClientSession, OutboxFullError
 from hbchat.interfaces import IChatObserver
 from hbchat.ratelimit import Bucket
+from hbchat.server.comeback import comeback_delay
 from hbchat.testing import FakeNetwork, FakePeer, FakeServer
 
 

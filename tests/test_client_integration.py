@@ -35,8 +35,8 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 from zope.interface import implementer
 
-from hbchat.backoff import Backoff
-from hbchat.client import ChatClientFactory, ChatClientProtocol, connect
+from hbchat.client.backoff import Backoff
+from hbchat.client.protocol import ChatClientFactory, ChatClientProtocol, connect
 from hbchat.interfaces import IChatObserver
 from tests.test_integration import DEADLINE, ChatTestCase
 from tests.test_twistd import TWISTD, TwistdProcess, freePort

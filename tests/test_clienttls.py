@@ -14,9 +14,9 @@ from OpenSSL import SSL, crypto
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.cli import make_endpoint
-from hbchat.client import Diagnosis
-from hbchat.clienttls import (
+from hbchat.client.cli import make_endpoint
+from hbchat.client.protocol import Diagnosis
+from hbchat.client.tls import (
     TLSAddress,
     TLSClient,
     TLSSetupError,

@@ -1,5 +1,5 @@
 """
-How the server tells why a connection closed (hbchat.closes): the log line
+How the server tells why a connection closed (hbchat.server.closes): the log line
 ``{peer} closed ({reason}): {why}`` says what happened in words, never Twisted's "closed
 cleanly" for a client that left without QUIT, "non-clean fashion" for a clean TLS QUIT, or
 OpenSSL's raw error tuples; a TLS connection that ends before its handshake is a failed
@@ -22,8 +22,8 @@ from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.closes import PURPOSES, openssl_reasons, peer_ending, purpose_why
-from hbchat.stats import CLOSE_REASONS
+from hbchat.ops.stats import CLOSE_REASONS
+from hbchat.server.closes import PURPOSES, openssl_reasons, peer_ending, purpose_why
 from hbchat.testing import FakeServer
 from tests.test_integration import DEADLINE, ChatTestCase, tcpPortOf, within
 from tests.test_tls import sslDescription, tempdir

@@ -1,4 +1,4 @@
-"""Where each client is sent back to after a graceful stop (hbchat.comeback): pure arithmetic."""
+"""Where each client is sent back to after a graceful stop (hbchat.server.comeback): pure arithmetic."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.comeback import comeback_delay
+from hbchat.server.comeback import comeback_delay
 
 
 def drained(count: int, drain: float, hint: float, seed: int = 1) -> list[tuple[float, float]]:

@@ -14,9 +14,9 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from hbchat.config import ServerConfig
-from hbchat.exposure import WarnIfExposed, reachable_from_elsewhere
-from hbchat.server import ChatFactory
-from hbchat.web import WithMetrics
+from hbchat.ops.exposure import WarnIfExposed, reachable_from_elsewhere
+from hbchat.ops.web import WithMetrics
+from hbchat.server.protocol import ChatFactory
 from tests.test_integration import DEADLINE, within
 from tests.test_web import SlowChat
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.fanout import Fanout
+from hbchat.server.fanout import Fanout
 
 
 class Recorder:

@@ -19,8 +19,8 @@ from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from hbchat.sendq import kernel_unsent
-from hbchat.server import ChatFactory
+from hbchat.server.protocol import ChatFactory
+from hbchat.server.sendq import kernel_unsent
 from tests.test_integration import DEADLINE, ChatTestCase, LineClient, pendingOutput, within
 
 clock = cast(IReactorTime, reactor)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.sessions import Session, SessionTable
+from hbchat.server.sessions import Session, SessionTable
 from hbchat.testing import FakeServer
 from tests.test_metrics import scrape
 from tests.test_resume import token_and_seq

@@ -13,7 +13,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.handshakes import MAX_GRACE, MIN_GRACE, HandshakeRoom, eviction_grace, longest_grace
+from hbchat.server.handshakes import MAX_GRACE, MIN_GRACE, HandshakeRoom, eviction_grace, longest_grace
 from hbchat.testing import FakeServer
 from tests.test_integration import DEADLINE, ChatTestCase, LineClient, tcpPortOf, within
 

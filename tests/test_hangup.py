@@ -8,7 +8,7 @@ from typing import Any
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.hangup import RELOAD_OUTCOMES, HangupCore, hangup_machine
+from hbchat.ops.hangup import RELOAD_OUTCOMES, HangupCore, hangup_machine
 
 
 class FakeTLS:

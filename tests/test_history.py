@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.history import History
+from hbchat.server.history import History
 from hbchat.testing import FakeServer
 
 

@@ -27,9 +27,9 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from hbchat.config import ServerConfig
-from hbchat.server import CLOSE_GRACE, ChatFactory
-from hbchat.service import ChatService
-from hbchat.tap import ServerOptions, makeService
+from hbchat.server.protocol import CLOSE_GRACE, ChatFactory
+from hbchat.server.service import ChatService
+from hbchat.server.tap import ServerOptions, makeService
 
 #: How long any single wait may take before the test fails. Generous on purpose: these
 #: deadlines exist to turn a hang into a readable failure, not to measure speed.

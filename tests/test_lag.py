@@ -5,8 +5,8 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.histogram import Histogram
-from hbchat.lag import ReactorLag
+from hbchat.ops.histogram import Histogram
+from hbchat.ops.lag import ReactorLag
 
 
 def ticking(clock: Clock, seconds: float, step: float = 0.0625) -> None:

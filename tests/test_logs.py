@@ -7,9 +7,10 @@ import json
 import sys
 
 from twisted.logger import Logger, LoggingFile, LogLevel
+from twisted.python.reflect import namedAny
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.logs import JSONLinesObserver, event_as_dict, json_observer
+from hbchat.ops.logs import JSONLinesObserver, event_as_dict, json_observer
 
 
 class JSONLinesTests(SynchronousTestCase):
@@ -66,3 +67,9 @@ class JSONLinesTests(SynchronousTestCase):
     def test_when_stdout_is_already_the_log_it_writes_around_it(self) -> None:
         self.patch(sys, "stdout", LoggingFile(Logger()))
         self.assertIs(json_observer().out, sys.__stdout__)
+
+
+class LoggerOptionTests(SynchronousTestCase):
+    def test_twistd_logger_name_is_still_hbchat_logs_json_observer(self) -> None:
+        """``twistd --logger hbchat.logs.json_observer`` names the observer that hbchat.ops.logs defines."""
+        self.assertIs(namedAny("hbchat.logs.json_observer"), json_observer)

@@ -21,10 +21,10 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import FailTest, SkipTest, SynchronousTestCase
 
 from hbchat.config import ServerConfig
-from hbchat.listeners import Listener
-from hbchat.metrics import chat_registry
-from hbchat.server import ChatFactory
-from hbchat.stats import CLOSE_REASONS, closing_reason
+from hbchat.ops.metrics import chat_registry
+from hbchat.ops.stats import CLOSE_REASONS, closing_reason
+from hbchat.server.listeners import Listener
+from hbchat.server.protocol import ChatFactory
 from hbchat.testing import FakePeer, FakeServer, RecordingTransport
 from hbchat.wire import bye
 

@@ -15,8 +15,8 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.logger import ILogObserver, Logger, LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat import authoption, passwdcli, passwords
-from hbchat.passwords import Hashed, HashedPasswordChecker, hash_password, read_entries, write_entries
+from hbchat.auth import authoption, passwdcli, passwords
+from hbchat.auth.passwords import Hashed, HashedPasswordChecker, hash_password, read_entries, write_entries
 from hbchat.testing import FakeServer
 from tests.test_auth import CHEAP, UNAUTHORIZED, synchronously
 

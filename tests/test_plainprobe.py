@@ -1,5 +1,5 @@
 """
-A plain ``tcp:`` client pointed at a TLS port (hbchat.plainprobe): told so in one line
+A plain ``tcp:`` client pointed at a TLS port (hbchat.client.plainprobe): told so in one line
 naming the ``tls:`` endpoint, instead of "the server was silent" and retries for ever.
 """
 
@@ -17,8 +17,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import alsoProvides
 
-from hbchat.client import HELLO_TIMEOUT, ChatClientFactory, ChatClientProtocol
-from hbchat.plainprobe import PROBE, closed_unheard, silent_unheard, tls_address
+from hbchat.client.plainprobe import PROBE, closed_unheard, silent_unheard, tls_address
+from hbchat.client.protocol import HELLO_TIMEOUT, ChatClientFactory, ChatClientProtocol
 from tests.test_cli import ClientProcess
 from tests.test_cli_tls import TLSCliTestCase
 from tests.test_client import RecordingObserver

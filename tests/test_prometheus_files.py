@@ -13,7 +13,7 @@ from pathlib import Path
 from prometheus_client import generate_latest
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from hbchat.metrics import chat_registry
+from hbchat.ops.metrics import chat_registry
 from hbchat.testing import FakeServer
 from tests.test_metrics import findPromtool
 

@@ -6,7 +6,7 @@ from twisted.internet import error
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.reasons import describe
+from hbchat.client.reasons import describe
 
 #: (what Twisted reports, what the user reads)
 CASES: list[tuple[BaseException, str]] = [

@@ -6,7 +6,7 @@ import socket
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.sendq import kernel_unsent, send_queue
+from hbchat.server.sendq import kernel_unsent, send_queue
 
 
 class TwistedLikeTransport:

@@ -26,7 +26,7 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.trial import unittest
 
-from hbchat.server import ChatFactory, ChatServerProtocol
+from hbchat.server.protocol import ChatFactory, ChatServerProtocol
 from tests.test_integration import DEADLINE, ChatTestCase, LineClient, within
 from tests.test_web import waitUntil
 

@@ -25,7 +25,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial import unittest
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.activation import socket_family, with_real_family
+from hbchat.server.activation import socket_family, with_real_family
 from tests.test_integration import DEADLINE, LineClient, within
 from tests.test_twistd import TWISTD, TwistdProcess, freePort
 

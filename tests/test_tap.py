@@ -14,10 +14,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 import hbchat
 import twisted
-from hbchat import tap
-from hbchat.listeners import Listener
-from hbchat.server import ChatFactory
-from hbchat.service import ChatService
+from hbchat.server import tap
+from hbchat.server.listeners import Listener
+from hbchat.server.protocol import ChatFactory
+from hbchat.server.service import ChatService
 from tests.tlscerts import CertificateAuthority
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.visible import visible
+from hbchat.client.visible import visible
 
 #: (what arrives, what is printed): each attack from issue #14, and the characters around them.
 CASES = [

@@ -28,11 +28,11 @@ from twisted.web.http_headers import Headers
 from twisted.web.server import Site
 
 from hbchat.config import ServerConfig
-from hbchat.server import ChatFactory
-from hbchat.service import ChatService
-from hbchat.tap import ServerOptions, makeService
+from hbchat.ops.web import WithMetrics, describe_connection, kernel_send_queue, readiness, unsent_bytes
+from hbchat.server.protocol import ChatFactory
+from hbchat.server.service import ChatService
+from hbchat.server.tap import ServerOptions, makeService
 from hbchat.testing import FakeServer
-from hbchat.web import WithMetrics, describe_connection, kernel_send_queue, readiness, unsent_bytes
 from tests.test_integration import DEADLINE, ChatTestCase, tcpPortOf, within
 
 LISTEN = "tcp:0:interface=127.0.0.1"

@@ -11,7 +11,7 @@ from twisted.internet.protocol import Factory, Protocol, ServerFactory
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from hbchat.writethrough import writer_for
+from hbchat.server.writethrough import writer_for
 
 
 class Collector(Protocol):

@@ -19,7 +19,7 @@ Scenarios (``--scenarios``):
 * ``hbchat-crash``: SIGKILL with hbchat's own retry (:mod:`hbchat.backoff`): uniform(0, 1.5)
   first, then uniform(c/2, c) with c = min(30, max(1, age of the outage / 2)).
 * ``hbchat-graceful``: SIGTERM; the server says ``BYE shutdown retry=S at=A`` (``--retry-hint``)
-  and each client comes back after the A the server chose for it (:mod:`hbchat.comeback`).
+  and each client comes back after the A the server chose for it (:mod:`hbchat.server.comeback`).
 * ``stock-crash-quick``, ``hbchat-crash-quick``: the crashes again, with the new server
   spawned after ``--quick-restart-delay`` (0.2 s), i.e. up before the stock clients' first
   retry at about 1 s, which then lands on it in one wave.
@@ -62,7 +62,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from hbchat.bench.stats import histogram_of_times, peak_to_mean, quantile
-from hbchat.client import HELLO_TIMEOUT, ChatClientFactory, ChatClientProtocol, EndpointConnector
+from hbchat.client.protocol import HELLO_TIMEOUT, ChatClientFactory, ChatClientProtocol, EndpointConnector
 from hbchat.interfaces import IChatObserver
 
 HOST = "127.0.0.1"

@@ -23,7 +23,7 @@ class HashedPasswordCheckerFactory:
     credentialInterfaces = (IUsernamePassword,)
 
     def generateChecker(self, argstring: str = "") -> Any:
-        from hbchat.passwords import HashedPasswordChecker, read_entries
+        from hbchat.auth.passwords import HashedPasswordChecker, read_entries
 
         if not argstring.strip():
             raise ValueError("hbpasswd needs a file: --auth hbpasswd:FILE")

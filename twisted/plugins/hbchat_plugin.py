@@ -4,7 +4,7 @@ from twisted.application.service import ServiceMaker
 
 hbchat = ServiceMaker(
     "hbchat",
-    "hbchat.tap",
+    "hbchat.server.tap",
     "A chat server with heartbeats that tell live peers from dead ones.",
     "hbchat",
 )

@@ -27,10 +27,10 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from hbchat import wire
-from hbchat.backoff import Backoff
-from hbchat.client import ChatClientFactory, Diagnose, connect
-from hbchat.clientsession import OutboxFullError
-from hbchat.clienttls import (
+from hbchat.client.backoff import Backoff
+from hbchat.client.protocol import ChatClientFactory, Diagnose, connect
+from hbchat.client.session import OutboxFullError
+from hbchat.client.tls import (
     TLSClient,
     TLSSetupError,
     is_tls_description,
@@ -38,9 +38,9 @@ from hbchat.clienttls import (
     load_trust_roots,
     parse_tls_description,
 )
+from hbchat.client.visible import visible
 from hbchat.config import ConfigError, parse_seconds
 from hbchat.interfaces import IChatObserver
-from hbchat.visible import visible
 
 HELP = """\
 -- commands:

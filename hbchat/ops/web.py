@@ -30,14 +30,14 @@ from twisted.application.service import IService, MultiService, Service
 from twisted.application.strports import service as endpoint_service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.error import CannotListenError
-from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-from hbchat.exposure import WarnIfExposed
-from hbchat.metrics import chat_registry
-from hbchat.server import ChatFactory, ChatServerProtocol
+from hbchat.lognames import NamedLogger
+from hbchat.ops.exposure import WarnIfExposed
+from hbchat.ops.metrics import chat_registry
+from hbchat.server.protocol import ChatFactory, ChatServerProtocol
 from hbchat.sockopts import find_socket
 
 
@@ -227,7 +227,7 @@ class WithMetrics(MultiService):
     time to say goodbye), with ``/readyz`` answering 503 meanwhile; then the endpoint.
     """
 
-    log = Logger()
+    log = NamedLogger("hbchat.web.WithMetrics")
 
     def __init__(self, chat: IService, factory: ChatFactory, endpoint: str, reactor: Any) -> None:
         super().__init__()

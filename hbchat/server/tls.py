@@ -48,12 +48,12 @@ from twisted.internet.ssl import (
     PrivateCertificate,
     TLSVersion,
 )
-from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
 from hbchat.config import LISTEN_BACKLOG, ConfigError
+from hbchat.lognames import NamedLogger
 
 #: The oldest TLS version served: TLS 1.0 and 1.1 are deprecated (RFC 8996).
 MINIMUM_TLS_VERSION = TLSVersion.TLSv1_2
@@ -312,7 +312,7 @@ class ServerTLS:
     ``SSL.Connection`` from the current context, and can swap in a new one (:meth:`reload`).
     """
 
-    log = Logger()
+    log = NamedLogger("hbchat.tls.ServerTLS")
 
     def __init__(self, listen: TLSListen) -> None:
         self.listen = listen

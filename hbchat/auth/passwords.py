@@ -30,9 +30,10 @@ from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.threads import deferToThread
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from hbchat.lognames import NamedLogger
 
 #: scrypt cost: 2**14 x 8 takes 16 MiB and some tens of milliseconds per check.
 SCRYPT_N = 2**14
@@ -168,7 +169,7 @@ class HashedPasswordChecker:
 
     credentialInterfaces = (IUsernamePassword,)
 
-    log = Logger()
+    log = NamedLogger("hbchat.passwords.HashedPasswordChecker")
 
     def __init__(self, path: str, run: Callable[..., Deferred[bool]] | None = None) -> None:
         self.path = path

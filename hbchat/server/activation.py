@@ -16,9 +16,10 @@ import socket
 
 from twisted.internet.endpoints import AdoptedStreamServerEndpoint
 from twisted.internet.interfaces import IStreamServerEndpoint
-from twisted.logger import Logger
 
-log = Logger()
+from hbchat.lognames import NamedLogger
+
+log = NamedLogger("hbchat.activation")
 
 _NAMES: dict[int, str] = {int(socket.AF_INET): "INET", int(socket.AF_INET6): "INET6", int(socket.AF_UNIX): "UNIX"}
 

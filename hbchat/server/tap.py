@@ -20,12 +20,12 @@ from twisted.python import usage
 
 import twisted
 from hbchat import __version__
-from hbchat.authoption import AUTH_HELP, AuthError, make_checker
+from hbchat.auth.authoption import AUTH_HELP, AuthError, make_checker
 from hbchat.config import ConfigError, ServerConfig, parse_count, parse_rate, parse_seconds
-from hbchat.server import ChatFactory
-from hbchat.service import ChatService
-from hbchat.tls import is_ssl, load_certificates, load_options, parse_ssl
-from hbchat.web import WithMetrics
+from hbchat.ops.web import WithMetrics
+from hbchat.server.protocol import ChatFactory
+from hbchat.server.service import ChatService
+from hbchat.server.tls import is_ssl, load_certificates, load_options, parse_ssl
 
 DEFAULTS = ServerConfig()
 

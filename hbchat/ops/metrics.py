@@ -24,11 +24,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from hbchat.hangup import RELOAD_OUTCOMES
-from hbchat.histogram import Histogram
-from hbchat.server import ChatFactory
-from hbchat.stats import CLOSE_REASONS, RESUME_OUTCOMES
-from hbchat.tls import ALPN_PROTOCOLS, NO_ALPN, ServerTLS
+from hbchat.ops.hangup import RELOAD_OUTCOMES
+from hbchat.ops.histogram import Histogram
+from hbchat.ops.stats import CLOSE_REASONS, RESUME_OUTCOMES
+from hbchat.server.protocol import ChatFactory
+from hbchat.server.tls import ALPN_PROTOCOLS, NO_ALPN, ServerTLS
 
 
 def _histogram(name: str, documentation: str, histogram: Histogram) -> HistogramMetricFamily:

@@ -21,7 +21,7 @@ from collections import deque
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from hbchat.histogram import Histogram
+from hbchat.ops.histogram import Histogram
 
 #: Seconds between ticks.
 INTERVAL = 0.25

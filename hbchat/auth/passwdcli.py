@@ -12,7 +12,7 @@ import os
 import sys
 
 from hbchat import wire
-from hbchat.passwords import Hashed, PasswordFileError, file_mode, hash_password, read_entries, write_entries
+from hbchat.auth.passwords import Hashed, PasswordFileError, file_mode, hash_password, read_entries, write_entries
 
 
 def _read_new_password(nick: str, from_stdin: bool) -> str:

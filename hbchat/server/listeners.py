@@ -21,10 +21,10 @@ from twisted.internet.interfaces import IAddress, IListeningPort, IProtocolFacto
 from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
-from hbchat.activation import with_real_family
 from hbchat.config import with_listen_backlog
-from hbchat.server import ChatFactory, ChatServerProtocol
-from hbchat.tls import ServerTLS
+from hbchat.server.activation import with_real_family
+from hbchat.server.protocol import ChatFactory, ChatServerProtocol
+from hbchat.server.tls import ServerTLS
 
 
 class Listener(Factory):

@@ -25,29 +25,29 @@ from twisted.internet.interfaces import (
     IReactorTime,
 )
 from twisted.internet.protocol import ServerFactory, connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from hbchat import wire
-from hbchat.addresses import describe_peer, limited_host
-from hbchat.authlimit import BACKOFF_DELAY_MAX, BoundedChecker, CheckerBusyError, FailureLimit, address_key
-from hbchat.backpressure import Backpressure, kernel_user_timeout, set_high_water
-from hbchat.closes import peer_ending, purpose_why
-from hbchat.comeback import comeback_delay
+from hbchat.auth.authlimit import BACKOFF_DELAY_MAX, BoundedChecker, CheckerBusyError, FailureLimit, address_key
 from hbchat.config import ServerConfig
-from hbchat.fanout import Fanout
-from hbchat.handshakes import HandshakeRoom, eviction_grace, longest_grace
 from hbchat.heartbeat import HeartbeatProtocol
-from hbchat.history import History
-from hbchat.lag import ReactorLag
+from hbchat.lognames import NamedLogger
+from hbchat.ops.lag import ReactorLag
+from hbchat.ops.stats import ServerStats, closing_reason
 from hbchat.ratelimit import MAX_STRIKES, Bucket, credit_left, ping_bucket, strikes_after
-from hbchat.sendq import SendQueue, send_queue
-from hbchat.sessions import Session, SessionTable
+from hbchat.server.addresses import describe_peer, limited_host
+from hbchat.server.backpressure import Backpressure, kernel_user_timeout, set_high_water
+from hbchat.server.closes import peer_ending, purpose_why
+from hbchat.server.comeback import comeback_delay
+from hbchat.server.fanout import Fanout
+from hbchat.server.handshakes import HandshakeRoom, eviction_grace, longest_grace
+from hbchat.server.history import History
+from hbchat.server.sendq import SendQueue, send_queue
+from hbchat.server.sessions import Session, SessionTable
+from hbchat.server.tls import awaits_handshake, identity_refusal
+from hbchat.server.writethrough import writer_for
 from hbchat.sockopts import enable_keepalive
-from hbchat.stats import ServerStats, closing_reason
-from hbchat.tls import awaits_handshake, identity_refusal
-from hbchat.writethrough import writer_for
 
 #: Seconds a congested receiver may hold every sender back before it counts as a slow
 #: consumer; a healthy one drains in milliseconds.
@@ -110,7 +110,7 @@ class ChatServerProtocol(HeartbeatProtocol):
         "transport",
     )
 
-    log = Logger()
+    log = NamedLogger("hbchat.server.ChatServerProtocol")
     factory: ChatFactory
 
     #: Set while registered; the session outlives the connection when it may be resumed.
@@ -148,7 +148,7 @@ class ChatServerProtocol(HeartbeatProtocol):
     #: Through an ssl: listener; and whether its TLS handshake is still to complete.
     tls = False
     tlsPending = False
-    #: Why it closed, in words (hbchat.closes), for the factory's log line.
+    #: Why it closed, in words (hbchat.server.closes), for the factory's log line.
     closeWhy: str | None = None
     #: Counted in ChatFactory.handshaking: admitted, not yet registered, not finished.
     handshaking = False
@@ -680,7 +680,7 @@ ChatServerProtocol._commands = {
 class ChatFactory(ServerFactory):
     """The chat: who is connected, who is registered, and what has been said."""
 
-    log = Logger()
+    log = NamedLogger("hbchat.server.ChatFactory")
 
     def __init__(self, config: ServerConfig, clock: IReactorTime, checker: ICredentialsChecker | None = None) -> None:
         self.config = config
@@ -718,7 +718,7 @@ class ChatFactory(ServerFactory):
         #: Timeout verdicts put off to PING first: no PING had been sent in time (a stall).
         self.askedVerdicts = 0
         self._draining: list[ChatServerProtocol] = []
-        #: Connections told BYE shutdown, when the stop began, the drain (hbchat.comeback).
+        #: Connections told BYE shutdown, when the stop began, the drain (hbchat.server.comeback).
         self._comeback = (0, 0.0, 0.0)
         self._rng = random.Random()
         self._drainCall: IDelayedCall | None = None
@@ -728,7 +728,7 @@ class ChatFactory(ServerFactory):
         self._usersSeq = -1
         self.stats = ServerStats()
         #: Connections admitted and not yet registered (TLS handshake, NICK, password check),
-        #: oldest first; when full, the oldest make way for newcomers (hbchat.handshakes).
+        #: oldest first; when full, the oldest make way for newcomers (hbchat.server.handshakes).
         self.handshakes: HandshakeRoom[ChatServerProtocol] = HandshakeRoom(
             config.max_handshakes,
             eviction_grace(config.register_timeout, config.max_handshakes),
@@ -813,7 +813,7 @@ class ChatFactory(ServerFactory):
     def handshakeRoom(self) -> int:
         """
         How many more connections may be accepted now: free places under --max-handshakes,
-        plus the oldest connections that would make way for them (hbchat.handshakes).
+        plus the oldest connections that would make way for them (hbchat.server.handshakes).
         """
         return self.handshakes.room(self.clock.seconds())
 

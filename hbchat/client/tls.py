@@ -43,7 +43,7 @@ from twisted.internet.ssl import (
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from hbchat.client import Diagnosis, PermanentConnectionError
+from hbchat.client.protocol import Diagnosis, PermanentConnectionError
 
 #: The parameters of Twisted's ``tls:`` endpoint that hbchat-client takes as options instead.
 TWISTED_TLS_FILES = {"trustRoots": "--ca", "certificate": "--cert", "privateKey": "--key"}

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from hbchat import wire
-from hbchat.histogram import Histogram
+from hbchat.ops.histogram import Histogram
 
 if TYPE_CHECKING:
-    from hbchat.server import ChatServerProtocol
+    from hbchat.server.protocol import ChatServerProtocol
 
 #: Bucket upper bounds of the PING round-trip histogram, in seconds.
 RTT_BUCKETS = (
@@ -52,9 +52,9 @@ RESUME_OUTCOMES = ("complete", "partial", "unknown")
 #: the LEFT reason lumps together: replaced (another connection resumed the session),
 #: shutdown, register_timeout, line_too_long, full (refused: ERR 503), unauthorized,
 #: auth_busy and auth_backoff (a login refused unchecked, hbchat.authlimit), evicted (closed
-#: unregistered to admit a newcomer, hbchat.handshakes) and tls_error (mostly a failed TLS
+#: unregistered to admit a newcomer, hbchat.server.handshakes) and tls_error (mostly a failed TLS
 #: handshake, or a TLS connection closed before it was done).
-#: What the server logs for each, in words, is hbchat.closes'.
+#: What the server logs for each, in words, is hbchat.server.closes'.
 CLOSE_REASONS = (
     "quit",
     "timeout",

@@ -24,18 +24,18 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import NotConnectingError
 from twisted.internet.interfaces import IAddress, IDelayedCall, INegotiated, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import ReconnectingClientFactory, connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from hbchat import wire
-from hbchat.backoff import DEFAULT_BACKOFF, Backoff, hinted_delay
-from hbchat.clientsession import ClientSession
+from hbchat.client.backoff import DEFAULT_BACKOFF, Backoff, hinted_delay
+from hbchat.client.plainprobe import PROBE, closed_unheard, silent_unheard, tls_address
+from hbchat.client.reasons import describe
+from hbchat.client.session import ClientSession
 from hbchat.config import DEFAULT_BURST, DEFAULT_RATE
 from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.interfaces import IChatObserver
-from hbchat.plainprobe import PROBE, closed_unheard, silent_unheard, tls_address
+from hbchat.lognames import NamedLogger
 from hbchat.ratelimit import Bucket
-from hbchat.reasons import describe
 from hbchat.sockopts import enable_keepalive
 
 #: Seconds to wait for HELLO before the server is taken for dead (its advertised timeout
@@ -109,7 +109,7 @@ Diagnose = Callable[[Failure], Diagnosis | None]
 class ChatClientProtocol(HeartbeatProtocol):
     """One connection to a server, driven by its factory."""
 
-    log = Logger()
+    log = NamedLogger("hbchat.client.ChatClientProtocol")
     factory: ChatClientFactory
     ready = False
     """True from WELCOME (or the end of a replay) on: lines may be sent directly."""
@@ -130,7 +130,7 @@ class ChatClientProtocol(HeartbeatProtocol):
     #: the transport does (a BYE, a timeout).
     problem: str | None = None
     #: With the factory's ``probePlain``, on plain TCP: the peer as shown and the tls:
-    #: endpoint to suggest should it turn out to be a TLS port (hbchat.plainprobe).
+    #: endpoint to suggest should it turn out to be a TLS port (hbchat.client.plainprobe).
     plainPeer: tuple[str, str] | None = None
     #: Some bytes came from the server on this connection.
     heard = False
@@ -307,9 +307,9 @@ class EndpointConnector:
 class ChatClientFactory(ReconnectingClientFactory):
     """A chat session that survives its connections."""
 
-    log = Logger()
+    log = NamedLogger("hbchat.client.ChatClientFactory")
     noisy = False
-    #: Start plain TCP connections with hbchat.plainprobe's empty lines, so that a TLS port
+    #: Start plain TCP connections with hbchat.client.plainprobe's empty lines, so that a TLS port
     #: is told apart from a silent server (hbchat-client turns it on).
     probePlain = False
 

@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
 
 from hbchat import wire
+from hbchat.lognames import NamedLogger
 
 #: Ways a connection can end that leave its session resumable.
 RESUMABLE_ENDINGS = frozenset({"timeout", "error", "slow"})
@@ -45,7 +45,7 @@ class Session(Generic[Connection]):
 class SessionTable(Generic[Connection]):
     """Sessions by nick (regardless of case) and by token, with grace-period expiry."""
 
-    log = Logger()
+    log = NamedLogger("hbchat.sessions.SessionTable")
 
     def __init__(
         self,

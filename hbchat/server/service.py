@@ -21,18 +21,18 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorCore, IReactorThreads
-from twisted.logger import Logger
 
-from hbchat.hangup import HangupCore, hangup_machine
-from hbchat.listeners import listener_service
-from hbchat.server import ChatFactory
-from hbchat.tls import ServerTLS, is_ssl, parse_ssl
+from hbchat.lognames import NamedLogger
+from hbchat.ops.hangup import HangupCore, hangup_machine
+from hbchat.server.listeners import listener_service
+from hbchat.server.protocol import ChatFactory
+from hbchat.server.tls import ServerTLS, is_ssl, parse_ssl
 
 
 class ChatService(MultiService):
     """One chat served on any number of endpoints."""
 
-    log = Logger()
+    log = NamedLogger("hbchat.service.ChatService")
 
     def __init__(self, factory: ChatFactory, listen: tuple[str, ...], reactor: IReactorCore) -> None:
         super().__init__()

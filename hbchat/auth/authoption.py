@@ -15,9 +15,9 @@ from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.strcred import InvalidAuthType, makeChecker
 from twisted.logger import Logger
 
-from hbchat.passwords import exposed_mode
+from hbchat.auth.passwords import exposed_mode
 
-log = Logger()
+log = Logger(namespace="hbchat.authoption")
 
 #: The ``--auth`` text of ``twistd hbchat --help`` (one line: usage.Options shows it as written).
 AUTH_HELP = (

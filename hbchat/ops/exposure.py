@@ -15,8 +15,9 @@ import ipaddress
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IListeningPort, IProtocolFactory, IStreamServerEndpoint
-from twisted.logger import Logger
 from zope.interface import implementer
+
+from hbchat.lognames import NamedLogger
 
 
 def reachable_from_elsewhere(address: IAddress) -> bool:
@@ -45,7 +46,7 @@ def describe(address: IAddress) -> str:
 class WarnIfExposed:
     """An endpoint that warns, once listening, when ``--metrics`` is reachable beyond loopback."""
 
-    log = Logger()
+    log = NamedLogger("hbchat.exposure.WarnIfExposed")
 
     def __init__(self, endpoint: IStreamServerEndpoint, description: str) -> None:
         self.endpoint = endpoint
