@@ -2,7 +2,7 @@
 """
 Reconnect storm: N clients, a server restart, and when every one of them tries to come back.
 
-The logic lives in :mod:`hbchat.bench.storm` (``hbchat-bench storm`` runs it too); this
+The logic lives in :mod:`hbchat.bench.stormrun` (``hbchat-bench storm`` runs it too); this
 script is its front end for the measurement in docs/performance.md.
 
 The scenarios, what is timed and what is written are described in
@@ -25,7 +25,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hbchat.bench.storm import main as storm_main
+from hbchat.bench.stormrun import main as storm_main
 
 #: The checkout: docs/ and benchmarks/storm-results.json are written here by default.
 REPO = Path(__file__).resolve().parent.parent

@@ -392,16 +392,16 @@ class CommandLineTests(unittest.TestCase):
         self.assertOneLineError(code, out, err, "matplotlib", "hbchat[bench]")
 
     def test_storm_default_server(self) -> None:
-        from hbchat.bench import storm
+        from hbchat.bench import stormresults, stormserver
 
         if os.path.exists(os.path.join(os.path.dirname(sys.executable), "twistd")):
-            command = storm.default_server_command()
+            command = stormserver.default_server_command()
             self.assertIn("{port}", command)
             self.assertIn("{retry_hint}", command)
         else:
             with self.assertRaises(SystemExit):
-                storm.default_server_command()
-        self.assertEqual(storm.histogram([0.05, 0.15, 0.16]), [1, 2])
+                stormserver.default_server_command()
+        self.assertEqual(stormresults.histogram([0.05, 0.15, 0.16]), [1, 2])
 
 
 # --- real runs --------------------------------------------------------------------------------

@@ -11,6 +11,14 @@ timeline).  Modules:
 - :mod:`hbchat.bench.worker`: a worker process: its own reactor and its share of connections
 - :mod:`hbchat.bench.runner`: the parent: workers, phases, progress, aggregation
 - :mod:`hbchat.bench.report`: the summary line, the JSON and the plots
-- :mod:`hbchat.bench.storm`: the reconnect storm (also behind ``benchmarks/storm.py``)
+- :mod:`hbchat.bench.storm`: the reconnect storm: its clients and one scenario's run
+- :mod:`hbchat.bench.stormclock`, :mod:`~hbchat.bench.stormrecord`: the storm's clock and log, what a
+  scenario records
+- :mod:`hbchat.bench.stormresults`: scenarios, settings, results and their JSON (pure)
+- :mod:`hbchat.bench.stormserver`: the storm's ``twistd hbchat`` processes, by PID
+- :mod:`hbchat.bench.stormreport`, :mod:`~hbchat.bench.stormplot`: the results in words (pure), the plot
+- :mod:`hbchat.bench.stormdocs`: the docs writer (``benchmarks/storm.py --docs`` only)
+- :mod:`hbchat.bench.stormoptions`, :mod:`~hbchat.bench.stormrun`: the storm's options (pure), its
+  two front ends (``benchmarks/storm.py``, ``hbchat-bench storm``)
 - :mod:`hbchat.bench.cli`: the command line
 """
