@@ -17,15 +17,35 @@ from hbchat.bench.stormresults import DEFAULT_SCENARIOS, SCENARIOS, SMOKE_SCENAR
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--clients", type=int, help="clients to connect (default 2000; 50 with --smoke)")
-    parser.add_argument("--out", type=Path, help="directory for storm.png and performance.md (default docs/)")
-    parser.add_argument("--json", type=Path, help="results file (default benchmarks/storm-results.json)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="directory for storm.png, the JSON and (with --docs) performance.md "
+        "(default: docs/ with --docs, else a fresh temporary directory)",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help="results file (default: benchmarks/storm-results.json with --docs, else storm-results.json in --out)",
+    )
     parser.add_argument("--smoke", action="store_true", help="50 clients, short hint; exit 1 unless all come back")
     add_storm_options(parser)
-    parser.add_argument("--no-docs", action="store_true", help="do not write performance.md")
+    parser.add_argument(
+        "--docs",
+        action="store_true",
+        help="write the results into the checkout: the 'Reconnect storm' section of docs/performance.md "
+        "(only that section is replaced), docs/storm.png and benchmarks/storm-results.json; "
+        "without it nothing in the checkout is written",
+    )
+    parser.add_argument(
+        "--no-docs", action="store_true", help="do not write performance.md (the default; kept for old scripts)"
+    )
     parser.add_argument(
         "--from-json", type=Path, metavar="JSON", help="run nothing: redraw the plot and the section from saved results"
     )
     args = parser.parse_args(argv)
+    if args.docs and args.no_docs:
+        parser.error("--docs and --no-docs contradict each other: choose one")
     apply_defaults(args, parser)
     return args
 
@@ -68,15 +88,20 @@ def apply_defaults(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         parser.error("--rate and --max-pending must be positive, restart delays 0 to 30, --deadline at most 600")
 
 
-def outputs(args: argparse.Namespace, smoke: bool, repo: Path) -> tuple[Path, Path]:
-    """Where the PNG and performance.md go, and where the JSON goes."""
+def outputs(args: argparse.Namespace, repo: Path) -> tuple[Path, Path]:
+    """
+    Where the PNG (and, with ``--docs``, performance.md) go, and where the JSON goes.
+
+    Only ``--docs`` points them into the checkout (docs/, benchmarks/); otherwise they go to
+    ``--out`` or a fresh temporary directory, so that a run leaves the checkout as it was.
+    """
     if args.out is not None:
         out: Path = args.out
-    elif smoke:
-        out = Path(tempfile.mkdtemp(prefix="storm-smoke-"))
-    else:
+    elif args.docs:
         out = repo / "docs"
-    json_path: Path = args.json or (out / "storm-results.json" if smoke else repo / "benchmarks/storm-results.json")
+    else:
+        out = Path(tempfile.mkdtemp(prefix="storm-"))
+    json_path: Path = args.json or (repo / "benchmarks/storm-results.json" if args.docs else out / "storm-results.json")
     return out, json_path
 
 

@@ -79,8 +79,8 @@ def report(results: list[Result], settings: Settings, command: str, machine: str
 def redraw(args: argparse.Namespace, repo: Path) -> int:
     saved = json.loads(args.from_json.read_text())
     results = [Result(**result) for result in saved["results"]]
-    out = args.out if args.out is not None else repo / "docs"
-    report(results, Settings(**saved["settings"]), saved["command"], saved["machine"], out, not args.no_docs)
+    out, _ = outputs(args, repo)
+    report(results, Settings(**saved["settings"]), saved["command"], saved["machine"], out, args.docs)
     return 0 if all(r.all_back for r in results) else 1
 
 
@@ -117,11 +117,11 @@ def failures(storm: Storm) -> int:
 
 
 async def run(args: argparse.Namespace, command: str, repo: Path) -> int:
-    out, json_path = outputs(args, args.smoke, repo)
+    out, json_path = outputs(args, repo)
     storm = await run_scenarios(args)
     write_json(json_path, saved(storm, command))
     log(f"done in {storm.elapsed:.0f}s; wrote {json_path}")
-    report(storm.results, storm.settings, command, storm.machine, out, not args.no_docs)
+    report(storm.results, storm.settings, command, storm.machine, out, args.docs)
     return failures(storm)
 
 
@@ -165,7 +165,7 @@ def drive(work: Callable[[], Any], budget: float, timeout_code: int = 2) -> int:
 
 
 def main(argv: list[str] | None = None, repo: Path | None = None) -> int:
-    """``benchmarks/storm.py``; ``repo`` is the checkout whose docs/ and benchmarks/ it writes."""
+    """``benchmarks/storm.py``; ``repo`` is the checkout whose docs/ and benchmarks/ ``--docs`` writes."""
     argv = sys.argv[1:] if argv is None else argv
     repo = Path.cwd() if repo is None else repo
     args = parse_args(argv)
