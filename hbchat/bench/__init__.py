@@ -8,8 +8,12 @@ timeline).  Modules:
 - :mod:`hbchat.bench.stats`: histograms, percentiles, message stamps, progress text (pure)
 - :mod:`hbchat.bench.settings`: endpoints, the loopback rule, argument checks (pure)
 - :mod:`hbchat.bench.conn`: one raw load connection (a small line protocol, not the full client)
+- :mod:`hbchat.bench.plan`: each worker's share of the connections (pure)
 - :mod:`hbchat.bench.worker`: a worker process: its own reactor and its share of connections
-- :mod:`hbchat.bench.runner`: the parent: workers, phases, progress, aggregation
+- :mod:`hbchat.bench.runner`: the parent: workers and phases
+- :mod:`hbchat.bench.progress`: the parent's progress bar or status lines
+- :mod:`hbchat.bench.totals`: the workers' numbers added up into the results (pure)
+- :mod:`hbchat.bench.resources`: fd limit, CPU time, the server's /proc
 - :mod:`hbchat.bench.report`: the summary line, the JSON and the plots
 - :mod:`hbchat.bench.storm`: the reconnect storm: its clients and one scenario's run
 - :mod:`hbchat.bench.stormclock`, :mod:`~hbchat.bench.stormrecord`: the storm's clock and log, what a

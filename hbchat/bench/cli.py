@@ -250,8 +250,9 @@ def exit_status(data: dict[str, Any], settings: RunSettings) -> int:
 
 
 def run_load(args: argparse.Namespace, argv: list[str]) -> int:
+    from hbchat.bench.progress import Progress
     from hbchat.bench.report import document, plot, summary_line, write_json
-    from hbchat.bench.runner import Progress, Run
+    from hbchat.bench.runner import Run
 
     settings = settings_from(args, secrets.token_hex(2))
     need_matplotlib(settings.plot_path)
