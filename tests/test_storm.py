@@ -13,10 +13,12 @@ import tempfile
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from twisted.trial import unittest
 
 from hbchat.bench import stormdocs, stormoptions, stormreport, stormresults, stormrun
+from hbchat.bench.stormrecord import Recorder
 from hbchat.bench.stormresults import Result, Settings, Storm
 
 #: Saved results of a real storm, shipped with the repository.
@@ -313,3 +315,41 @@ class ResultsJsonTests(unittest.TestCase):
 
     def test_histogram_counts_per_bin(self) -> None:
         self.assertEqual(stormresults.histogram([0.05, 0.15, 0.16]), [1, 2])
+
+
+class RecorderTests(unittest.TestCase):
+    """What a scenario records, on a clock the test moves."""
+
+    def setUp(self) -> None:
+        self.time = 100.0
+        patcher = mock.patch("hbchat.bench.stormrecord.now", lambda: self.time)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        self.recorder = Recorder()
+
+    def test_attempts_before_the_stop_are_not_counted(self) -> None:
+        self.assertIsNone(self.recorder.attempt())
+        self.recorder.attempt_ended(None, True)
+        self.assertEqual(self.recorder.attempts, [])
+
+    def test_an_attempt_is_timed_from_the_stop_and_its_outcome_kept(self) -> None:
+        self.recorder.t0 = 100.0
+        self.time = 101.5
+        index = self.recorder.attempt()
+        self.time = 101.75
+        self.recorder.attempt_ended(index, False)
+        self.assertEqual(
+            (self.recorder.attempts, self.recorder.outcomes, self.recorder.latencies), ([1.5], [False], [0.25])
+        )
+
+    def test_registrations_before_the_stop_are_the_initial_ones(self) -> None:
+        self.recorder.registered("a")
+        self.assertEqual((self.recorder.initial, self.recorder.back), ({"a"}, {}))
+
+    def test_only_the_first_return_after_the_stop_counts(self) -> None:
+        self.recorder.t0 = 100.0
+        self.time = 102.0
+        self.recorder.registered("a")
+        self.time = 109.0
+        self.recorder.registered("a")
+        self.assertEqual(self.recorder.back, {"a": 2.0})
