@@ -2,7 +2,7 @@
 """
 Reconnect storm: N clients, a server restart, and when every one of them tries to come back.
 
-The logic lives in :mod:`hbchat.bench.storm` (``hbchat-bench storm`` runs it too); this
+The logic lives in :mod:`hbchat.bench.stormrun` (``hbchat-bench storm`` runs it too); this
 script is its front end for the measurement in docs/performance.md.
 
 The scenarios, what is timed and what is written are described in
@@ -10,12 +10,16 @@ The scenarios, what is timed and what is written are described in
 
 Usage::
 
-    python benchmarks/storm.py --clients 2000 --out docs/   # about 2 minutes
+    python benchmarks/storm.py --clients 2000 --docs   # about 2 minutes; rewrites the docs section
+    python benchmarks/storm.py --clients 300           # the same, into a temporary directory only
     python benchmarks/storm.py --smoke      # 50 clients, ~25 s, exit 1 unless all come back
-    python benchmarks/storm.py --from-json benchmarks/storm-results.json --out docs/  # redraw only
+    python benchmarks/storm.py --from-json benchmarks/storm-results.json --docs  # redraw only
 
-``--smoke`` writes into a fresh temporary directory unless ``--out`` is given.  Needs
-matplotlib for the PNG (``pip install matplotlib``); without it the plot is skipped.
+Only ``--docs`` writes into the checkout: the "Reconnect storm" section of
+docs/performance.md (nothing else in it), docs/storm.png and benchmarks/storm-results.json.
+Without it the section is printed, and the PNG and the JSON go to ``--out`` or a fresh
+temporary directory.  Needs matplotlib for the PNG (``pip install matplotlib``); without it
+the plot is skipped.
 Loopback only.  Every wait is bounded, the whole run has a time budget, and the servers it
 started are killed by PID when it ends, also on SIGINT or SIGTERM.
 """
@@ -25,7 +29,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hbchat.bench.storm import main as storm_main
+from hbchat.bench.stormrun import main as storm_main
 
 #: The checkout: docs/ and benchmarks/storm-results.json are written here by default.
 REPO = Path(__file__).resolve().parent.parent

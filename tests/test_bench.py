@@ -29,7 +29,8 @@ from twisted.internet.interfaces import IReactorUNIX
 from twisted.internet.protocol import ServerFactory
 from twisted.trial import unittest
 
-from hbchat.bench import cli, runner, stats
+from hbchat.bench import cli, plan, stats
+from hbchat.bench.progress import Progress
 from hbchat.bench.settings import (
     Endpoint,
     RunSettings,
@@ -215,7 +216,7 @@ class ShareTests(unittest.TestCase):
 
     def test_worker_plans_cover_everyone_once(self) -> None:
         settings = RunSettings("fanout", Endpoint("tcp", "127.0.0.1", 1), receivers=7, senders=3)
-        plans = runner.plans(settings, 3, 0)
+        plans = plan.plans(settings, 3, 0)
         self.assertEqual([p.receivers for p in plans], [3, 2, 2])
         self.assertEqual(sorted(p.senders for p in plans), [1, 1, 1])
         self.assertEqual([p.first_receiver for p in plans], [0, 3, 5])
@@ -232,7 +233,7 @@ class ProgressTests(unittest.TestCase):
 
     def test_status_lines_when_not_a_terminal(self) -> None:
         out = io.StringIO()
-        progress = runner.Progress(out, tty=False)
+        progress = Progress(out, tty=False)
         progress.update("connecting", 0.1, "1/10")
         progress.update("connecting", 0.2, "2/10")  # same phase, too soon: not shown
         progress.update("window", 0.0, "0/2s")
@@ -242,7 +243,7 @@ class ProgressTests(unittest.TestCase):
 
     def test_bar_on_a_terminal(self) -> None:
         out = io.StringIO()
-        progress = runner.Progress(out, tty=True, width=60)
+        progress = Progress(out, tty=True, width=60)
         progress.update("window", 0.5, "x" * 100)
         progress.clear()
         text = out.getvalue()
@@ -392,16 +393,16 @@ class CommandLineTests(unittest.TestCase):
         self.assertOneLineError(code, out, err, "matplotlib", "hbchat[bench]")
 
     def test_storm_default_server(self) -> None:
-        from hbchat.bench import storm
+        from hbchat.bench import stormresults, stormserver
 
         if os.path.exists(os.path.join(os.path.dirname(sys.executable), "twistd")):
-            command = storm.default_server_command()
+            command = stormserver.default_server_command()
             self.assertIn("{port}", command)
             self.assertIn("{retry_hint}", command)
         else:
             with self.assertRaises(SystemExit):
-                storm.default_server_command()
-        self.assertEqual(storm.histogram([0.05, 0.15, 0.16]), [1, 2])
+                stormserver.default_server_command()
+        self.assertEqual(stormresults.histogram([0.05, 0.15, 0.16]), [1, 2])
 
 
 # --- real runs --------------------------------------------------------------------------------

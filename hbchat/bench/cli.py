@@ -162,7 +162,7 @@ def build_parser() -> Parser:
         + "\n\nexample: hbchat-bench storm --clients 500 --scenarios hbchat-crash hbchat-graceful --plot storm.png",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from hbchat.bench.storm import add_storm_options
+    from hbchat.bench.stormoptions import add_storm_options
 
     storm.add_argument(
         "--server-cmd",
@@ -250,8 +250,9 @@ def exit_status(data: dict[str, Any], settings: RunSettings) -> int:
 
 
 def run_load(args: argparse.Namespace, argv: list[str]) -> int:
+    from hbchat.bench.progress import Progress
     from hbchat.bench.report import document, plot, summary_line, write_json
-    from hbchat.bench.runner import Progress, Run
+    from hbchat.bench.runner import Run
 
     settings = settings_from(args, secrets.token_hex(2))
     need_matplotlib(settings.plot_path)
@@ -273,9 +274,9 @@ def run_load(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def run_storm(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: list[str]) -> int:
-    from hbchat.bench import storm
+    from hbchat.bench import stormoptions, stormrun
 
-    storm.apply_defaults(args, parser)
+    stormoptions.apply_defaults(args, parser)
     if args.server_cmd is not None:
         if "{port}" not in args.server_cmd:
             raise UsageError("--server-cmd must contain {port}, where the server's loopback port goes")
@@ -284,7 +285,7 @@ def run_storm(args: argparse.Namespace, parser: argparse.ArgumentParser, argv: l
     if not 0 < args.max_time <= 86400:
         raise UsageError("--max-time must be positive (at most a day)")
     need_matplotlib(args.plot)
-    return storm.bench_main(args, argv)
+    return stormrun.bench_main(args, argv)
 
 
 def main(argv: list[str] | None = None) -> int:

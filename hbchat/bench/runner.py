@@ -20,24 +20,23 @@ their PIDs) if they do not.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from hbchat.bench.conn import MAX_NOTES
+from hbchat.bench.plan import plans
+from hbchat.bench.progress import Progress
+from hbchat.bench.resources import read_proc
 from hbchat.bench.settings import RunSettings
-from hbchat.bench.stats import Histogram, Timeline, fit, merged, offsets, progress_bar, split
-from hbchat.bench.worker import WorkerPlan, worker_main
+from hbchat.bench.totals import collect
+from hbchat.bench.worker import worker_main
 
 #: Seconds the window starts after it is announced, so that every worker knows it in time.
 LEAD = 0.3
 #: Fanout drain: stop waiting when nothing arrived for this long.
 DRAIN_STALL = 2.0
 RESULT_WAIT = 15.0
-STATUS_EVERY = 5.0
 
 
 class RunError(Exception):
@@ -46,87 +45,6 @@ class RunError(Exception):
 
 class TimeUpError(RunError):
     """--max-time passed."""
-
-
-class Progress:
-    """A progress bar on a terminal; a status line every few seconds anywhere else."""
-
-    def __init__(self, stream: TextIO, tty: bool | None = None, width: int | None = None) -> None:
-        self.stream = stream
-        self.tty = stream.isatty() if tty is None else tty
-        self.width = width or _terminal_width(stream)
-        self.phase = ""
-        self._last_draw = 0.0
-        self._drawn = False
-
-    def update(self, phase: str, fraction: float, text: str) -> None:
-        now = time.monotonic()
-        changed = phase != self.phase
-        self.phase = phase
-        line = f"{progress_bar(fraction)} {phase}: {text}"
-        if self.tty:
-            if changed or now - self._last_draw >= 0.1:
-                self.stream.write("\r" + fit(line, self.width - 1).ljust(min(len(line), self.width - 1)) + "\x1b[K")
-                self.stream.flush()
-                self._last_draw = now
-                self._drawn = True
-        elif changed or now - self._last_draw >= STATUS_EVERY:
-            self.stream.write(f"[{time.strftime('%H:%M:%S')}] {phase}: {text}\n")
-            self.stream.flush()
-            self._last_draw = now
-
-    def message(self, text: str) -> None:
-        self.clear()
-        self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def clear(self) -> None:
-        if self.tty and self._drawn:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self._drawn = False
-
-
-def _terminal_width(stream: TextIO) -> int:
-    try:
-        return os.get_terminal_size(stream.fileno()).columns
-    except (OSError, ValueError, AttributeError):
-        return 100
-
-
-def plans(settings: RunSettings, workers: int, base_ns: int) -> list[WorkerPlan]:
-    """Each worker's share of the connections (receivers and senders spread alike)."""
-    clients = split(settings.clients, workers)
-    receivers = split(settings.receivers, workers)
-    # Senders go to the workers with the fewest receivers first.
-    senders = split(settings.senders, workers)[::-1]
-    return [
-        WorkerPlan(
-            index=w,
-            clients=clients[w],
-            first_client=offsets(clients)[w],
-            receivers=receivers[w],
-            first_receiver=offsets(receivers)[w],
-            senders=senders[w],
-            first_sender=offsets(senders)[w],
-            base_ns=base_ns,
-        )
-        for w in range(workers)
-    ]
-
-
-def read_proc(pid: int) -> dict[str, float] | None:
-    """CPU seconds and RSS of a (server) process, from /proc; ``None`` where unreadable."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    rss = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
-    return {"cpu_s": cpu, "rss_kib": rss, "at": time.monotonic()}
 
 
 class Run:
@@ -413,115 +331,4 @@ class Run:
     # --- the totals ---
 
     def collect(self) -> dict[str, Any]:
-        s = self.settings
-        results = [self.results[index] for index in sorted(self.results)]
-        counters: dict[str, int] = {}
-        for result in results:
-            for key, value in result["counters"].items():
-                counters[key] = (
-                    max(counters.get(key, 0), value) if key == "last_event_ns" else counters.get(key, 0) + value
-                )
-        if len(results) < self.workers:
-            # A worker that never reported: use its last progress for the counts we have.
-            for index, report in self.latest.items():
-                if index not in self.results:
-                    for key, value in report.items():
-                        if isinstance(value, int) and not isinstance(value, bool) and key != "worker":
-                            counters[key] = counters.get(key, 0) + value
-        rtt = merged(Histogram.from_json(r["rtt"]) for r in results)
-        latency = merged(Histogram.from_json(r["latency"]) for r in results)
-        lag = merged(Histogram.from_json(r["lag"]) for r in results)
-        timelines = [Timeline.from_json(r["timeline"]) for r in results if r.get("timeline")]
-        timeline = timelines[0] if timelines else None
-        for other in timelines[1:]:
-            assert timeline is not None
-            timeline.merge(other)
-        hello: dict[str, str] = next((r["hello"] for r in results if r.get("hello")), {})
-        fail_notes = [note for r in results for note in r["fail_notes"]][:8]
-        drop_notes = [note for r in results for note in r["drop_notes"]][:MAX_NOTES]
-        data: dict[str, Any] = {
-            "scenario": s.scenario,
-            "workers": self.workers,
-            "worker_pids": [r.get("pid") for r in results],
-            "connections": {
-                "requested": s.connections,
-                "registered": counters.get("registered", 0),
-                "failed": counters.get("failed", 0),
-                "fail_notes": fail_notes,
-                "ramp_s": round(max((r["connect_s"] for r in results), default=0.0), 3),
-            },
-            "server_hello": hello,
-            "settled": self.settled,
-            "window": {
-                "start_ns": self.window[0],
-                "end_ns": self.window[1],
-                "seconds": round((self.window[1] - self.window[0]) / 1e9, 3),
-            },
-            "drops": {
-                "total": counters.get("drops", 0),
-                "window": counters.get("drops_window", 0),
-                "notes": drop_notes,
-            },
-            "presence": {"join_lines": counters.get("joins", 0), "left_lines": counters.get("lefts", 0)},
-            # The server's rate limit bit: lines refused with ERR 429, connections cut with BYE kicked.
-            "rate_limit": {"err_429": counters.get("rate_limited", 0), "kicked": counters.get("kicked", 0)},
-            "driver": {
-                "cpu_util_per_worker": [r.get("cpu_util") for r in results],
-                "reactor_lag": lag.stats(),
-            },
-            "counters": counters,
-            "errors": self.errors,
-            "timed_out": self.timed_out,
-            "interrupted": self.interrupted,
-        }
-        if s.scenario == "idle":
-            sent, got = counters.get("pings_sent_window", 0), counters.get("pongs_window", 0)
-            data["idle"] = {
-                "client_pings_sent": sent,
-                "pongs": got,
-                "missing_pongs": max(0, sent - got),
-                "server_pings_answered": counters.get("server_pings_window", 0),
-                "heartbeats": got + counters.get("server_pings_window", 0),
-                "pong_rtt": rtt.stats(),
-            }
-        else:
-            window_s = s.duration
-            sent = counters.get("sent_window", 0)
-            expected = sent * s.receivers
-            received = counters.get("received_window", 0)
-            data["fanout"] = {
-                "target_msgs_per_s": s.rate,
-                "sent_msgs_window": sent,
-                "achieved_msgs_per_s": round(sent / window_s, 1),
-                "expected_deliveries": expected,
-                "received_deliveries": received,
-                "loss": round(1 - received / expected, 6) if expected and received < expected else 0.0,
-                "delivered_per_s": round(counters.get("delivered_in_window", 0) / window_s, 1),
-                "sender_echoes": counters.get("echoes", 0),
-                "out_of_order": counters.get("out_of_order", 0),
-                "foreign_msgs": counters.get("foreign", 0),
-                "unstamped_msgs": counters.get("unstamped", 0),
-                "drain_s": round(self.phases.get("drained", 0.0) - self.phases.get("draining", 0.0), 3)
-                if "drained" in self.phases
-                else None,
-                "latency": latency.stats(),
-            }
-        if self.server:
-            data["server"] = self.server_summary()
-        data["_histogram"] = (rtt if s.scenario == "idle" else latency).to_json()
-        data["_timeline"] = timeline.to_json() if timeline is not None else None
-        return data
-
-    def server_summary(self) -> dict[str, Any]:
-        summary: dict[str, Any] = {"pid": self.settings.server_pid}
-        start, end = self.server.get("window_start"), self.server.get("window_end")
-        if start and end and end["at"] > start["at"]:
-            summary["cpu_util_window"] = round((end["cpu_s"] - start["cpu_s"]) / (end["at"] - start["at"]), 3)
-            summary["rss_kib_window_end"] = end["rss_kib"]
-        before = self.server.get("before_connect")
-        if before and end:
-            summary["rss_kib_before_connect"] = before["rss_kib"]
-            registered = self.total("registered")
-            if registered:
-                summary["rss_kib_per_connection"] = round((end["rss_kib"] - before["rss_kib"]) / registered, 2)
-        return summary
+        return collect(self)

@@ -22,12 +22,10 @@ deadline, a little after the run's ``--max-time``.
 from __future__ import annotations
 
 import os
-import resource
 import signal
 import sys
 import time
 import traceback
-from dataclasses import dataclass
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred
@@ -37,6 +35,8 @@ from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from hbchat.bench.conn import IDLE, RECEIVER, SENDER, BenchConnection, Tally, describe_failure
+from hbchat.bench.plan import WorkerPlan
+from hbchat.bench.resources import cpu_seconds, raise_fd_limit
 from hbchat.bench.settings import RunSettings
 from hbchat.bench.stats import Histogram, Timeline, due_slots, padding_for, phase_ns, stamp_text, timeline_bin_ns
 
@@ -53,42 +53,6 @@ LAG_PROBE = 0.01
 CLOSE_WAIT = 3.0
 #: After reporting, leave by ourselves if the parent says nothing for this long.
 LEAVE_WAIT = 20.0
-
-
-@dataclass
-class WorkerPlan:
-    """This worker's share: how many connections of each role, and their global numbers."""
-
-    index: int
-    clients: int = 0
-    first_client: int = 0
-    receivers: int = 0
-    first_receiver: int = 0
-    senders: int = 0
-    first_sender: int = 0
-    #: The global start of every ping schedule (wall-clock ns), shared by all workers.
-    base_ns: int = 0
-
-    @property
-    def connections(self) -> int:
-        return self.clients + self.receivers + self.senders
-
-
-def raise_fd_limit() -> int:
-    """Raise the soft file-descriptor limit to the hard one; return the soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass
-    return soft
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 class Worker:
