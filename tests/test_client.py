@@ -565,14 +565,14 @@ class MalformedServerTests(ClientTestCase):
 
 class OwnNickWaitTests(InterruptedRegistrationTests):
     def test_waiting_for_our_own_nick_does_not_use_up_the_retries(self) -> None:
-        self.factory.maxRetries = 2  # type: ignore[assignment]
+        self.factory.plan.max_retries = 2
         self.network.advance(150)
         self.assertIn("registered carol resumed=False", self.observer.events)
 
 
 class NickTakenMeanwhileTests(InterruptedRegistrationTests):
     def test_a_nick_someone_else_holds_is_given_up_on_once_our_own_could_not_hold_it(self) -> None:
-        self.factory.maxRetries = 3  # type: ignore[assignment]
+        self.factory.plan.max_retries = 3
         self.network.connections = 0
         self.server.advance(61)  # our lost registration's session expires...
         other = self.server.registered("carol")  # ...and someone else takes the nick, and stays
@@ -585,7 +585,7 @@ class NickTakenMeanwhileTests(InterruptedRegistrationTests):
 
 class GreetingTests(ClientTestCase):
     def greet(self, factory: ChatClientFactory, hello: bytes) -> None:
-        protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
+        protocol = factory.buildProtocol(None)
         protocol.makeConnection(StringTransport())
         protocol.dataReceived(hello)
 
@@ -598,7 +598,7 @@ class GreetingTests(ClientTestCase):
 
     def test_another_protocol_in_the_greeting_is_refused(self) -> None:
         factory = ChatClientFactory("hana", RecordingObserver(), clock=Clock())
-        protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
+        protocol = factory.buildProtocol(None)
         transport = StringTransport()
         protocol.makeConnection(transport)
         protocol.dataReceived(b"HELLO hbchat/2 ping=30 timeout=90\n")
@@ -655,7 +655,7 @@ class PacingTests(SynchronousTestCase):
 
     def test_a_huge_burst_in_the_greeting_falls_back_to_the_defaults(self) -> None:
         factory = ChatClientFactory("carol", RecordingObserver(), clock=Clock(), rng=random.Random(3))
-        protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
+        protocol = factory.buildProtocol(None)
         protocol.makeConnection(StringTransport())
         protocol.dataReceived(b"HELLO hbchat/1 ping=30 timeout=90 rate=10 burst=" + b"9" * 400 + b"\n")
         self.assertEqual(factory._pace, pace_for(100, 200))

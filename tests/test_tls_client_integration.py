@@ -64,7 +64,7 @@ class TLSClientTestCase(ClientTestCase):
         yield self.waitFor(lambda: observer.count("gave up") > 0, "the client to give up", observer)
         self.assertEqual(observer.events, [f"gave up: {expected}"], observer.transcript())
         self.assertFalse(factory.continueTrying)
-        self.assertIsNone(factory._callID, "a reconnect is scheduled")
+        self.assertFalse(factory.reconnectPending, "a reconnect is scheduled")
         self.assertEqual(server.accepted, 1)
 
 

@@ -213,7 +213,7 @@ class BenchProtocol(ChatClientProtocol):
         if (
             self.ready
             and data.endswith(b"\n")
-            and not self._framer._pending
+            and not self.midLine
             and b"PING" not in data
             and b"BYE" not in data
             and b"ERR" not in data
@@ -226,8 +226,7 @@ class BenchProtocol(ChatClientProtocol):
 class HbchatFactory(ChatClientFactory):
     """hbchat's own backoff (hbchat.backoff; the server's retry hint first)."""
 
-    def buildProtocol(self, addr: Any) -> BenchProtocol:  # type: ignore[override]
-        return BenchProtocol(self)
+    protocolClass = BenchProtocol
 
 
 class StockFactory(HbchatFactory):
@@ -254,13 +253,13 @@ class RecordingConnector(EndpointConnector):
         self._index = self.recorder.attempt()
         super().connect()
 
-    def _connected(self, protocol: Any) -> None:
+    def attemptSucceeded(self, protocol: Any) -> None:
         self.recorder.attempt_ended(self._index, True)
-        super()._connected(protocol)
+        super().attemptSucceeded(protocol)
 
-    def _failed(self, reason: Failure) -> None:
+    def attemptFailed(self, reason: Failure) -> None:
         self.recorder.attempt_ended(self._index, False)
-        super()._failed(reason)
+        super().attemptFailed(reason)
 
 
 # --- the server ----------------------------------------------------------------------------

@@ -22,14 +22,23 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import NotConnectingError
-from twisted.internet.interfaces import IAddress, IDelayedCall, INegotiated, IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IAddress,
+    IConnector,
+    IDelayedCall,
+    INegotiated,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
 from twisted.internet.protocol import ReconnectingClientFactory, connectionDone
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from hbchat import wire
-from hbchat.client.backoff import DEFAULT_BACKOFF, Backoff, hinted_delay
+from hbchat.client.backoff import DEFAULT_BACKOFF, IBackoff
 from hbchat.client.plainprobe import PROBE, closed_unheard, silent_unheard, tls_address
 from hbchat.client.reasons import describe
+from hbchat.client.reconnect import ReconnectPlan
 from hbchat.client.session import ClientSession
 from hbchat.config import DEFAULT_BURST, DEFAULT_RATE
 from hbchat.heartbeat import HeartbeatProtocol
@@ -153,6 +162,11 @@ class ChatClientProtocol(HeartbeatProtocol):
     def sendLine(self, line: bytes) -> None:
         self.link.write(line)
 
+    @property
+    def midLine(self) -> bool:
+        """Whether the bytes received so far end within a line (its rest is still to come)."""
+        return self._framer.pending > 0
+
     def dataReceived(self, data: bytes) -> None:
         self.heard = True
         self.noteTraffic()
@@ -270,13 +284,29 @@ class ChatClientProtocol(HeartbeatProtocol):
         self.factory.lost(self, reason)
 
 
+@implementer(IAddress)
+@dataclass(frozen=True)
+class EndpointAddress:
+    """Where an :class:`EndpointConnector` connects to: its endpoint, as far as it can be told."""
+
+    endpoint: IStreamClientEndpoint
+
+    def __str__(self) -> str:
+        return repr(self.endpoint)
+
+
+@implementer(IConnector)
 class EndpointConnector:
     """
     Lets ``ReconnectingClientFactory`` drive a client endpoint.
 
-    The factory was made for ``reactor.connectTCP`` connectors; this gives it the same
-    ``connect``/``stopConnecting``/``disconnect`` over ``endpoint.connect()`` so that one
-    backoff works for TCP, TLS and UNIX sockets alike.
+    The factory was made for ``reactor.connectTCP`` connectors; this is an ``IConnector``
+    over ``endpoint.connect()`` so that one backoff works for TCP, TLS and UNIX sockets
+    alike: ``connect`` starts an attempt, ``stopConnecting`` cancels it, ``disconnect``
+    also ends the connection made.  An attempt's outcome goes to the factory
+    (``clientConnectionFailed``, or its protocol's ``connectionMade``) and to the hooks
+    :meth:`attemptSucceeded` and :meth:`attemptFailed`, which a subclass may extend
+    (the storm benchmark timestamps them).
     """
 
     def __init__(self, endpoint: IStreamClientEndpoint, factory: ChatClientFactory) -> None:
@@ -288,12 +318,14 @@ class EndpointConnector:
     def connect(self) -> None:
         self.factory.connecting()
         attempt = self._attempt = self.endpoint.connect(self.factory)
-        attempt.addCallbacks(self._connected, self._failed)
+        attempt.addCallbacks(self.attemptSucceeded, self.attemptFailed)
 
-    def _connected(self, protocol: Any) -> None:
+    def attemptSucceeded(self, protocol: Any) -> None:
+        """The endpoint connected ``protocol``."""
         self._attempt = None
 
-    def _failed(self, reason: Failure) -> None:
+    def attemptFailed(self, reason: Failure) -> None:
+        """The attempt failed (or was cancelled): the factory decides what next."""
         self._attempt = None
         self.factory.clientConnectionFailed(self, reason)
 
@@ -302,6 +334,18 @@ class EndpointConnector:
             raise NotConnectingError()
         attempt, self._attempt = self._attempt, None
         attempt.cancel()
+
+    def disconnect(self) -> None:
+        """Stop the attempt under way, or close the factory's connection."""
+        if self._attempt is not None:
+            self.stopConnecting()
+            return
+        protocol = self.factory.protocolInstance
+        if protocol is not None and protocol.transport is not None:
+            protocol.link.loseConnection()
+
+    def getDestination(self) -> EndpointAddress:
+        return EndpointAddress(self.endpoint)
 
 
 class ChatClientFactory(ReconnectingClientFactory):
@@ -312,13 +356,15 @@ class ChatClientFactory(ReconnectingClientFactory):
     #: Start plain TCP connections with hbchat.client.plainprobe's empty lines, so that a TLS port
     #: is told apart from a silent server (hbchat-client turns it on).
     probePlain = False
+    #: What :meth:`buildProtocol` builds (the storm benchmark builds a lighter subclass).
+    protocolClass: type[ChatClientProtocol] = ChatClientProtocol
 
     def __init__(
         self,
         nick: str,
         observer: IChatObserver,
         password: str | None = None,
-        backoff: Backoff = DEFAULT_BACKOFF,
+        backoff: IBackoff = DEFAULT_BACKOFF,
         max_retries: int | None = None,
         clock: IReactorTime | None = None,
         rng: random.Random | None = None,
@@ -330,13 +376,10 @@ class ChatClientFactory(ReconnectingClientFactory):
             from twisted.internet import reactor
 
             clock = reactor
-        #: Our clock, typed; ``clock`` is the same object under ReconnectingClientFactory's name.
+        #: Our clock (ReconnectingClientFactory's own ``clock`` is only for its stock ``retry``).
         self.timer: IReactorTime = clock
-        self.clock = clock  # type: ignore[assignment]
         self.observer = observer
         self.password = password
-        self.backoff = backoff
-        self.maxRetries = max_retries  # type: ignore[assignment]
         #: Seconds without a connection (since the start, or since the last one ended)
         #: after which we give up, whatever is under way; ``None``: never.
         self.giveUpAfter = give_up_after
@@ -344,12 +387,14 @@ class ChatClientFactory(ReconnectingClientFactory):
         #: The connection being set up or in use, if any (for the countdown to end it).
         self._current: ChatClientProtocol | None = None
         self.rng = rng or random.Random()
+        #: When to try again (``max_retries`` is its limit, not RCF's ``maxRetries``).
+        self.plan = ReconnectPlan(backoff, self.rng, max_retries)
+        #: The next attempt, scheduled by :meth:`retry`.
+        self._reconnectCall: IDelayedCall | None = None
         #: Explains transport failures the generic text would not (a TLS alert, say).
         self.diagnose = diagnose
         self.session = ClientSession(nick.encode("utf-8"), outbox_limit)
         self.protocolInstance: ChatClientProtocol | None = None
-        self._retryHint: float | None = None
-        self._retryAt: float | None = None
         self._lastProblem = "could not connect"
         # A NICK was lost with its connection before WELCOME: the server may hold our nick
         # for a session we never got the token of, until its grace period ends.
@@ -361,13 +406,6 @@ class ChatClientFactory(ReconnectingClientFactory):
         self._quitting = False
         self._quitDeadline: IDelayedCall | None = None
         self._gaveUp = False
-        #: Reconnect attempts since the last WELCOME: what the backoff grows with.  Unlike
-        #: ``retries`` it also counts the waits for a nick held by our own lost
-        #: registration, which do not count towards ``maxRetries``.
-        self._attempt = 0
-        #: When the first of those attempts was scheduled: the backoff's window grows with
-        #: the outage's age (hbchat.backoff).
-        self._outageSince = 0.0
         #: How fast SAY and TELL may go out (hbchat.ratelimit), from the server's HELLO;
         #: ``_paceFullAt`` is the pace bucket's state, ``_paceCall`` the wait for its next token.
         self._pace: Bucket | None = None
@@ -426,43 +464,55 @@ class ChatClientFactory(ReconnectingClientFactory):
 
     # --- ReconnectingClientFactory ---
 
-    def buildProtocol(self, addr: IAddress) -> ChatClientProtocol:  # type: ignore[override]
-        protocol = self._current = ChatClientProtocol(self)
+    # (Twisted's Factory is generic over protocols whose ``factory`` is a ``Factory[Self]``;
+    # ReconnectingClientFactory is not parameterized, so the narrower return needs the ignore.)
+    def buildProtocol(self, addr: IAddress | None) -> ChatClientProtocol:  # type: ignore[override]
+        protocol = self._current = self.protocolClass(self)
         return protocol
 
-    def retry(self, connector: Any = None) -> None:
-        """Full jitter instead of the stock Gaussian, and the server's retry hint first."""
+    def retry(self, connector: IConnector | None = None) -> None:
+        """
+        Have the connector connect again, after the plan's delay (hbchat.client.reconnect:
+        full jitter over a window that grows with the outage's age, the server's retry hint
+        first) instead of the stock Gaussian; give up once the retries are used up.
+        """
         if not self.continueTrying:
             return
         if connector is None:
             connector = self.connector
-        if self._attempt == 0:
-            self._outageSince = self.timer.seconds()
-        self._attempt += 1
+        if connector is None:
+            raise ValueError("no connector to retry")
         if self._waitingForOwnNick:
             self._waitingForOwnNick = False
-        else:
-            self.retries += 1
-        if self.maxRetries is not None and self.retries > self.maxRetries:
-            self._giveUp(f"{self._lastProblem}; gave up after {self.maxRetries} retries")
+            self.plan.forgive_next()
+        delay = self.plan.next_delay(self.timer.seconds())
+        self.retries = self.plan.retries
+        if delay is None:
+            self._giveUp(f"{self._lastProblem}; gave up after {self.plan.max_retries} retries")
             return
-        if self._retryHint is not None:
-            self.delay = hinted_delay(self._retryHint, self.rng) if self._retryAt is None else self._retryAt
-            self._retryHint = self._retryAt = None
-        else:
-            age = self.timer.seconds() - self._outageSince
-            self.delay = self.backoff.delay(self._attempt - 1, age, self.rng)
-        self.observer.reconnecting(self.delay, self._attempt, self._lastProblem)
+        self.delay = delay
+        self.observer.reconnecting(delay, self.plan.attempt, self._lastProblem)
+        self._reconnectCall = self.timer.callLater(delay, self._reconnect, connector)
 
-        def reconnector() -> None:
-            self._callID = None
-            connector.connect()
+    def _reconnect(self, connector: IConnector) -> None:
+        self._reconnectCall = None
+        connector.connect()
 
-        self._callID = self.timer.callLater(self.delay, reconnector)
+    @property
+    def reconnectPending(self) -> bool:
+        """Whether a reconnect is scheduled."""
+        return self._reconnectCall is not None
+
+    def stopTrying(self) -> None:
+        if self._reconnectCall is not None:
+            if self._reconnectCall.active():
+                self._reconnectCall.cancel()
+            self._reconnectCall = None
+        super().stopTrying()
 
     def resetDelay(self) -> None:
         super().resetDelay()
-        self._attempt = 0
+        self.plan.reset()
 
     def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
         diagnosis = self._diagnose(reason)
@@ -604,8 +654,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         if reason in FINAL_BYES:
             self._giveUp(FINAL_BYES[reason])
         else:
-            self._retryHint = retry
-            self._retryAt = at
+            self.plan.hinted(retry, at)
             protocol.problem = f"the server closed the connection ({reason})"
 
     def lost(self, protocol: ChatClientProtocol, reason: Failure) -> None:
