@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from automat import NoTransition
 from twisted.internet.defer import Deferred
 from twisted.internet.error import NotConnectingError
 from twisted.internet.interfaces import (
@@ -36,6 +37,7 @@ from zope.interface import implementer
 
 from hbchat import wire
 from hbchat.client.backoff import DEFAULT_BACKOFF, IBackoff
+from hbchat.client.lifecycle import Loss, Quit, Welcome, client_life
 from hbchat.client.plainprobe import PROBE, closed_unheard, silent_unheard, tls_address
 from hbchat.client.reasons import describe
 from hbchat.client.reconnect import ReconnectPlan
@@ -120,13 +122,6 @@ class ChatClientProtocol(HeartbeatProtocol):
 
     log = NamedLogger("hbchat.client.ChatClientProtocol")
     factory: ChatClientFactory
-    ready = False
-    """True from WELCOME (or the end of a replay) on: lines may be sent directly."""
-    resuming = False
-    #: NICK went out and WELCOME has not come back yet.
-    registering = False
-    #: A valid HELLO arrived on this connection.
-    greeted = False
     #: This connection resumed our session (its replay ended): the JOIN the server then
     #: announces for our nick is our own return, not news.
     resumedSession = False
@@ -162,6 +157,24 @@ class ChatClientProtocol(HeartbeatProtocol):
     def sendLine(self, line: bytes) -> None:
         self.link.write(line)
 
+    def _isCurrent(self) -> bool:
+        return self.factory.protocolInstance is self
+
+    @property
+    def ready(self) -> bool:
+        """True from WELCOME (or the end of a replay) on: lines may be sent directly."""
+        return self._isCurrent() and self.factory.life.isReady()
+
+    @property
+    def resuming(self) -> bool:
+        """RESUME went out and its replay has not ended yet."""
+        return self._isCurrent() and self.factory.life.isResuming()
+
+    @property
+    def registering(self) -> bool:
+        """NICK went out and WELCOME has not come back yet."""
+        return self._isCurrent() and self.factory.life.isRegistering()
+
     @property
     def midLine(self) -> bool:
         """Whether the bytes received so far end within a line (its rest is still to come)."""
@@ -188,6 +201,10 @@ class ChatClientProtocol(HeartbeatProtocol):
             handler(rest)
         except (ValueError, IndexError, KeyError):
             self.log.warn("malformed line from server: {line!r}", line=line)
+        except NoTransition:
+            # A line the client's lifecycle does not expect now (a second HELLO, a WELCOME
+            # when registered): the server is confused, not us.
+            self.log.warn("unexpected line from server: {line!r}", line=line)
 
     # --- lines from the server ---
 
@@ -208,7 +225,6 @@ class ChatClientProtocol(HeartbeatProtocol):
             rate, burst = DEFAULT_RATE, DEFAULT_BURST
         if not (0 <= rate < math.inf and 1 <= burst <= MAX_BURST):
             rate, burst = DEFAULT_RATE, DEFAULT_BURST
-        self.greeted = True
         self.startHeartbeat(ping, timeout)
         try:
             enable_keepalive(self.transport, timeout)
@@ -396,16 +412,14 @@ class ChatClientFactory(ReconnectingClientFactory):
         self.session = ClientSession(nick.encode("utf-8"), outbox_limit)
         self.protocolInstance: ChatClientProtocol | None = None
         self._lastProblem = "could not connect"
-        # A NICK was lost with its connection before WELCOME: the server may hold our nick
-        # for a session we never got the token of, until its grace period ends.
-        self._nickMayBeOurs = False
-        #: When that NICK was lost: after a server's default --grace its session is gone,
-        #: and a nick still in use is someone else's.
-        self._nickLostAt = -math.inf
-        self._waitingForOwnNick = False
-        self._quitting = False
+        #: Where the client is in its life (hbchat.client.lifecycle).
+        self.life = client_life()
+        #: When a NICK was last lost with its connection before WELCOME (the server may hold
+        #: our nick for a session we never got the token of, until its grace period ends);
+        #: ``None`` once a WELCOME came.  After a server's default --grace that session is
+        #: gone, and a nick still in use is someone else's.
+        self._nickLostAt: float | None = None
         self._quitDeadline: IDelayedCall | None = None
-        self._gaveUp = False
         #: How fast SAY and TELL may go out (hbchat.ratelimit), from the server's HELLO;
         #: ``_paceFullAt`` is the pace bucket's state, ``_paceCall`` the wait for its next token.
         self._pace: Bucket | None = None
@@ -439,20 +453,24 @@ class ChatClientFactory(ReconnectingClientFactory):
     def quit(self, text: str = "") -> None:
         """Leave for good: no reconnects.  ``gaveUp("you quit")`` follows, whatever happens."""
         line = b"QUIT" + (b" " + _text(text) if text else b"")
-        self._quitting = True
+        action = self.life.quit()
         self.stopTrying()
         protocol = self.protocolInstance
-        if protocol is not None and protocol.ready:
+        if action is Quit.SEND and protocol is not None:
             protocol.sendLine(line + b"\n")
             # A frozen server never answers: do not wait for its BYE for ever.
             self._quitDeadline = self.timer.callLater(QUIT_WAIT, self._quitWithoutBye)
             return
-        if protocol is not None and protocol.transport is not None:
-            protocol.link.loseConnection()
+        if action is Quit.CLOSE:
+            protocol = protocol or self._current
+            if protocol is not None and protocol.transport is not None:
+                protocol.link.loseConnection()
         self._giveUp("you quit")
 
     def _quitWithoutBye(self) -> None:
         self._quitDeadline = None
+        if not self.life.quitTimedOut():
+            return
         protocol = self.protocolInstance
         if protocol is not None and protocol.transport is not None:
             protocol.link.abortConnection()
@@ -482,9 +500,6 @@ class ChatClientFactory(ReconnectingClientFactory):
             connector = self.connector
         if connector is None:
             raise ValueError("no connector to retry")
-        if self._waitingForOwnNick:
-            self._waitingForOwnNick = False
-            self.plan.forgive_next()
         delay = self.plan.next_delay(self.timer.seconds())
         self.retries = self.plan.retries
         if delay is None:
@@ -515,6 +530,8 @@ class ChatClientFactory(ReconnectingClientFactory):
         self.plan.reset()
 
     def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        if self.life.lost() is not Loss.UNGREETED:
+            return  # we quit or gave up: nothing follows
         diagnosis = self._diagnose(reason)
         if diagnosis is not None and diagnosis.final:
             self._giveUp(diagnosis.text)
@@ -533,6 +550,9 @@ class ChatClientFactory(ReconnectingClientFactory):
     # --- called by the protocol ---
 
     def greeted(self, protocol: ChatClientProtocol, auth: bool, pace: Bucket | None = None) -> None:
+        if not self.life.hello():
+            protocol.link.loseConnection()  # we quit or gave up meanwhile
+            return
         if auth and not self.password:
             self._giveUp("the server requires a password, and we have none to give (hbchat-client: --password-file)")
             protocol.link.loseConnection()
@@ -542,27 +562,26 @@ class ChatClientFactory(ReconnectingClientFactory):
         self._oneAtATime = False
         session = self.session
         if session.token is not None:
-            protocol.resuming = True
+            self.life.resume()
             protocol.resumeFrom = session.last_seq
             protocol.sendLine(b"RESUME %s %d\n" % (session.token, session.last_seq))
         else:
             self._register(protocol)
 
     def _register(self, protocol: ChatClientProtocol) -> None:
-        protocol.resuming = False
-        protocol.registering = True
+        self.life.register()
         password = b" " + self.password.encode("utf-8") if self.password else b""
         protocol.sendLine(b"NICK " + self.session.nick + password + b"\n")
 
     def welcomed(self, protocol: ChatClientProtocol, nick: bytes, token: bytes, seq: int) -> None:
-        if self._quitting:
+        meaning = self.life.welcome()
+        if meaning is Welcome.LEAVE:
             protocol.sendLine(b"QUIT\n")
             return
         # Only a registration proves the server works: a bare TCP connect does not.
         self.resetDelay()
-        protocol.registering = False
-        self._nickMayBeOurs = False
-        if protocol.resuming:
+        self._nickLostAt = None
+        if meaning is Welcome.REPLAY:
             self.session.token = token
             protocol.welcomeSeq = seq
             return
@@ -572,6 +591,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         self.observer.registered(nick.decode(), False)
 
     def replayEnded(self, protocol: ChatClientProtocol, count: int, complete: bool) -> None:
+        self.life.replayEnded()
         protocol.resumedSession = True
         self._ready(protocol)
         self.observer.registered(self.session.nick.decode(), True)
@@ -579,8 +599,6 @@ class ChatClientFactory(ReconnectingClientFactory):
 
     def _ready(self, protocol: ChatClientProtocol) -> None:
         self._stopCountdown()
-        protocol.resuming = False
-        protocol.ready = True
         session = self.session
         session.outbox.extend(session.toResend())
         self._sendOutbox()
@@ -625,13 +643,13 @@ class ChatClientFactory(ReconnectingClientFactory):
         elif (
             code == 433
             and protocol.registering
-            and self._nickMayBeOurs
+            and self._nickLostAt is not None
             and self.timer.seconds() - self._nickLostAt < OWN_NICK_WAIT
         ):
             # Most likely our own interrupted registration: wait for its grace to end,
             # without using up the retries (the server will let the nick go).
             protocol.problem = "the nick is still held, probably by our own interrupted registration"
-            self._waitingForOwnNick = True
+            self.life.ownNickHeld()
             protocol.link.loseConnection()
         elif code == 413:
             # The server answers lines in order: the line it refused is the oldest one not
@@ -660,20 +678,23 @@ class ChatClientFactory(ReconnectingClientFactory):
     def lost(self, protocol: ChatClientProtocol, reason: Failure) -> None:
         if self._current is protocol:
             self._current = None
-        if protocol.ready:
-            self.connecting()  # the time without a connection starts now
+        loss = self.life.lost() if self.protocolInstance in (protocol, None) else Loss.STALE
+        if loss is Loss.READY:
+            self._startCountdown()  # the time without a connection starts now
         if self.protocolInstance is protocol:
             self.protocolInstance = None
             if self._paceCall is not None and self._paceCall.active():
                 self._paceCall.cancel()
             self._paceCall = None
-        if self._quitting:
+        if loss is Loss.QUIT:
             self._giveUp("you quit")
+            return
+        if loss in (Loss.FINAL, Loss.STALE):
             return
         diagnosis = self._diagnose(reason)
         if protocol.notPlain is not None:
             diagnosis = Diagnosis(protocol.notPlain, final=True)
-        if diagnosis is not None and diagnosis.final and protocol.greeted:
+        if diagnosis is not None and diagnosis.final and loss is not Loss.UNGREETED:
             # A connection that got as far as a HELLO spoke TLS with a certificate we
             # trusted: whatever breaks it later (a corrupted record, say) is worth a reconnect,
             # told in the diagnosis's words (not OpenSSL's raw error tuples).
@@ -681,10 +702,11 @@ class ChatClientFactory(ReconnectingClientFactory):
         if diagnosis is not None and diagnosis.final:
             self._giveUp(diagnosis.text)
             return
-        if protocol.registering and not self._waitingForOwnNick:
+        if loss is Loss.REGISTRATION:
             # (Not a connection we closed ourselves on an ERR 433: that NICK was answered.)
-            self._nickMayBeOurs = True
             self._nickLostAt = self.timer.seconds()
+        elif loss is Loss.OWN_NICK:
+            self.plan.forgive_next()  # waiting for our own nick does not use up the retries
         if protocol.problem is not None:
             self._lastProblem = protocol.problem
         elif diagnosis is not None:
@@ -699,6 +721,11 @@ class ChatClientFactory(ReconnectingClientFactory):
     # --- how long we may go without a connection ---
 
     def connecting(self) -> None:
+        """An attempt starts (hbchat.client.connector): start the ``giveUpAfter`` countdown unless it runs already."""
+        self.life.connect()
+        self._startCountdown()
+
+    def _startCountdown(self) -> None:
         """We are without a connection: start the ``giveUpAfter`` countdown unless it runs already."""
         if self.giveUpAfter is None or self._countdown is not None or not self.continueTrying:
             return
@@ -712,7 +739,7 @@ class ChatClientFactory(ReconnectingClientFactory):
     def _outOfTime(self) -> None:
         """``giveUpAfter`` seconds without a connection: give up, and end the attempt under way."""
         self._countdown = None
-        if self.connected or not self.continueTrying:
+        if not self.life.outOfTime() or not self.continueTrying:
             return
         self._giveUp(f"{self._lastProblem}; gave up after {self.giveUpAfter:g} s without a connection")
         protocol = self._current
@@ -726,8 +753,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         if self._quitDeadline is not None and self._quitDeadline.active():
             self._quitDeadline.cancel()
         self._quitDeadline = None
-        if not self._gaveUp:
-            self._gaveUp = True
+        if self.life.giveUp():
             self.observer.gaveUp(reason)
 
     def _rateLimited(self, protocol: ChatClientProtocol, text: str) -> None:

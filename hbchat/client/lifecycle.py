@@ -1,0 +1,213 @@
+"""
+The client's life as an automat machine: which of its connections' events are legal when.
+
+==============  ==========================================  ================
+state           input                                       next state
+==============  ==========================================  ================
+connecting      hello                                       greeted
+greeted         register (NICK) / resume (RESUME)           registering / resuming
+registering     welcome                                     ready
+registering     ownNickHeld (ERR 433, our own lost NICK)    nick_held
+resuming        welcome (the replay follows)                resuming
+resuming        register (ERR 404: the session is gone)     registering
+resuming        replayEnded (RESUMED)                       ready
+(connected)     lost (an attempt failed, a connection       backing_off
+                ended; in quitting it stays)
+backing_off     connect (the next attempt)                  connecting
+ready           quit (QUIT is sent, BYE awaited)            quitting
+(not ready)     quit (the connection is closed)             quitting
+quitting        giveUp / quitTimedOut (no BYE came)         gave_up / quitting
+(alive)         giveUp / outOfTime (--give-up-after)        gave_up / same
+==============  ==========================================  ================
+
+One machine lives as long as its :class:`~hbchat.client.factory.ChatClientFactory`, across
+connections.  The machine only decides; every input returns what it means for the factory
+(a :class:`Loss`, a :class:`Welcome`, a :class:`Quit`, or whether something applies), and the
+factory does the writing, the scheduling and the telling.  Deadlines are inputs of the states
+they belong to: ``outOfTime`` (``--give-up-after`` without a connection) matters only while
+there is no registered connection, ``quitTimedOut`` (no BYE after QUIT) only while quitting.
+An input a state does not expect raises :class:`automat.NoTransition`; the protocol turns
+one caused by a server's line into a log line, never a crash.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from automat import TypeMachineBuilder
+
+
+class Loss(enum.Enum):
+    """What a failed attempt or a lost connection means, by the state it ended."""
+
+    #: Before any registration was sent: a plain failure.
+    UNGREETED = "ungreeted"
+    #: After HELLO, before WELCOME, not registering: a plain failure (the TLS held).
+    GREETED = "greeted"
+    #: A NICK went unanswered: the server may hold our nick until its --grace ends.
+    REGISTRATION = "registration"
+    #: We closed it ourselves on an ERR 433 for our own held nick: wait that out.
+    OWN_NICK = "own_nick"
+    #: A registered connection: the time without a connection starts now.
+    READY = "ready"
+    #: We had quit: this is the end.
+    QUIT = "quit"
+    #: We had given up already: nothing follows.
+    FINAL = "final"
+    #: Nothing was under way (a second report of the same end): ignore it.
+    STALE = "stale"
+
+
+class Welcome(enum.Enum):
+    """What a WELCOME means."""
+
+    #: A new session: registered and ready.
+    READY = "ready"
+    #: A resumed session: its replay follows, RESUMED ends it.
+    REPLAY = "replay"
+    #: We are leaving: answer with QUIT.
+    LEAVE = "leave"
+
+
+class Quit(enum.Enum):
+    """What the user's quit asks the factory to do."""
+
+    #: Registered: send QUIT and wait (at most QUIT_WAIT) for the server's BYE.
+    SEND = "send"
+    #: Not registered: close whatever connection there is and give up.
+    CLOSE = "close"
+    #: Already quitting or given up: nothing more.
+    NOTHING = "nothing"
+
+
+class ClientLife(Protocol):
+    """The inputs of the client's lifecycle."""
+
+    def connect(self) -> None:
+        """A connection attempt starts (the first, or after a backoff)."""
+
+    def hello(self) -> bool:
+        """The server greeted us with a valid HELLO; whether to go on (not once we quit or gave up)."""
+
+    def register(self) -> None:
+        """We sent NICK (after HELLO, or after ERR 404 on RESUME)."""
+
+    def resume(self) -> None:
+        """We sent RESUME with our session's token."""
+
+    def welcome(self) -> Welcome:
+        """WELCOME arrived."""
+
+    def replayEnded(self) -> None:
+        """RESUMED arrived: the replay is over."""
+
+    def ownNickHeld(self) -> None:
+        """ERR 433 on our NICK, most likely held by our own interrupted registration: we close and wait."""
+
+    def lost(self) -> Loss:
+        """The attempt failed or the connection ended."""
+
+    def outOfTime(self) -> bool:
+        """``--give-up-after`` without a connection ran out; whether that ends the client."""
+
+    def quit(self) -> Quit:
+        """The user quits."""
+
+    def quitTimedOut(self) -> bool:
+        """No BYE came within QUIT_WAIT of our QUIT; whether the connection is to be dropped."""
+
+    def giveUp(self) -> bool:
+        """No more attempts; whether this is news (the observer hears of it once)."""
+
+    def isReady(self) -> bool:
+        """Whether lines may be sent: registered, or resumed and replayed."""
+
+    def isResuming(self) -> bool:
+        """Whether a RESUME is under way (its replay not ended yet)."""
+
+    def isRegistering(self) -> bool:
+        """Whether a NICK went out and awaits its WELCOME."""
+
+
+@dataclass
+class LifeCore:
+    """The machine keeps nothing but its state: the factory holds the data."""
+
+
+_builder = TypeMachineBuilder(ClientLife, LifeCore)
+connecting = _builder.state("connecting")
+greeted = _builder.state("greeted")
+registering = _builder.state("registering")
+resuming = _builder.state("resuming")
+nick_held = _builder.state("nick_held")
+ready = _builder.state("ready")
+backing_off = _builder.state("backing_off")
+quitting = _builder.state("quitting")
+gave_up = _builder.state("gave_up")
+
+ALIVE = (connecting, greeted, registering, resuming, nick_held, ready, backing_off)
+ALL = (*ALIVE, quitting, gave_up)
+
+# --- connecting and greeting ---
+connecting.upon(ClientLife.connect).loop().returns(None)
+backing_off.upon(ClientLife.connect).to(connecting).returns(None)
+connecting.upon(ClientLife.hello).to(greeted).returns(True)
+quitting.upon(ClientLife.hello).loop().returns(False)
+gave_up.upon(ClientLife.hello).loop().returns(False)
+greeted.upon(ClientLife.register).to(registering).returns(None)
+greeted.upon(ClientLife.resume).to(resuming).returns(None)
+
+# --- registering and resuming ---
+registering.upon(ClientLife.welcome).to(ready).returns(Welcome.READY)
+resuming.upon(ClientLife.welcome).loop().returns(Welcome.REPLAY)
+resuming.upon(ClientLife.register).to(registering).returns(None)  # ERR 404: the session is gone
+resuming.upon(ClientLife.replayEnded).to(ready).returns(None)
+registering.upon(ClientLife.ownNickHeld).to(nick_held).returns(None)
+quitting.upon(ClientLife.welcome).loop().returns(Welcome.LEAVE)
+gave_up.upon(ClientLife.welcome).loop().returns(Welcome.LEAVE)
+
+# --- losing the connection ---
+connecting.upon(ClientLife.lost).to(backing_off).returns(Loss.UNGREETED)
+greeted.upon(ClientLife.lost).to(backing_off).returns(Loss.GREETED)
+resuming.upon(ClientLife.lost).to(backing_off).returns(Loss.GREETED)
+registering.upon(ClientLife.lost).to(backing_off).returns(Loss.REGISTRATION)
+nick_held.upon(ClientLife.lost).to(backing_off).returns(Loss.OWN_NICK)
+ready.upon(ClientLife.lost).to(backing_off).returns(Loss.READY)
+quitting.upon(ClientLife.lost).loop().returns(Loss.QUIT)
+gave_up.upon(ClientLife.lost).loop().returns(Loss.FINAL)
+backing_off.upon(ClientLife.lost).loop().returns(Loss.STALE)
+
+# --- the deadlines ---
+for _state in (connecting, greeted, registering, resuming, nick_held, backing_off):
+    _state.upon(ClientLife.outOfTime).loop().returns(True)  # the factory gives up
+for _state in (ready, quitting, gave_up):
+    _state.upon(ClientLife.outOfTime).loop().returns(False)  # a connection came, or we are leaving anyway
+quitting.upon(ClientLife.quitTimedOut).loop().returns(True)
+gave_up.upon(ClientLife.quitTimedOut).loop().returns(False)
+
+# --- leaving ---
+ready.upon(ClientLife.quit).to(quitting).returns(Quit.SEND)
+for _state in (connecting, greeted, registering, resuming, nick_held, backing_off):
+    _state.upon(ClientLife.quit).to(quitting).returns(Quit.CLOSE)
+quitting.upon(ClientLife.quit).loop().returns(Quit.NOTHING)
+gave_up.upon(ClientLife.quit).loop().returns(Quit.NOTHING)
+for _state in (*ALIVE, quitting):
+    _state.upon(ClientLife.giveUp).to(gave_up).returns(True)
+gave_up.upon(ClientLife.giveUp).loop().returns(False)
+
+# --- questions ---
+for _state in ALL:
+    _state.upon(ClientLife.isReady).loop().returns(_state is ready)
+    _state.upon(ClientLife.isResuming).loop().returns(_state is resuming)
+    _state.upon(ClientLife.isRegistering).loop().returns(_state is registering)
+
+#: A new lifecycle, connecting: ``client_life()``.
+_build: Callable[[LifeCore], ClientLife] = _builder.build()
+
+
+def client_life() -> ClientLife:
+    """A client's lifecycle, in its first state (``connecting``)."""
+    return _build(LifeCore())
