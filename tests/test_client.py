@@ -14,7 +14,10 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from hbchat.client.backoff import Backoff
-from hbchat.client.protocol import ChatClientFactory, Diagnosis, EndpointConnector, PermanentConnectionError, pace_for
+from hbchat.client.connector import EndpointConnector
+from hbchat.client.factory import ChatClientFactory
+from hbchat.client.outbox import pace_for
+from hbchat.client.policy import Diagnosis, PermanentConnectionError
 from hbchat.client.session import ClientSession, OutboxFullError
 from hbchat.interfaces import IChatObserver
 from hbchat.ratelimit import Bucket
@@ -658,7 +661,7 @@ class PacingTests(SynchronousTestCase):
         protocol = factory.buildProtocol(None)
         protocol.makeConnection(StringTransport())
         protocol.dataReceived(b"HELLO hbchat/1 ping=30 timeout=90 rate=10 burst=" + b"9" * 400 + b"\n")
-        self.assertEqual(factory._pace, pace_for(100, 200))
+        self.assertEqual(factory.outbox.pace, pace_for(100, 200))
 
     def test_without_a_limit_nothing_waits(self) -> None:
         server = FakeServer(ping=5, timeout=15, rate=0)

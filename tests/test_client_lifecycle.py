@@ -10,8 +10,9 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
+from hbchat.client.factory import ChatClientFactory
 from hbchat.client.lifecycle import ClientLife, Loss, Quit, Welcome, client_life
-from hbchat.client.protocol import ChatClientFactory, ChatClientProtocol
+from hbchat.client.protocol import ChatClientProtocol
 from tests.test_client import RecordingObserver
 
 

@@ -14,7 +14,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from hbchat.client.backoff import Backoff, IBackoff
-from hbchat.client.protocol import ChatClientFactory, EndpointConnector
+from hbchat.client.connector import EndpointConnector
+from hbchat.client.factory import ChatClientFactory
 from hbchat.client.reconnect import ReconnectPlan
 from tests.test_client import RecordingObserver
 

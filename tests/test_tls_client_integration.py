@@ -12,7 +12,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 
-from hbchat.client.protocol import connect
+from hbchat.client.connector import connect
 from hbchat.client.tls import TLSAddress, TLSClient, load_client_certificate, load_trust_roots, parse_tls_description
 from hbchat.server.listeners import Listener
 from tests.test_client_integration import (

@@ -62,7 +62,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from hbchat.bench.stats import histogram_of_times, peak_to_mean, quantile
-from hbchat.client.protocol import HELLO_TIMEOUT, ChatClientFactory, ChatClientProtocol, EndpointConnector
+from hbchat.client.connector import EndpointConnector
+from hbchat.client.factory import ChatClientFactory
+from hbchat.client.protocol import HELLO_TIMEOUT, ChatClientProtocol
 from hbchat.interfaces import IChatObserver
 
 HOST = "127.0.0.1"

@@ -5,7 +5,7 @@ On a terminal, a typed line is said to everyone and ``/commands`` do the rest.  
 a pipe or a file, every line is said and the program exits 0 once the server has echoed
 every one of them back (so each was delivered), or non-zero when that cannot happen.
 
-A ``tls:`` endpoint is built by :mod:`hbchat.clienttls` (``--ca``, ``--cert``, ``--key``),
+A ``tls:`` endpoint is built by :mod:`hbchat.client.tls` (``--ca``, ``--cert``, ``--key``),
 so that a certificate that does not verify is reported in one line and ends the client.
 """
 
@@ -28,7 +28,9 @@ from zope.interface import implementer
 
 from hbchat import wire
 from hbchat.client.backoff import Backoff
-from hbchat.client.protocol import ChatClientFactory, Diagnose, connect
+from hbchat.client.connector import connect
+from hbchat.client.factory import ChatClientFactory
+from hbchat.client.policy import Diagnose
 from hbchat.client.session import OutboxFullError
 from hbchat.client.tls import (
     TLSClient,

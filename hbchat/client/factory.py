@@ -1,0 +1,485 @@
+"""
+The reconnecting chat client: one session that survives its connections.
+
+:class:`ChatClientFactory` is a ``ReconnectingClientFactory`` that overrides only its
+public hooks (``buildProtocol``, ``clientConnectionFailed``, ``retry``, ``stopTrying``,
+``resetDelay``): when to try again is a :class:`~hbchat.client.reconnect.ReconnectPlan`
+(full-jitter backoff that resets only after WELCOME, the server's retry hint first), where
+the client is in its life an automat machine (:mod:`hbchat.client.lifecycle`), what an ERR
+means a table (:mod:`hbchat.client.policy`), and how fast the outbox goes out
+:mod:`hbchat.client.outbox`.  It keeps the :class:`~hbchat.client.session.ClientSession`
+across connections, and an :class:`~hbchat.client.connector.EndpointConnector` lets it
+drive any Twisted client endpoint (``tcp:``, ``tls:``, ``unix:``).  Everything the client
+sees goes to an :class:`~hbchat.interfaces.IChatObserver`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.interfaces import IAddress, IConnector, IDelayedCall, IReactorTime
+from twisted.internet.protocol import ReconnectingClientFactory
+from twisted.python.failure import Failure
+
+from hbchat.client.backoff import DEFAULT_BACKOFF, IBackoff
+from hbchat.client.lifecycle import Loss, Quit, Welcome, client_life
+from hbchat.client.outbox import PacedOutbox
+from hbchat.client.policy import (
+    FINAL_BYES,
+    OWN_NICK_WAIT,
+    Diagnose,
+    Diagnosis,
+    ErrorAction,
+    ErrorContext,
+    PermanentConnectionError,
+    error_action,
+)
+from hbchat.client.protocol import MAX_LINE, MAX_TEXT, ChatClientProtocol
+from hbchat.client.reasons import describe
+from hbchat.client.reconnect import ReconnectPlan
+from hbchat.client.session import ClientSession
+from hbchat.interfaces import IChatObserver
+from hbchat.lognames import NamedLogger
+from hbchat.ratelimit import Bucket
+
+#: Seconds a QUIT waits for the server's BYE before the connection is simply dropped.
+QUIT_WAIT = 5.0
+
+
+class ChatClientFactory(ReconnectingClientFactory):
+    """A chat session that survives its connections."""
+
+    log = NamedLogger("hbchat.client.ChatClientFactory")
+    noisy = False
+    #: Start plain TCP connections with hbchat.client.plainprobe's empty lines, so that a TLS port
+    #: is told apart from a silent server (hbchat-client turns it on).
+    probePlain = False
+    #: What :meth:`buildProtocol` builds (the storm benchmark builds a lighter subclass).
+    protocolClass: type[ChatClientProtocol] = ChatClientProtocol
+
+    def __init__(
+        self,
+        nick: str,
+        observer: IChatObserver,
+        password: str | None = None,
+        backoff: IBackoff = DEFAULT_BACKOFF,
+        max_retries: int | None = None,
+        clock: IReactorTime | None = None,
+        rng: random.Random | None = None,
+        outbox_limit: int = 1000,
+        diagnose: Diagnose | None = None,
+        give_up_after: float | None = None,
+    ) -> None:
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = reactor
+        #: Our clock (ReconnectingClientFactory's own ``clock`` is only for its stock ``retry``).
+        self.timer: IReactorTime = clock
+        self.observer = observer
+        self.password = password
+        #: Seconds without a connection (since the start, or since the last one ended)
+        #: after which we give up, whatever is under way; ``None``: never.
+        self.giveUpAfter = give_up_after
+        self._countdown: IDelayedCall | None = None
+        #: The connection being set up or in use, if any (for the countdown to end it).
+        self._current: ChatClientProtocol | None = None
+        self.rng = rng or random.Random()
+        #: When to try again (``max_retries`` is its limit, not RCF's ``maxRetries``).
+        self.plan = ReconnectPlan(backoff, self.rng, max_retries)
+        #: The next attempt, scheduled by :meth:`retry`.
+        self._reconnectCall: IDelayedCall | None = None
+        #: Explains transport failures the generic text would not (a TLS alert, say).
+        self.diagnose = diagnose
+        self.session = ClientSession(nick.encode("utf-8"), outbox_limit)
+        self.protocolInstance: ChatClientProtocol | None = None
+        self._lastProblem = "could not connect"
+        #: Where the client is in its life (hbchat.client.lifecycle).
+        self.life = client_life()
+        #: When a NICK was last lost with its connection before WELCOME (the server may hold
+        #: our nick for a session we never got the token of, until its grace period ends);
+        #: ``None`` once a WELCOME came.  After a server's default --grace that session is
+        #: gone, and a nick still in use is someone else's.
+        self._nickLostAt: float | None = None
+        self._quitDeadline: IDelayedCall | None = None
+        #: The session's outbox, sent at the server's pace (hbchat.client.outbox).
+        self.outbox = PacedOutbox(self.session, clock)
+
+    # --- what the embedding program calls ---
+
+    def say(self, text: str) -> None:
+        """Send a chat line, now or once reconnected; raises OutboxFullError or ValueError."""
+        self.outbox.submit(b"SAY " + _text(text))
+
+    def tell(self, nick: str, text: str) -> None:
+        """Send a private line, now or once reconnected; raises OutboxFullError or ValueError."""
+        line = b"TELL " + nick.encode("utf-8") + b" " + _text(text)
+        if len(line) > MAX_LINE:
+            # The server would refuse it (ERR 413), and the client would take that for a SAY's refusal.
+            raise ValueError(f"message too long ({len(line)} bytes with the TELL and nick; at most {MAX_LINE})")
+        self.outbox.submit(line)
+
+    def who(self) -> bool:
+        """Ask for the user list; ``False`` when not connected."""
+        return self._sendIfReady(b"WHO")
+
+    def quit(self, text: str = "") -> None:
+        """Leave for good: no reconnects.  ``gaveUp("you quit")`` follows, whatever happens."""
+        line = b"QUIT" + (b" " + _text(text) if text else b"")
+        action = self.life.quit()
+        self.stopTrying()
+        self.outbox.stop()
+        protocol = self.protocolInstance
+        if action is Quit.SEND and protocol is not None:
+            protocol.sendLine(line + b"\n")
+            # A frozen server never answers: do not wait for its BYE for ever.
+            self._quitDeadline = self.timer.callLater(QUIT_WAIT, self._quitWithoutBye)
+            return
+        if action is Quit.CLOSE:
+            protocol = protocol or self._current
+            if protocol is not None and protocol.transport is not None:
+                protocol.link.loseConnection()
+        self._giveUp("you quit")
+
+    def _quitWithoutBye(self) -> None:
+        self._quitDeadline = None
+        if not self.life.quitTimedOut():
+            return
+        protocol = self.protocolInstance
+        if protocol is not None and protocol.transport is not None:
+            protocol.link.abortConnection()
+        self._giveUp("you quit")
+
+    @property
+    def connected(self) -> bool:
+        return self.protocolInstance is not None and self.protocolInstance.ready
+
+    # --- ReconnectingClientFactory ---
+
+    # (Twisted's Factory is generic over protocols whose ``factory`` is a ``Factory[Self]``;
+    # ReconnectingClientFactory is not parameterized, so the narrower return needs the ignore.)
+    def buildProtocol(self, addr: IAddress | None) -> ChatClientProtocol:  # type: ignore[override]
+        protocol = self._current = self.protocolClass(self)
+        return protocol
+
+    def retry(self, connector: IConnector | None = None) -> None:
+        """
+        Have the connector connect again, after the plan's delay (hbchat.client.reconnect:
+        full jitter over a window that grows with the outage's age, the server's retry hint
+        first) instead of the stock Gaussian; give up once the retries are used up.
+        """
+        if not self.continueTrying:
+            return
+        if connector is None:
+            connector = self.connector
+        if connector is None:
+            raise ValueError("no connector to retry")
+        delay = self.plan.next_delay(self.timer.seconds())
+        self.retries = self.plan.retries
+        if delay is None:
+            self._giveUp(f"{self._lastProblem}; gave up after {self.plan.max_retries} retries")
+            return
+        self.delay = delay
+        self.observer.reconnecting(delay, self.plan.attempt, self._lastProblem)
+        self._reconnectCall = self.timer.callLater(delay, self._reconnect, connector)
+
+    def _reconnect(self, connector: IConnector) -> None:
+        self._reconnectCall = None
+        connector.connect()
+
+    @property
+    def reconnectPending(self) -> bool:
+        """Whether a reconnect is scheduled."""
+        return self._reconnectCall is not None
+
+    def stopTrying(self) -> None:
+        if self._reconnectCall is not None:
+            if self._reconnectCall.active():
+                self._reconnectCall.cancel()
+            self._reconnectCall = None
+        super().stopTrying()
+
+    def resetDelay(self) -> None:
+        super().resetDelay()
+        self.plan.reset()
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        if self.life.lost() is not Loss.UNGREETED:
+            return  # we quit or gave up: nothing follows
+        diagnosis = self._diagnose(reason)
+        if diagnosis is not None and diagnosis.final:
+            self._giveUp(diagnosis.text)
+            return
+        if self.continueTrying:
+            problem = diagnosis.text if diagnosis is not None else describe(reason)
+            self._lastProblem = f"could not connect: {problem}"
+        super().clientConnectionFailed(connector, reason)
+
+    def _diagnose(self, reason: Failure) -> Diagnosis | None:
+        """A :class:`PermanentConnectionError` is final; anything else is ``diagnose``'s to explain."""
+        if reason.check(PermanentConnectionError):
+            return Diagnosis(str(reason.value), final=True)
+        return self.diagnose(reason) if self.diagnose is not None else None
+
+    # --- called by the protocol ---
+
+    def greeted(self, protocol: ChatClientProtocol, auth: bool, pace: Bucket | None = None) -> None:
+        if not self.life.hello():
+            protocol.link.loseConnection()  # we quit or gave up meanwhile
+            return
+        if auth and not self.password:
+            self._giveUp("the server requires a password, and we have none to give (hbchat-client: --password-file)")
+            protocol.link.loseConnection()
+            return
+        self.protocolInstance = protocol
+        self.outbox.greeted(pace)
+        session = self.session
+        if session.token is not None:
+            self.life.resume()
+            protocol.resumeFrom = session.last_seq
+            protocol.sendLine(b"RESUME %s %d\n" % (session.token, session.last_seq))
+        else:
+            self._register(protocol)
+
+    def _register(self, protocol: ChatClientProtocol) -> None:
+        self.life.register()
+        password = b" " + self.password.encode("utf-8") if self.password else b""
+        protocol.sendLine(b"NICK " + self.session.nick + password + b"\n")
+
+    def welcomed(self, protocol: ChatClientProtocol, nick: bytes, token: bytes, seq: int) -> None:
+        meaning = self.life.welcome()
+        if meaning is Welcome.LEAVE:
+            protocol.sendLine(b"QUIT\n")
+            return
+        # Only a registration proves the server works: a bare TCP connect does not.
+        self.resetDelay()
+        self._nickLostAt = None
+        if meaning is Welcome.REPLAY:
+            self.session.token = token
+            protocol.welcomeSeq = seq
+            return
+        self.session.registered(nick, token, seq)
+        # Resend first, so that whoever is told we are registered sees the true backlog.
+        self._ready(protocol)
+        self.observer.registered(nick.decode(), False)
+
+    def replayEnded(self, protocol: ChatClientProtocol, count: int, complete: bool) -> None:
+        self.life.replayEnded()
+        protocol.resumedSession = True
+        self._ready(protocol)
+        self.observer.registered(self.session.nick.decode(), True)
+        self.observer.resumed(protocol.replayedMessages, complete, _missing(protocol, count, complete))
+
+    def _ready(self, protocol: ChatClientProtocol) -> None:
+        self._stopCountdown()
+        session = self.session
+        session.outbox.extend(session.toResend())
+        self.outbox.ready(lambda line: protocol.sendLine(line + b"\n"))
+
+    def event(self, seq: int, kind: bytes, nick: bytes, detail: bytes) -> None:
+        if not self.session.isNew(seq):
+            return
+        if kind != b"MSG" and nick == self.session.nick and self._ownReturn(kind):
+            return
+        name = nick.decode("utf-8", "replace")
+        if kind == b"MSG":
+            own = self.session.echoed(nick, detail)
+            protocol = self.protocolInstance
+            if protocol is not None and protocol.resuming:
+                protocol.replayedMessages += 1
+            self.observer.message(seq, name, detail.decode("utf-8", "replace"), own)
+            if own:
+                self.outbox.echoed()
+        elif kind == b"JOIN":
+            self.observer.joined(seq, name)
+        else:
+            self.observer.left(seq, name, detail.decode("ascii", "replace"))
+
+    def _ownReturn(self, kind: bytes) -> bool:
+        """
+        Whether our own JOIN or LEFT only tells of our own reconnect: the LEFT of our broken
+        connection replayed on RESUME (the user was told of the loss when it happened), or
+        the JOIN announced once the session is resumed.
+        """
+        protocol = self.protocolInstance
+        if protocol is None:
+            return False
+        if kind == b"LEFT":
+            return protocol.resuming
+        return protocol.resumedSession
+
+    def serverError(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
+        lost_at = self._nickLostAt
+        context = ErrorContext(
+            code,
+            resuming=protocol.resuming,
+            registering=protocol.registering,
+            ready=protocol.ready,
+            own_nick_recent=lost_at is not None and self.timer.seconds() - lost_at < OWN_NICK_WAIT,
+        )
+        self._errorHandlers[error_action(context)](protocol, code, text)
+
+    @property
+    def _errorHandlers(self) -> dict[ErrorAction, Callable[[ChatClientProtocol, int, str], None]]:
+        return {
+            ErrorAction.REGISTER_AFRESH: self._registerAfresh,
+            ErrorAction.WAIT_FOR_OWN_NICK: self._waitForOwnNick,
+            ErrorAction.DROP_REFUSED: self._dropRefused,
+            ErrorAction.SLOW_DOWN: self._slowDown,
+            ErrorAction.GIVE_UP: self._refused,
+            ErrorAction.REPORT: self._report,
+        }
+
+    def _registerAfresh(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
+        self.session.forget()
+        self.observer.historyLost()
+        self._register(protocol)
+
+    def _waitForOwnNick(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
+        # Most likely our own interrupted registration: wait for its grace to end,
+        # without using up the retries (the server will let the nick go).
+        protocol.problem = "the nick is still held, probably by our own interrupted registration"
+        self.life.ownNickHeld()
+        protocol.link.loseConnection()
+
+    def _dropRefused(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
+        # The server answers lines in order: the line it refused is the oldest one not
+        # yet echoed.  Sending it again would only be refused again, for ever.
+        refused = self.session.refuseOldest()
+        shown = refused.decode("utf-8", "replace")[:60] if refused is not None else "a line"
+        protocol.problem = "the server refused a line as too long"
+        self.observer.serverError(code, f"{text}: not sent again: {shown!r}")
+
+    def _slowDown(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
+        note = self.outbox.rateLimited(text)
+        self.observer.serverError(429, f"{text}: {note}")
+        self.outbox.flush()
+
+    def _refused(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
+        self._giveUp(f"the server refused us: ERR {code} {text}")
+        protocol.link.loseConnection()
+
+    def _report(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
+        if not protocol.ready:
+            protocol.problem = f"the server said ERR {code} {text}"
+        self.observer.serverError(code, text)
+
+    def farewell(self, protocol: ChatClientProtocol, reason: str, retry: float | None, at: float | None = None) -> None:
+        if reason in FINAL_BYES:
+            self._giveUp(FINAL_BYES[reason])
+        else:
+            self.plan.hinted(retry, at)
+            protocol.problem = f"the server closed the connection ({reason})"
+
+    def lost(self, protocol: ChatClientProtocol, reason: Failure) -> None:
+        if self._current is protocol:
+            self._current = None
+        loss = self.life.lost() if self.protocolInstance in (protocol, None) else Loss.STALE
+        if loss is Loss.READY:
+            self._startCountdown()  # the time without a connection starts now
+        if self.protocolInstance is protocol:
+            self.protocolInstance = None
+            self.outbox.stop()
+        if loss is Loss.QUIT:
+            self._giveUp("you quit")
+            return
+        if loss in (Loss.FINAL, Loss.STALE):
+            return
+        diagnosis = self._diagnose(reason)
+        if protocol.notPlain is not None:
+            diagnosis = Diagnosis(protocol.notPlain, final=True)
+        if diagnosis is not None and diagnosis.final and loss is not Loss.UNGREETED:
+            # A connection that got as far as a HELLO spoke TLS with a certificate we
+            # trusted: whatever breaks it later (a corrupted record, say) is worth a reconnect,
+            # told in the diagnosis's words (not OpenSSL's raw error tuples).
+            diagnosis = Diagnosis(diagnosis.text, final=False)
+        if diagnosis is not None and diagnosis.final:
+            self._giveUp(diagnosis.text)
+            return
+        if loss is Loss.REGISTRATION:
+            # (Not a connection we closed ourselves on an ERR 433: that NICK was answered.)
+            self._nickLostAt = self.timer.seconds()
+        elif loss is Loss.OWN_NICK:
+            self.plan.forgive_next()  # waiting for our own nick does not use up the retries
+        if protocol.problem is not None:
+            self._lastProblem = protocol.problem
+        elif diagnosis is not None:
+            self._lastProblem = f"connection lost: {diagnosis.text}"
+        else:
+            self._lastProblem = f"connection lost: {describe(reason)}"
+        if self.continueTrying:
+            self.observer.disconnected(self._lastProblem)
+            if self.connector is not None:
+                self.clientConnectionLost(self.connector, reason)
+
+    # --- how long we may go without a connection ---
+
+    def connecting(self) -> None:
+        """An attempt starts (hbchat.client.connector): start the ``giveUpAfter`` countdown unless it runs already."""
+        self.life.connect()
+        self._startCountdown()
+
+    def _startCountdown(self) -> None:
+        """We are without a connection: start the ``giveUpAfter`` countdown unless it runs already."""
+        if self.giveUpAfter is None or self._countdown is not None or not self.continueTrying:
+            return
+        self._countdown = self.timer.callLater(self.giveUpAfter, self._outOfTime)
+
+    def _stopCountdown(self) -> None:
+        if self._countdown is not None and self._countdown.active():
+            self._countdown.cancel()
+        self._countdown = None
+
+    def _outOfTime(self) -> None:
+        """``giveUpAfter`` seconds without a connection: give up, and end the attempt under way."""
+        self._countdown = None
+        if not self.life.outOfTime() or not self.continueTrying:
+            return
+        self._giveUp(f"{self._lastProblem}; gave up after {self.giveUpAfter:g} s without a connection")
+        protocol = self._current
+        if protocol is not None and protocol.transport is not None:
+            protocol.link.abortConnection()
+
+    def _giveUp(self, reason: str) -> None:
+        """No more attempts; the observer hears of it exactly once."""
+        self._stopCountdown()
+        self.stopTrying()
+        if self._quitDeadline is not None and self._quitDeadline.active():
+            self._quitDeadline.cancel()
+        self._quitDeadline = None
+        if self.life.giveUp():
+            self.observer.gaveUp(reason)
+
+    def _sendIfReady(self, line: bytes) -> bool:
+        protocol = self.protocolInstance
+        if protocol is None or not protocol.ready:
+            return False
+        protocol.sendLine(line + b"\n")
+        return True
+
+
+def _missing(protocol: ChatClientProtocol, replayed: int, complete: bool) -> int | None:
+    """
+    How many events a replay left out: those between our last one and the server's last
+    one at WELCOME that were not replayed.  ``None`` when that cannot be told (sequence
+    numbers that do not add up, as from a server that started counting again).
+    """
+    if complete:
+        return 0
+    if protocol.welcomeSeq is None:
+        return None
+    missing = protocol.welcomeSeq - protocol.resumeFrom - replayed
+    return missing if missing > 0 else None
+
+
+def _text(text: str) -> bytes:
+    data = text.encode("utf-8")
+    if not data:
+        raise ValueError("empty message")
+    if b"\n" in data or b"\r" in data:
+        raise ValueError("a message is one line: no line breaks")
+    if len(data) > MAX_TEXT:
+        raise ValueError(f"message too long ({len(data)} bytes; at most {MAX_TEXT})")
+    return data
