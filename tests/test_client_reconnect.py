@@ -16,6 +16,8 @@ from zope.interface.verify import verifyObject
 from hbchat.client.backoff import Backoff, IBackoff
 from hbchat.client.connector import EndpointConnector
 from hbchat.client.factory import ChatClientFactory
+from hbchat.client.lifecycle import Deadline
+from hbchat.client.policy import ErrorAction, ErrorContext, error_action
 from hbchat.client.reconnect import ReconnectPlan
 from tests.test_client import RecordingObserver
 
@@ -146,3 +148,55 @@ class MidLineTests(SynchronousTestCase):
         self.assertTrue(protocol.midLine)
         protocol.dataReceived(b"b hi\n")
         self.assertFalse(protocol.midLine)
+
+
+class ErrorPolicyTests(SynchronousTestCase):
+    """serverError's table (hbchat.client.policy): the first rule that applies decides."""
+
+    def action(self, code: int, **state: bool) -> ErrorAction:
+        context = dict(resuming=False, registering=False, ready=False, own_nick_recent=False)
+        context.update(state)
+        return error_action(ErrorContext(code, **context))
+
+    def test_a_lost_session_on_resume_registers_afresh(self) -> None:
+        self.assertIs(self.action(404, resuming=True), ErrorAction.REGISTER_AFRESH)
+        self.assertIs(self.action(404, ready=True), ErrorAction.REPORT)
+
+    def test_a_nick_held_soon_after_our_lost_nick_is_waited_out(self) -> None:
+        self.assertIs(self.action(433, registering=True, own_nick_recent=True), ErrorAction.WAIT_FOR_OWN_NICK)
+        self.assertIs(self.action(433, registering=True), ErrorAction.GIVE_UP)
+
+    def test_final_errors_end_only_an_unregistered_client(self) -> None:
+        for code in (401, 432, 433):
+            self.assertIs(self.action(code), ErrorAction.GIVE_UP)
+            self.assertIs(self.action(code, ready=True), ErrorAction.REPORT)
+
+    def test_refusals_are_handled_whatever_the_state(self) -> None:
+        for ready in (False, True):
+            self.assertIs(self.action(413, ready=ready), ErrorAction.DROP_REFUSED)
+            self.assertIs(self.action(429, ready=ready), ErrorAction.SLOW_DOWN)
+
+    def test_anything_else_is_reported(self) -> None:
+        self.assertIs(self.action(500, ready=True), ErrorAction.REPORT)
+
+
+class DeadlineTests(SynchronousTestCase):
+    def test_a_deadline_fires_once_and_can_be_stopped(self) -> None:
+        clock, fired = Clock(), []
+        deadline = Deadline(clock, 5.0, lambda: fired.append(clock.seconds()))
+        deadline.start()
+        deadline.start()  # running already: not moved
+        clock.advance(3)
+        deadline.start()
+        clock.advance(2)
+        self.assertEqual(fired, [5.0])
+        self.assertFalse(deadline.running)
+        deadline.start()
+        deadline.stop()
+        clock.advance(10)
+        self.assertEqual(fired, [5.0])
+
+    def test_a_deadline_without_seconds_never_runs(self) -> None:
+        deadline = Deadline(Clock(), None, lambda: None)
+        deadline.start()
+        self.assertFalse(deadline.running)

@@ -16,7 +16,6 @@ sees goes to an :class:`~hbchat.interfaces.IChatObserver`.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.interfaces import IAddress, IConnector, IDelayedCall, IReactorTime
@@ -24,19 +23,11 @@ from twisted.internet.protocol import ReconnectingClientFactory
 from twisted.python.failure import Failure
 
 from hbchat.client.backoff import DEFAULT_BACKOFF, IBackoff
-from hbchat.client.lifecycle import Loss, Quit, Welcome, client_life
-from hbchat.client.outbox import PacedOutbox
-from hbchat.client.policy import (
-    FINAL_BYES,
-    OWN_NICK_WAIT,
-    Diagnose,
-    Diagnosis,
-    ErrorAction,
-    ErrorContext,
-    PermanentConnectionError,
-    error_action,
-)
-from hbchat.client.protocol import MAX_LINE, MAX_TEXT, ChatClientProtocol
+from hbchat.client.errors import ServerErrors
+from hbchat.client.lifecycle import Deadline, Loss, Quit, Welcome, client_life
+from hbchat.client.outbox import PacedOutbox, chat_text, tell_line
+from hbchat.client.policy import FINAL_BYES, OWN_NICK_WAIT, Diagnose, Diagnosis, PermanentConnectionError
+from hbchat.client.protocol import ChatClientProtocol
 from hbchat.client.reasons import describe
 from hbchat.client.reconnect import ReconnectPlan
 from hbchat.client.session import ClientSession
@@ -83,7 +74,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         #: Seconds without a connection (since the start, or since the last one ended)
         #: after which we give up, whatever is under way; ``None``: never.
         self.giveUpAfter = give_up_after
-        self._countdown: IDelayedCall | None = None
+        self._countdown = Deadline(clock, give_up_after, self._outOfTime)
         #: The connection being set up or in use, if any (for the countdown to end it).
         self._current: ChatClientProtocol | None = None
         self.rng = rng or random.Random()
@@ -103,23 +94,20 @@ class ChatClientFactory(ReconnectingClientFactory):
         #: ``None`` once a WELCOME came.  After a server's default --grace that session is
         #: gone, and a nick still in use is someone else's.
         self._nickLostAt: float | None = None
-        self._quitDeadline: IDelayedCall | None = None
+        self._quitDeadline = Deadline(clock, QUIT_WAIT, self._quitWithoutBye)
         #: The session's outbox, sent at the server's pace (hbchat.client.outbox).
         self.outbox = PacedOutbox(self.session, clock)
+        self._errors = ServerErrors(self)
 
     # --- what the embedding program calls ---
 
     def say(self, text: str) -> None:
         """Send a chat line, now or once reconnected; raises OutboxFullError or ValueError."""
-        self.outbox.submit(b"SAY " + _text(text))
+        self.outbox.submit(b"SAY " + chat_text(text))
 
     def tell(self, nick: str, text: str) -> None:
         """Send a private line, now or once reconnected; raises OutboxFullError or ValueError."""
-        line = b"TELL " + nick.encode("utf-8") + b" " + _text(text)
-        if len(line) > MAX_LINE:
-            # The server would refuse it (ERR 413), and the client would take that for a SAY's refusal.
-            raise ValueError(f"message too long ({len(line)} bytes with the TELL and nick; at most {MAX_LINE})")
-        self.outbox.submit(line)
+        self.outbox.submit(tell_line(nick, text))
 
     def who(self) -> bool:
         """Ask for the user list; ``False`` when not connected."""
@@ -127,7 +115,7 @@ class ChatClientFactory(ReconnectingClientFactory):
 
     def quit(self, text: str = "") -> None:
         """Leave for good: no reconnects.  ``gaveUp("you quit")`` follows, whatever happens."""
-        line = b"QUIT" + (b" " + _text(text) if text else b"")
+        line = b"QUIT" + (b" " + chat_text(text) if text else b"")
         action = self.life.quit()
         self.stopTrying()
         self.outbox.stop()
@@ -135,22 +123,21 @@ class ChatClientFactory(ReconnectingClientFactory):
         if action is Quit.SEND and protocol is not None:
             protocol.sendLine(line + b"\n")
             # A frozen server never answers: do not wait for its BYE for ever.
-            self._quitDeadline = self.timer.callLater(QUIT_WAIT, self._quitWithoutBye)
+            self._quitDeadline.start()
             return
         if action is Quit.CLOSE:
             protocol = protocol or self._current
             if protocol is not None and protocol.transport is not None:
                 protocol.link.loseConnection()
-        self._giveUp("you quit")
+        self.giveUp("you quit")
 
     def _quitWithoutBye(self) -> None:
-        self._quitDeadline = None
         if not self.life.quitTimedOut():
             return
         protocol = self.protocolInstance
         if protocol is not None and protocol.transport is not None:
             protocol.link.abortConnection()
-        self._giveUp("you quit")
+        self.giveUp("you quit")
 
     @property
     def connected(self) -> bool:
@@ -179,7 +166,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         delay = self.plan.next_delay(self.timer.seconds())
         self.retries = self.plan.retries
         if delay is None:
-            self._giveUp(f"{self._lastProblem}; gave up after {self.plan.max_retries} retries")
+            self.giveUp(f"{self._lastProblem}; gave up after {self.plan.max_retries} retries")
             return
         self.delay = delay
         self.observer.reconnecting(delay, self.plan.attempt, self._lastProblem)
@@ -210,7 +197,7 @@ class ChatClientFactory(ReconnectingClientFactory):
             return  # we quit or gave up: nothing follows
         diagnosis = self._diagnose(reason)
         if diagnosis is not None and diagnosis.final:
-            self._giveUp(diagnosis.text)
+            self.giveUp(diagnosis.text)
             return
         if self.continueTrying:
             problem = diagnosis.text if diagnosis is not None else describe(reason)
@@ -230,7 +217,7 @@ class ChatClientFactory(ReconnectingClientFactory):
             protocol.link.loseConnection()  # we quit or gave up meanwhile
             return
         if auth and not self.password:
-            self._giveUp("the server requires a password, and we have none to give (hbchat-client: --password-file)")
+            self.giveUp("the server requires a password, and we have none to give (hbchat-client: --password-file)")
             protocol.link.loseConnection()
             return
         self.protocolInstance = protocol
@@ -241,9 +228,10 @@ class ChatClientFactory(ReconnectingClientFactory):
             protocol.resumeFrom = session.last_seq
             protocol.sendLine(b"RESUME %s %d\n" % (session.token, session.last_seq))
         else:
-            self._register(protocol)
+            self.register(protocol)
 
-    def _register(self, protocol: ChatClientProtocol) -> None:
+    def register(self, protocol: ChatClientProtocol) -> None:
+        """Send NICK (with our password, if any)."""
         self.life.register()
         password = b" " + self.password.encode("utf-8") if self.password else b""
         protocol.sendLine(b"NICK " + self.session.nick + password + b"\n")
@@ -270,10 +258,10 @@ class ChatClientFactory(ReconnectingClientFactory):
         protocol.resumedSession = True
         self._ready(protocol)
         self.observer.registered(self.session.nick.decode(), True)
-        self.observer.resumed(protocol.replayedMessages, complete, _missing(protocol, count, complete))
+        self.observer.resumed(protocol.replayedMessages, complete, protocol.missing(count, complete))
 
     def _ready(self, protocol: ChatClientProtocol) -> None:
-        self._stopCountdown()
+        self._countdown.stop()
         session = self.session
         session.outbox.extend(session.toResend())
         self.outbox.ready(lambda line: protocol.sendLine(line + b"\n"))
@@ -281,12 +269,12 @@ class ChatClientFactory(ReconnectingClientFactory):
     def event(self, seq: int, kind: bytes, nick: bytes, detail: bytes) -> None:
         if not self.session.isNew(seq):
             return
-        if kind != b"MSG" and nick == self.session.nick and self._ownReturn(kind):
+        protocol = self.protocolInstance
+        if kind != b"MSG" and nick == self.session.nick and protocol is not None and protocol.ownReturn(kind):
             return
         name = nick.decode("utf-8", "replace")
         if kind == b"MSG":
             own = self.session.echoed(nick, detail)
-            protocol = self.protocolInstance
             if protocol is not None and protocol.resuming:
                 protocol.replayedMessages += 1
             self.observer.message(seq, name, detail.decode("utf-8", "replace"), own)
@@ -297,78 +285,14 @@ class ChatClientFactory(ReconnectingClientFactory):
         else:
             self.observer.left(seq, name, detail.decode("ascii", "replace"))
 
-    def _ownReturn(self, kind: bytes) -> bool:
-        """
-        Whether our own JOIN or LEFT only tells of our own reconnect: the LEFT of our broken
-        connection replayed on RESUME (the user was told of the loss when it happened), or
-        the JOIN announced once the session is resumed.
-        """
-        protocol = self.protocolInstance
-        if protocol is None:
-            return False
-        if kind == b"LEFT":
-            return protocol.resuming
-        return protocol.resumedSession
-
     def serverError(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
         lost_at = self._nickLostAt
-        context = ErrorContext(
-            code,
-            resuming=protocol.resuming,
-            registering=protocol.registering,
-            ready=protocol.ready,
-            own_nick_recent=lost_at is not None and self.timer.seconds() - lost_at < OWN_NICK_WAIT,
-        )
-        self._errorHandlers[error_action(context)](protocol, code, text)
-
-    @property
-    def _errorHandlers(self) -> dict[ErrorAction, Callable[[ChatClientProtocol, int, str], None]]:
-        return {
-            ErrorAction.REGISTER_AFRESH: self._registerAfresh,
-            ErrorAction.WAIT_FOR_OWN_NICK: self._waitForOwnNick,
-            ErrorAction.DROP_REFUSED: self._dropRefused,
-            ErrorAction.SLOW_DOWN: self._slowDown,
-            ErrorAction.GIVE_UP: self._refused,
-            ErrorAction.REPORT: self._report,
-        }
-
-    def _registerAfresh(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
-        self.session.forget()
-        self.observer.historyLost()
-        self._register(protocol)
-
-    def _waitForOwnNick(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
-        # Most likely our own interrupted registration: wait for its grace to end,
-        # without using up the retries (the server will let the nick go).
-        protocol.problem = "the nick is still held, probably by our own interrupted registration"
-        self.life.ownNickHeld()
-        protocol.link.loseConnection()
-
-    def _dropRefused(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
-        # The server answers lines in order: the line it refused is the oldest one not
-        # yet echoed.  Sending it again would only be refused again, for ever.
-        refused = self.session.refuseOldest()
-        shown = refused.decode("utf-8", "replace")[:60] if refused is not None else "a line"
-        protocol.problem = "the server refused a line as too long"
-        self.observer.serverError(code, f"{text}: not sent again: {shown!r}")
-
-    def _slowDown(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
-        note = self.outbox.rateLimited(text)
-        self.observer.serverError(429, f"{text}: {note}")
-        self.outbox.flush()
-
-    def _refused(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
-        self._giveUp(f"the server refused us: ERR {code} {text}")
-        protocol.link.loseConnection()
-
-    def _report(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
-        if not protocol.ready:
-            protocol.problem = f"the server said ERR {code} {text}"
-        self.observer.serverError(code, text)
+        recent = lost_at is not None and self.timer.seconds() - lost_at < OWN_NICK_WAIT
+        self._errors.handle(protocol, code, text, own_nick_recent=recent)
 
     def farewell(self, protocol: ChatClientProtocol, reason: str, retry: float | None, at: float | None = None) -> None:
         if reason in FINAL_BYES:
-            self._giveUp(FINAL_BYES[reason])
+            self.giveUp(FINAL_BYES[reason])
         else:
             self.plan.hinted(retry, at)
             protocol.problem = f"the server closed the connection ({reason})"
@@ -383,7 +307,7 @@ class ChatClientFactory(ReconnectingClientFactory):
             self.protocolInstance = None
             self.outbox.stop()
         if loss is Loss.QUIT:
-            self._giveUp("you quit")
+            self.giveUp("you quit")
             return
         if loss in (Loss.FINAL, Loss.STALE):
             return
@@ -396,7 +320,7 @@ class ChatClientFactory(ReconnectingClientFactory):
             # told in the diagnosis's words (not OpenSSL's raw error tuples).
             diagnosis = Diagnosis(diagnosis.text, final=False)
         if diagnosis is not None and diagnosis.final:
-            self._giveUp(diagnosis.text)
+            self.giveUp(diagnosis.text)
             return
         if loss is Loss.REGISTRATION:
             # (Not a connection we closed ourselves on an ERR 433: that NICK was answered.)
@@ -423,32 +347,23 @@ class ChatClientFactory(ReconnectingClientFactory):
 
     def _startCountdown(self) -> None:
         """We are without a connection: start the ``giveUpAfter`` countdown unless it runs already."""
-        if self.giveUpAfter is None or self._countdown is not None or not self.continueTrying:
-            return
-        self._countdown = self.timer.callLater(self.giveUpAfter, self._outOfTime)
-
-    def _stopCountdown(self) -> None:
-        if self._countdown is not None and self._countdown.active():
-            self._countdown.cancel()
-        self._countdown = None
+        if self.continueTrying:
+            self._countdown.start()
 
     def _outOfTime(self) -> None:
         """``giveUpAfter`` seconds without a connection: give up, and end the attempt under way."""
-        self._countdown = None
         if not self.life.outOfTime() or not self.continueTrying:
             return
-        self._giveUp(f"{self._lastProblem}; gave up after {self.giveUpAfter:g} s without a connection")
+        self.giveUp(f"{self._lastProblem}; gave up after {self.giveUpAfter:g} s without a connection")
         protocol = self._current
         if protocol is not None and protocol.transport is not None:
             protocol.link.abortConnection()
 
-    def _giveUp(self, reason: str) -> None:
+    def giveUp(self, reason: str) -> None:
         """No more attempts; the observer hears of it exactly once."""
-        self._stopCountdown()
+        self._countdown.stop()
         self.stopTrying()
-        if self._quitDeadline is not None and self._quitDeadline.active():
-            self._quitDeadline.cancel()
-        self._quitDeadline = None
+        self._quitDeadline.stop()
         if self.life.giveUp():
             self.observer.gaveUp(reason)
 
@@ -458,28 +373,3 @@ class ChatClientFactory(ReconnectingClientFactory):
             return False
         protocol.sendLine(line + b"\n")
         return True
-
-
-def _missing(protocol: ChatClientProtocol, replayed: int, complete: bool) -> int | None:
-    """
-    How many events a replay left out: those between our last one and the server's last
-    one at WELCOME that were not replayed.  ``None`` when that cannot be told (sequence
-    numbers that do not add up, as from a server that started counting again).
-    """
-    if complete:
-        return 0
-    if protocol.welcomeSeq is None:
-        return None
-    missing = protocol.welcomeSeq - protocol.resumeFrom - replayed
-    return missing if missing > 0 else None
-
-
-def _text(text: str) -> bytes:
-    data = text.encode("utf-8")
-    if not data:
-        raise ValueError("empty message")
-    if b"\n" in data or b"\r" in data:
-        raise ValueError("a message is one line: no line breaks")
-    if len(data) > MAX_TEXT:
-        raise ValueError(f"message too long ({len(data)} bytes; at most {MAX_TEXT})")
-    return data

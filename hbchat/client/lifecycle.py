@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from automat import TypeMachineBuilder
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 
 class Loss(enum.Enum):
@@ -211,3 +212,35 @@ _build: Callable[[LifeCore], ClientLife] = _builder.build()
 def client_life() -> ClientLife:
     """A client's lifecycle, in its first state (``connecting``)."""
     return _build(LifeCore())
+
+
+class Deadline:
+    """
+    One timer that feeds the machine an input when it runs out: ``start`` arms it (unless it
+    runs already), ``stop`` disarms it, and ``fire`` is called at most once per arming.
+    """
+
+    def __init__(self, clock: IReactorTime, seconds: float | None, fire: Callable[[], None]) -> None:
+        self.clock = clock
+        #: ``None``: never armed.
+        self.seconds = seconds
+        self._fire = fire
+        self._call: IDelayedCall | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._call is not None
+
+    def start(self) -> None:
+        if self.seconds is None or self._call is not None:
+            return
+        self._call = self.clock.callLater(self.seconds, self._expired)
+
+    def stop(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    def _expired(self) -> None:
+        self._call = None
+        self._fire()

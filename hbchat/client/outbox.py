@@ -20,6 +20,11 @@ from hbchat.client.session import ClientSession
 from hbchat.config import DEFAULT_BURST, DEFAULT_RATE
 from hbchat.ratelimit import Bucket
 
+#: The longest line the client sends, for a server on the default --max-line.
+MAX_LINE = 4096
+#: The longest text the client sends in one SAY.
+MAX_TEXT = MAX_LINE - len(b"SAY ")
+
 #: The shortest wait for the pace's next token, in seconds.
 MIN_PACE_WAIT = 0.001
 
@@ -33,6 +38,27 @@ def pace_for(rate: float, burst: int) -> Bucket | None:
     if rate <= 0:
         return None
     return Bucket(rate * PACE_SHARE, max(1.0, burst * PACE_SHARE / 2))
+
+
+def chat_text(text: str) -> bytes:
+    """A user's text as it goes on the wire; ValueError for one that cannot (empty, several lines, too long)."""
+    data = text.encode("utf-8")
+    if not data:
+        raise ValueError("empty message")
+    if b"\n" in data or b"\r" in data:
+        raise ValueError("a message is one line: no line breaks")
+    if len(data) > MAX_TEXT:
+        raise ValueError(f"message too long ({len(data)} bytes; at most {MAX_TEXT})")
+    return data
+
+
+def tell_line(nick: str, text: str) -> bytes:
+    """A TELL line; ValueError for one the server would refuse as too long."""
+    line = b"TELL " + nick.encode("utf-8") + b" " + chat_text(text)
+    if len(line) > MAX_LINE:
+        # The server would refuse it (ERR 413), and the client would take that for a SAY's refusal.
+        raise ValueError(f"message too long ({len(line)} bytes with the TELL and nick; at most {MAX_LINE})")
+    return line
 
 
 class PacedOutbox:

@@ -37,10 +37,6 @@ HELLO_TIMEOUT = 10.0
 #: The longest line the client accepts from a server.  Generous: a MSG carries a text of
 #: up to the server's --max-line plus a prefix, and USERS lists every nick.
 MAX_SERVER_LINE = 1 << 20
-#: The longest line the client sends, for a server on the default --max-line.
-MAX_LINE = 4096
-#: The longest text the client sends in one SAY.
-MAX_TEXT = MAX_LINE - len(b"SAY ")
 
 #: The longest retry hint honoured from a BYE, in seconds.
 MAX_RETRY_HINT = 300.0
@@ -107,6 +103,27 @@ class ChatClientProtocol(HeartbeatProtocol):
     def registering(self) -> bool:
         """NICK went out and WELCOME has not come back yet."""
         return self._isCurrent() and self.factory.life.isRegistering()
+
+    def missing(self, replayed: int, complete: bool) -> int | None:
+        """
+        How many events this connection's replay left out: those between our last one and
+        the server's last one at WELCOME that were not replayed.  ``None`` when that cannot
+        be told (sequence numbers that do not add up, as from a server that started counting again).
+        """
+        if complete:
+            return 0
+        if self.welcomeSeq is None:
+            return None
+        missing = self.welcomeSeq - self.resumeFrom - replayed
+        return missing if missing > 0 else None
+
+    def ownReturn(self, kind: bytes) -> bool:
+        """
+        Whether our own JOIN or LEFT only tells of our own reconnect: the LEFT of our broken
+        connection replayed on RESUME (the user was told of the loss when it happened), or
+        the JOIN announced once the session is resumed.
+        """
+        return self.resuming if kind == b"LEFT" else self.resumedSession
 
     @property
     def midLine(self) -> bool:
