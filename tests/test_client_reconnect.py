@@ -17,6 +17,7 @@ from hbchat.client.backoff import Backoff, IBackoff
 from hbchat.client.connector import EndpointConnector
 from hbchat.client.factory import ChatClientFactory
 from hbchat.client.lifecycle import Deadline
+from hbchat.client.owner import IConnectionOwner
 from hbchat.client.policy import ErrorAction, ErrorContext, error_action
 from hbchat.client.reconnect import ReconnectPlan
 from tests.test_client import RecordingObserver
@@ -200,3 +201,15 @@ class DeadlineTests(SynchronousTestCase):
         deadline = Deadline(Clock(), None, lambda: None)
         deadline.start()
         self.assertFalse(deadline.running)
+
+
+class SeamTests(SynchronousTestCase):
+    def test_the_factory_is_its_connections_iconnectionowner(self) -> None:
+        factory = ChatClientFactory("ida", RecordingObserver(), clock=Clock())
+        self.assertTrue(verifyObject(IConnectionOwner, factory))
+        protocol = factory.buildProtocol(None)
+        self.assertIs(protocol.owner, factory)
+        self.assertIsNone(factory.lifeOf(protocol))  # not in use before its HELLO
+        protocol.makeConnection(StringTransport())
+        protocol.dataReceived(b"HELLO hbchat/1 ping=5 timeout=15\n")
+        self.assertIs(factory.lifeOf(protocol), factory.life)

@@ -206,7 +206,7 @@ class BenchProtocol(ChatClientProtocol):
         super().connectionMade()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        recorder = getattr(self.factory.observer, "recorder", None)
+        recorder = getattr(self.observer, "recorder", None)
         if not self.ready and recorder is not None and recorder.t0 is not None and now() - self._madeAt >= STALLED:
             recorder.stalled.append(now() - recorder.t0)
         super().connectionLost(reason)

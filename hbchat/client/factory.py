@@ -21,11 +21,13 @@ from typing import Any
 from twisted.internet.interfaces import IAddress, IConnector, IDelayedCall, IReactorTime
 from twisted.internet.protocol import ReconnectingClientFactory
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from hbchat.client.backoff import DEFAULT_BACKOFF, IBackoff
 from hbchat.client.errors import ServerErrors
-from hbchat.client.lifecycle import Deadline, Loss, Quit, Welcome, client_life
+from hbchat.client.lifecycle import ClientLife, Deadline, Loss, Quit, Welcome, client_life
 from hbchat.client.outbox import PacedOutbox, chat_text, tell_line
+from hbchat.client.owner import IConnectionOwner
 from hbchat.client.policy import FINAL_BYES, OWN_NICK_WAIT, Diagnose, Diagnosis, PermanentConnectionError
 from hbchat.client.protocol import ChatClientProtocol
 from hbchat.client.reasons import describe
@@ -39,6 +41,7 @@ from hbchat.ratelimit import Bucket
 QUIT_WAIT = 5.0
 
 
+@implementer(IConnectionOwner)
 class ChatClientFactory(ReconnectingClientFactory):
     """A chat session that survives its connections."""
 
@@ -97,7 +100,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         self._quitDeadline = Deadline(clock, QUIT_WAIT, self._quitWithoutBye)
         #: The session's outbox, sent at the server's pace (hbchat.client.outbox).
         self.outbox = PacedOutbox(self.session, clock)
-        self._errors = ServerErrors(self)
+        self._errors = ServerErrors(self.session, self.observer, self.outbox, self.life, self.register, self.giveUp)
 
     # --- what the embedding program calls ---
 
@@ -139,16 +142,17 @@ class ChatClientFactory(ReconnectingClientFactory):
             protocol.link.abortConnection()
         self.giveUp("you quit")
 
+    def lifeOf(self, protocol: ChatClientProtocol) -> ClientLife | None:
+        return self.life if protocol is self.protocolInstance else None
+
     @property
     def connected(self) -> bool:
         return self.protocolInstance is not None and self.protocolInstance.ready
 
     # --- ReconnectingClientFactory ---
 
-    # (Twisted's Factory is generic over protocols whose ``factory`` is a ``Factory[Self]``;
-    # ReconnectingClientFactory is not parameterized, so the narrower return needs the ignore.)
-    def buildProtocol(self, addr: IAddress | None) -> ChatClientProtocol:  # type: ignore[override]
-        protocol = self._current = self.protocolClass(self)
+    def buildProtocol(self, addr: IAddress | None) -> ChatClientProtocol:
+        protocol = self._current = self.protocolClass(self, self.timer, self.observer, self.probePlain)
         return protocol
 
     def retry(self, connector: IConnector | None = None) -> None:

@@ -12,23 +12,21 @@ factory's lifecycle (hbchat.client.lifecycle).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from automat import NoTransition
-from twisted.internet.interfaces import INegotiated
+from twisted.internet.interfaces import INegotiated, IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
 from hbchat import wire
 from hbchat.client.outbox import pace_for
+from hbchat.client.owner import IConnectionOwner
 from hbchat.client.plainprobe import PROBE, closed_unheard, silent_unheard, tls_address
 from hbchat.config import DEFAULT_BURST, DEFAULT_RATE
 from hbchat.heartbeat import HeartbeatProtocol
+from hbchat.interfaces import IChatObserver
 from hbchat.lognames import NamedLogger
 from hbchat.sockopts import enable_keepalive
-
-if TYPE_CHECKING:
-    from hbchat.client.factory import ChatClientFactory
 
 #: Seconds to wait for HELLO before the server is taken for dead (its advertised timeout
 #: is not known until then).  A server greets at once; a connection that stays mute is one
@@ -47,10 +45,9 @@ MAX_BURST = 10**9
 
 
 class ChatClientProtocol(HeartbeatProtocol):
-    """One connection to a server, driven by its factory."""
+    """One connection to a server, serving its owner (the factory, through IConnectionOwner)."""
 
     log = NamedLogger("hbchat.client.ChatClientProtocol")
-    factory: ChatClientFactory
     #: This connection resumed our session (its replay ended): the JOIN the server then
     #: announces for our nick is our own return, not news.
     resumedSession = False
@@ -70,15 +67,20 @@ class ChatClientProtocol(HeartbeatProtocol):
     #: Why this connection says the port is not a plain hbchat one: final, no reconnect.
     notPlain: str | None = None
 
-    def __init__(self, factory: ChatClientFactory) -> None:
-        super().__init__(factory.timer)
-        self.factory = factory
+    def __init__(
+        self, owner: IConnectionOwner, clock: IReactorTime, observer: IChatObserver, probe_plain: bool = False
+    ) -> None:
+        super().__init__(clock)
+        self.owner = owner
+        self.observer = observer
+        #: Start plain TCP with hbchat.client.plainprobe's empty lines (the factory's ``probePlain``).
+        self.probePlain = probe_plain
         self._framer = wire.LineFramer(MAX_SERVER_LINE)
 
     def connectionMade(self) -> None:
         self.lastReceived = self.clock.seconds()
         self.setTimeout(HELLO_TIMEOUT)
-        if self.factory.probePlain and not INegotiated.providedBy(self.transport):
+        if self.probePlain and not INegotiated.providedBy(self.transport):
             self.plainPeer = tls_address(self.link.getPeer())
             if self.plainPeer is not None:
                 self.link.write(PROBE)
@@ -86,23 +88,23 @@ class ChatClientProtocol(HeartbeatProtocol):
     def sendLine(self, line: bytes) -> None:
         self.link.write(line)
 
-    def _isCurrent(self) -> bool:
-        return self.factory.protocolInstance is self
-
     @property
     def ready(self) -> bool:
         """True from WELCOME (or the end of a replay) on: lines may be sent directly."""
-        return self._isCurrent() and self.factory.life.isReady()
+        life = self.owner.lifeOf(self)
+        return life is not None and life.isReady()
 
     @property
     def resuming(self) -> bool:
         """RESUME went out and its replay has not ended yet."""
-        return self._isCurrent() and self.factory.life.isResuming()
+        life = self.owner.lifeOf(self)
+        return life is not None and life.isResuming()
 
     @property
     def registering(self) -> bool:
         """NICK went out and WELCOME has not come back yet."""
-        return self._isCurrent() and self.factory.life.isRegistering()
+        life = self.owner.lifeOf(self)
+        return life is not None and life.isRegistering()
 
     def missing(self, replayed: int, complete: bool) -> int | None:
         """
@@ -180,34 +182,34 @@ class ChatClientProtocol(HeartbeatProtocol):
             enable_keepalive(self.transport, timeout)
         except OSError:
             pass
-        self.factory.greeted(self, auth=settings.get(b"auth") == b"required", pace=pace_for(rate, burst))
+        self.owner.greeted(self, auth=settings.get(b"auth") == b"required", pace=pace_for(rate, burst))
 
     def line_WELCOME(self, rest: bytes) -> None:
         nick, token, seq = rest.split(b" ")
-        self.factory.welcomed(self, nick, token, int(seq))
+        self.owner.welcomed(self, nick, token, int(seq))
 
     def line_RESUMED(self, rest: bytes) -> None:
         count, outcome = rest.split(b" ")
-        self.factory.replayEnded(self, int(count), outcome == b"complete")
+        self.owner.replayEnded(self, int(count), outcome == b"complete")
 
     def line_MSG(self, rest: bytes) -> None:
         seq, nick, text = rest.split(b" ", 2)
-        self.factory.event(int(seq), b"MSG", nick, text)
+        self.owner.event(int(seq), b"MSG", nick, text)
 
     def line_JOIN(self, rest: bytes) -> None:
         seq, nick = rest.split(b" ")
-        self.factory.event(int(seq), b"JOIN", nick, b"")
+        self.owner.event(int(seq), b"JOIN", nick, b"")
 
     def line_LEFT(self, rest: bytes) -> None:
         seq, nick, reason = rest.split(b" ")
-        self.factory.event(int(seq), b"LEFT", nick, reason)
+        self.owner.event(int(seq), b"LEFT", nick, reason)
 
     def line_PRIV(self, rest: bytes) -> None:
         sender, text = rest.split(b" ", 1)
-        self.factory.observer.private(sender.decode(), text.decode("utf-8", "replace"))
+        self.observer.private(sender.decode(), text.decode("utf-8", "replace"))
 
     def line_USERS(self, rest: bytes) -> None:
-        self.factory.observer.users([nick.decode() for nick in rest.split(b" ") if nick])
+        self.observer.users([nick.decode() for nick in rest.split(b" ") if nick])
 
     def line_PING(self, rest: bytes) -> None:
         self.answerPing(b" " + rest if rest else b"")
@@ -215,11 +217,11 @@ class ChatClientProtocol(HeartbeatProtocol):
     def line_PONG(self, rest: bytes) -> None:
         self.pongReceived(rest)
         if self.rtt is not None:
-            self.factory.observer.rtt(self.rtt)
+            self.observer.rtt(self.rtt)
 
     def line_ERR(self, rest: bytes) -> None:
         code, _, text = rest.partition(b" ")
-        self.factory.serverError(self, int(code), text.decode("utf-8", "replace"))
+        self.owner.serverError(self, int(code), text.decode("utf-8", "replace"))
 
     def line_BYE(self, rest: bytes) -> None:
         fields = rest.split(b" ")
@@ -234,7 +236,7 @@ class ChatClientProtocol(HeartbeatProtocol):
         # at= is the server's choice of moment within retry= (docs/protocol.md, section 9).
         if retry is None or at is None or not 0 <= at <= retry:
             at = None
-        self.factory.farewell(self, fields[0].decode("ascii", "replace"), retry, at)
+        self.owner.farewell(self, fields[0].decode("ascii", "replace"), retry, at)
 
     # --- endings ---
 
@@ -247,4 +249,4 @@ class ChatClientProtocol(HeartbeatProtocol):
         self.stopHeartbeat()
         if self.plainPeer is not None and not self.heard and self.problem is None:
             self.notPlain = closed_unheard(*self.plainPeer, reason)
-        self.factory.lost(self, reason)
+        self.owner.lost(self, reason)
