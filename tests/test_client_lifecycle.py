@@ -11,7 +11,7 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from hbchat.client.factory import ChatClientFactory
-from hbchat.client.lifecycle import ClientLife, Loss, Quit, Welcome, client_life
+from hbchat.client.lifecycle import ClientLife, LifeCore, Loss, Phase, Quit, Welcome, client_life
 from hbchat.client.protocol import ChatClientProtocol
 from tests.test_client import RecordingObserver
 
@@ -65,15 +65,38 @@ def life_in(state: str) -> ClientLife:
     return life
 
 
-def where(life: ClientLife) -> tuple[bool, bool, bool]:
-    return life.isReady(), life.isResuming(), life.isRegistering()
+class Watched:
+    """A lifecycle and the phase its transitions record."""
+
+    def __init__(self, state: str = "connecting") -> None:
+        self.core = LifeCore()
+        self.life = client_life(self.core)
+        PATHS[state](self.life)
+
+    @property
+    def phase(self) -> Phase:
+        return self.core.phase
+
+
+class PhaseTests(SynchronousTestCase):
+    def test_every_state_is_recorded_by_name(self) -> None:
+        for state in PATHS:
+            self.assertEqual(Watched(state).phase.value, state)
+
+    def test_loops_keep_the_phase(self) -> None:
+        watched = Watched("resuming")
+        self.assertIs(watched.life.welcome(), Welcome.REPLAY)
+        self.assertIs(watched.phase, Phase.RESUMING)
+        watched = Watched("backing_off")
+        self.assertIs(watched.life.lost(), Loss.STALE)
+        self.assertIs(watched.phase, Phase.BACKING_OFF)
 
 
 class ConnectingTests(SynchronousTestCase):
     def test_a_new_client_is_connecting_and_may_start_its_attempt(self) -> None:
-        life = client_life()
-        life.connect()
-        self.assertEqual(where(life), (False, False, False))
+        watched = Watched()
+        watched.life.connect()
+        self.assertIs(watched.phase, Phase.CONNECTING)
 
     def test_a_hello_greets(self) -> None:
         life = client_life()
@@ -89,31 +112,32 @@ class ConnectingTests(SynchronousTestCase):
 
 class RegistrationTests(SynchronousTestCase):
     def test_a_nick_then_welcome_is_ready(self) -> None:
-        life = life_in("greeted")
-        life.register()
-        self.assertEqual(where(life), (False, False, True))
-        self.assertIs(life.welcome(), Welcome.READY)
-        self.assertEqual(where(life), (True, False, False))
+        watched = Watched("greeted")
+        watched.life.register()
+        self.assertIs(watched.phase, Phase.REGISTERING)
+        self.assertIs(watched.life.welcome(), Welcome.READY)
+        self.assertIs(watched.phase, Phase.READY)
 
     def test_a_resume_waits_for_the_end_of_its_replay(self) -> None:
-        life = life_in("greeted")
-        life.resume()
-        self.assertEqual(where(life), (False, True, False))
-        self.assertIs(life.welcome(), Welcome.REPLAY)
-        self.assertFalse(life.isReady())
-        life.replayEnded()
-        self.assertEqual(where(life), (True, False, False))
+        watched = Watched("greeted")
+        watched.life.resume()
+        self.assertIs(watched.phase, Phase.RESUMING)
+        self.assertIs(watched.life.welcome(), Welcome.REPLAY)
+        self.assertIs(watched.phase, Phase.RESUMING)
+        watched.life.replayEnded()
+        self.assertIs(watched.phase, Phase.READY)
 
     def test_a_lost_session_turns_a_resume_into_a_registration(self) -> None:
-        life = life_in("resuming")
-        life.register()
-        self.assertTrue(life.isRegistering())
+        watched = Watched("resuming")
+        watched.life.register()
+        self.assertIs(watched.phase, Phase.REGISTERING)
 
     def test_our_own_held_nick_is_waited_out(self) -> None:
-        life = life_in("registering")
-        life.ownNickHeld()
-        self.assertEqual(where(life), (False, False, False))
-        self.assertIs(life.lost(), Loss.OWN_NICK)
+        watched = Watched("registering")
+        watched.life.ownNickHeld()
+        self.assertIs(watched.phase, Phase.NICK_HELD)
+        self.assertIs(watched.life.lost(), Loss.OWN_NICK)
+        self.assertIs(watched.phase, Phase.BACKING_OFF)
 
     def test_no_replay_ends_without_a_resume(self) -> None:
         for state in ("connecting", "greeted", "registering", "nick_held", "ready", "backing_off"):
@@ -178,11 +202,12 @@ class DeadlineTests(SynchronousTestCase):
 
 class LeavingTests(SynchronousTestCase):
     def test_a_registered_client_says_quit_and_waits_for_bye(self) -> None:
-        life = life_in("ready")
-        self.assertIs(life.quit(), Quit.SEND)
-        self.assertFalse(life.isReady())
-        self.assertIs(life.quit(), Quit.NOTHING)
-        self.assertTrue(life.giveUp())
+        watched = Watched("ready")
+        self.assertIs(watched.life.quit(), Quit.SEND)
+        self.assertIs(watched.phase, Phase.QUITTING)
+        self.assertIs(watched.life.quit(), Quit.NOTHING)
+        self.assertTrue(watched.life.giveUp())
+        self.assertIs(watched.phase, Phase.GAVE_UP)
 
     def test_an_unregistered_client_closes_at_once(self) -> None:
         for state in ("connecting", "greeted", "registering", "resuming", "nick_held", "backing_off"):

@@ -16,7 +16,7 @@ from zope.interface.verify import verifyObject
 from hbchat.client.backoff import Backoff, IBackoff
 from hbchat.client.connector import EndpointConnector
 from hbchat.client.factory import ChatClientFactory
-from hbchat.client.lifecycle import Deadline
+from hbchat.client.lifecycle import Deadline, Phase
 from hbchat.client.owner import IConnectionOwner
 from hbchat.client.policy import ErrorAction, ErrorContext, error_action
 from hbchat.client.reconnect import ReconnectPlan
@@ -209,7 +209,7 @@ class SeamTests(SynchronousTestCase):
         self.assertTrue(verifyObject(IConnectionOwner, factory))
         protocol = factory.buildProtocol(None)
         self.assertIs(protocol.owner, factory)
-        self.assertIsNone(factory.lifeOf(protocol))  # not in use before its HELLO
+        self.assertIsNone(factory.phaseOf(protocol))  # not in use before its HELLO
         protocol.makeConnection(StringTransport())
         protocol.dataReceived(b"HELLO hbchat/1 ping=5 timeout=15\n")
-        self.assertIs(factory.lifeOf(protocol), factory.life)
+        self.assertIs(factory.phaseOf(protocol), Phase.REGISTERING)

@@ -25,7 +25,7 @@ from zope.interface import implementer
 
 from hbchat.client.backoff import DEFAULT_BACKOFF, IBackoff
 from hbchat.client.errors import ServerErrors
-from hbchat.client.lifecycle import ClientLife, Deadline, Loss, Quit, Welcome, client_life
+from hbchat.client.lifecycle import Deadline, LifeCore, Loss, Phase, Quit, Welcome, client_life
 from hbchat.client.outbox import PacedOutbox, chat_text, tell_line
 from hbchat.client.owner import IConnectionOwner
 from hbchat.client.policy import FINAL_BYES, OWN_NICK_WAIT, Diagnose, Diagnosis, PermanentConnectionError
@@ -91,7 +91,8 @@ class ChatClientFactory(ReconnectingClientFactory):
         self.protocolInstance: ChatClientProtocol | None = None
         self._lastProblem = "could not connect"
         #: Where the client is in its life (hbchat.client.lifecycle).
-        self.life = client_life()
+        self._phase = LifeCore()
+        self.life = client_life(self._phase)
         #: When a NICK was last lost with its connection before WELCOME (the server may hold
         #: our nick for a session we never got the token of, until its grace period ends);
         #: ``None`` once a WELCOME came.  After a server's default --grace that session is
@@ -142,8 +143,8 @@ class ChatClientFactory(ReconnectingClientFactory):
             protocol.link.abortConnection()
         self.giveUp("you quit")
 
-    def lifeOf(self, protocol: ChatClientProtocol) -> ClientLife | None:
-        return self.life if protocol is self.protocolInstance else None
+    def phaseOf(self, protocol: ChatClientProtocol) -> Phase | None:
+        return self._phase.phase if protocol is self.protocolInstance else None
 
     @property
     def connected(self) -> bool:
@@ -279,7 +280,9 @@ class ChatClientFactory(ReconnectingClientFactory):
         name = nick.decode("utf-8", "replace")
         if kind == b"MSG":
             own = self.session.echoed(nick, detail)
-            if protocol is not None and protocol.resuming:
+            if protocol is not None:
+                # Until RESUMED every MSG on a resuming connection is replay; the count is read
+                # only then, so it needs no question to the lifecycle on this hot path.
                 protocol.replayedMessages += 1
             self.observer.message(seq, name, detail.decode("utf-8", "replace"), own)
             if own:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from automat import TypeMachineBuilder
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -123,60 +123,82 @@ class ClientLife(Protocol):
     def giveUp(self) -> bool:
         """No more attempts; whether this is news (the observer hears of it once)."""
 
-    def isReady(self) -> bool:
-        """Whether lines may be sent: registered, or resumed and replayed."""
 
-    def isResuming(self) -> bool:
-        """Whether a RESUME is under way (its replay not ended yet)."""
+class Phase(enum.Enum):
+    """The machine's states by name (``LifeCore.phase``)."""
 
-    def isRegistering(self) -> bool:
-        """Whether a NICK went out and awaits its WELCOME."""
+    CONNECTING = "connecting"
+    GREETED = "greeted"
+    REGISTERING = "registering"
+    RESUMING = "resuming"
+    NICK_HELD = "nick_held"
+    READY = "ready"
+    BACKING_OFF = "backing_off"
+    QUITTING = "quitting"
+    GAVE_UP = "gave_up"
 
 
 @dataclass
 class LifeCore:
-    """The machine keeps nothing but its state: the factory holds the data."""
+    """
+    The machine's state by name, written by every transition that changes it and by nothing
+    else, so that a question asked on every line (is the connection ready?) costs an attribute
+    read, not an input (automat looks a transition up among all of them).  The factory holds
+    the session's data.
+    """
+
+    phase: Phase = Phase.CONNECTING
 
 
 _builder = TypeMachineBuilder(ClientLife, LifeCore)
-connecting = _builder.state("connecting")
-greeted = _builder.state("greeted")
-registering = _builder.state("registering")
-resuming = _builder.state("resuming")
-nick_held = _builder.state("nick_held")
-ready = _builder.state("ready")
-backing_off = _builder.state("backing_off")
-quitting = _builder.state("quitting")
-gave_up = _builder.state("gave_up")
+connecting = _builder.state(Phase.CONNECTING.value)
+greeted = _builder.state(Phase.GREETED.value)
+registering = _builder.state(Phase.REGISTERING.value)
+resuming = _builder.state(Phase.RESUMING.value)
+nick_held = _builder.state(Phase.NICK_HELD.value)
+ready = _builder.state(Phase.READY.value)
+backing_off = _builder.state(Phase.BACKING_OFF.value)
+quitting = _builder.state(Phase.QUITTING.value)
+gave_up = _builder.state(Phase.GAVE_UP.value)
+
+
+def _edge(source: Any, upon: Any, target: Any, phase: Phase, result: object) -> None:
+    """``source`` --``upon``--> ``target`` (named ``phase``), returning ``result``."""
+
+    def transition(machine: ClientLife, core: LifeCore) -> object:
+        core.phase = phase
+        return result
+
+    source.upon(upon).to(target)(transition)
+
 
 ALIVE = (connecting, greeted, registering, resuming, nick_held, ready, backing_off)
-ALL = (*ALIVE, quitting, gave_up)
 
 # --- connecting and greeting ---
 connecting.upon(ClientLife.connect).loop().returns(None)
-backing_off.upon(ClientLife.connect).to(connecting).returns(None)
-connecting.upon(ClientLife.hello).to(greeted).returns(True)
+_edge(backing_off, ClientLife.connect, connecting, Phase.CONNECTING, None)
+_edge(connecting, ClientLife.hello, greeted, Phase.GREETED, True)
 quitting.upon(ClientLife.hello).loop().returns(False)
 gave_up.upon(ClientLife.hello).loop().returns(False)
-greeted.upon(ClientLife.register).to(registering).returns(None)
-greeted.upon(ClientLife.resume).to(resuming).returns(None)
+_edge(greeted, ClientLife.register, registering, Phase.REGISTERING, None)
+_edge(greeted, ClientLife.resume, resuming, Phase.RESUMING, None)
 
 # --- registering and resuming ---
-registering.upon(ClientLife.welcome).to(ready).returns(Welcome.READY)
+_edge(registering, ClientLife.welcome, ready, Phase.READY, Welcome.READY)
 resuming.upon(ClientLife.welcome).loop().returns(Welcome.REPLAY)
-resuming.upon(ClientLife.register).to(registering).returns(None)  # ERR 404: the session is gone
-resuming.upon(ClientLife.replayEnded).to(ready).returns(None)
-registering.upon(ClientLife.ownNickHeld).to(nick_held).returns(None)
+_edge(resuming, ClientLife.register, registering, Phase.REGISTERING, None)  # ERR 404: the session is gone
+_edge(resuming, ClientLife.replayEnded, ready, Phase.READY, None)
+_edge(registering, ClientLife.ownNickHeld, nick_held, Phase.NICK_HELD, None)
 quitting.upon(ClientLife.welcome).loop().returns(Welcome.LEAVE)
 gave_up.upon(ClientLife.welcome).loop().returns(Welcome.LEAVE)
 
 # --- losing the connection ---
-connecting.upon(ClientLife.lost).to(backing_off).returns(Loss.UNGREETED)
-greeted.upon(ClientLife.lost).to(backing_off).returns(Loss.GREETED)
-resuming.upon(ClientLife.lost).to(backing_off).returns(Loss.GREETED)
-registering.upon(ClientLife.lost).to(backing_off).returns(Loss.REGISTRATION)
-nick_held.upon(ClientLife.lost).to(backing_off).returns(Loss.OWN_NICK)
-ready.upon(ClientLife.lost).to(backing_off).returns(Loss.READY)
+_edge(connecting, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.UNGREETED)
+_edge(greeted, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.GREETED)
+_edge(resuming, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.GREETED)
+_edge(registering, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.REGISTRATION)
+_edge(nick_held, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.OWN_NICK)
+_edge(ready, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.READY)
 quitting.upon(ClientLife.lost).loop().returns(Loss.QUIT)
 gave_up.upon(ClientLife.lost).loop().returns(Loss.FINAL)
 backing_off.upon(ClientLife.lost).loop().returns(Loss.STALE)
@@ -190,28 +212,22 @@ quitting.upon(ClientLife.quitTimedOut).loop().returns(True)
 gave_up.upon(ClientLife.quitTimedOut).loop().returns(False)
 
 # --- leaving ---
-ready.upon(ClientLife.quit).to(quitting).returns(Quit.SEND)
+_edge(ready, ClientLife.quit, quitting, Phase.QUITTING, Quit.SEND)
 for _state in (connecting, greeted, registering, resuming, nick_held, backing_off):
-    _state.upon(ClientLife.quit).to(quitting).returns(Quit.CLOSE)
+    _edge(_state, ClientLife.quit, quitting, Phase.QUITTING, Quit.CLOSE)
 quitting.upon(ClientLife.quit).loop().returns(Quit.NOTHING)
 gave_up.upon(ClientLife.quit).loop().returns(Quit.NOTHING)
 for _state in (*ALIVE, quitting):
-    _state.upon(ClientLife.giveUp).to(gave_up).returns(True)
+    _edge(_state, ClientLife.giveUp, gave_up, Phase.GAVE_UP, True)
 gave_up.upon(ClientLife.giveUp).loop().returns(False)
-
-# --- questions ---
-for _state in ALL:
-    _state.upon(ClientLife.isReady).loop().returns(_state is ready)
-    _state.upon(ClientLife.isResuming).loop().returns(_state is resuming)
-    _state.upon(ClientLife.isRegistering).loop().returns(_state is registering)
 
 #: A new lifecycle, connecting: ``client_life()``.
 _build: Callable[[LifeCore], ClientLife] = _builder.build()
 
 
-def client_life() -> ClientLife:
-    """A client's lifecycle, in its first state (``connecting``)."""
-    return _build(LifeCore())
+def client_life(core: LifeCore | None = None) -> ClientLife:
+    """A client's lifecycle, in its first state (``connecting``); ``core.phase`` follows it."""
+    return _build(core if core is not None else LifeCore())
 
 
 class Deadline:

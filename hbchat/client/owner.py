@@ -12,15 +12,15 @@ from typing import Any
 from twisted.python.failure import Failure
 from zope.interface import Interface
 
-from hbchat.client.lifecycle import ClientLife
+from hbchat.client.lifecycle import Phase
 from hbchat.ratelimit import Bucket
 
 
 class IConnectionOwner(Interface):
     """The session a connection serves: it hears what the connection heard, in order."""
 
-    def lifeOf(protocol: Any) -> ClientLife | None:  # noqa: N805 (zope: no self)
-        """The client's lifecycle if ``protocol`` is the connection in use, else ``None``."""
+    def phaseOf(protocol: Any) -> Phase | None:  # noqa: N805 (zope: no self)
+        """Where the client is in its life if ``protocol`` is the connection in use, else ``None``."""
 
     def greeted(protocol: Any, auth: bool, pace: Bucket | None) -> None:  # noqa: N805 (zope: no self)
         """A valid HELLO: ``auth`` if the server requires a password; its pace for our chat lines."""

@@ -19,6 +19,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
 from hbchat import wire
+from hbchat.client.lifecycle import Phase
 from hbchat.client.outbox import pace_for
 from hbchat.client.owner import IConnectionOwner
 from hbchat.client.plainprobe import PROBE, closed_unheard, silent_unheard, tls_address
@@ -91,20 +92,17 @@ class ChatClientProtocol(HeartbeatProtocol):
     @property
     def ready(self) -> bool:
         """True from WELCOME (or the end of a replay) on: lines may be sent directly."""
-        life = self.owner.lifeOf(self)
-        return life is not None and life.isReady()
+        return self.owner.phaseOf(self) is Phase.READY
 
     @property
     def resuming(self) -> bool:
         """RESUME went out and its replay has not ended yet."""
-        life = self.owner.lifeOf(self)
-        return life is not None and life.isResuming()
+        return self.owner.phaseOf(self) is Phase.RESUMING
 
     @property
     def registering(self) -> bool:
         """NICK went out and WELCOME has not come back yet."""
-        life = self.owner.lifeOf(self)
-        return life is not None and life.isRegistering()
+        return self.owner.phaseOf(self) is Phase.REGISTERING
 
     def missing(self, replayed: int, complete: bool) -> int | None:
         """
