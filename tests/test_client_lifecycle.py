@@ -270,3 +270,13 @@ class FactoryLifecycleTests(SynchronousTestCase):
         protocol.dataReceived(b"HELLO hbchat/1 ping=5 timeout=15\n")
         self.assertNotIn(b"NICK", transport.value())
         self.assertTrue(transport.disconnecting)
+
+    def test_a_second_quit_while_waiting_for_bye_changes_nothing(self) -> None:
+        factory, protocol, transport, observer = self.connect()
+        protocol.dataReceived(b"HELLO hbchat/1 ping=5 timeout=15\nWELCOME ida t0k 3\n")
+        factory.quit()
+        factory.quit()
+        self.assertEqual(transport.value().count(b"QUIT"), 1)
+        self.assertEqual(observer.events, ["registered ida resumed=False"])
+        factory.timer.advance(5)  # type: ignore[attr-defined]
+        self.assertEqual(observer.events[-1], "gave up: you quit")

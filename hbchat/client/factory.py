@@ -121,6 +121,8 @@ class ChatClientFactory(ReconnectingClientFactory):
         """Leave for good: no reconnects.  ``gaveUp("you quit")`` follows, whatever happens."""
         line = b"QUIT" + (b" " + chat_text(text) if text else b"")
         action = self.life.quit()
+        if action is Quit.NOTHING:
+            return  # quitting already, or given up
         self.stopTrying()
         self.outbox.stop()
         protocol = self.protocolInstance
