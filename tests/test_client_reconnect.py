@@ -213,3 +213,16 @@ class SeamTests(SynchronousTestCase):
         protocol.makeConnection(StringTransport())
         protocol.dataReceived(b"HELLO hbchat/1 ping=5 timeout=15\n")
         self.assertIs(factory.phaseOf(protocol), Phase.REGISTERING)
+
+
+class StormClientsTests(SynchronousTestCase):
+    def test_the_storm_clients_override_only_public_hooks(self) -> None:
+        from hbchat.bench import storm
+
+        for cls in (storm.BenchProtocol, storm.HbchatFactory, storm.StockFactory, storm.RecordingConnector):
+            private = {
+                name
+                for name, value in vars(cls).items()
+                if callable(value) and name.startswith("_") and not name.startswith("__")
+            }
+            self.assertEqual(private, set(), cls.__name__)
