@@ -39,6 +39,11 @@ class LineFramer:
         self.max_line = max_line
         self._pending = b""
 
+    @property
+    def pending(self) -> int:
+        """How many bytes of an unfinished line are held for the next :meth:`feed`."""
+        return len(self._pending)
+
     def feed(self, data: bytes) -> tuple[list[bytes], bool]:
         """
         Add received bytes; return the complete lines and whether the limit was exceeded.

@@ -14,7 +14,10 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from hbchat.client.backoff import Backoff
-from hbchat.client.protocol import ChatClientFactory, Diagnosis, EndpointConnector, PermanentConnectionError, pace_for
+from hbchat.client.connector import EndpointConnector
+from hbchat.client.factory import ChatClientFactory
+from hbchat.client.outbox import pace_for
+from hbchat.client.policy import Diagnosis, PermanentConnectionError
 from hbchat.client.session import ClientSession, OutboxFullError
 from hbchat.interfaces import IChatObserver
 from hbchat.ratelimit import Bucket
@@ -565,14 +568,14 @@ class MalformedServerTests(ClientTestCase):
 
 class OwnNickWaitTests(InterruptedRegistrationTests):
     def test_waiting_for_our_own_nick_does_not_use_up_the_retries(self) -> None:
-        self.factory.maxRetries = 2  # type: ignore[assignment]
+        self.factory.plan.max_retries = 2
         self.network.advance(150)
         self.assertIn("registered carol resumed=False", self.observer.events)
 
 
 class NickTakenMeanwhileTests(InterruptedRegistrationTests):
     def test_a_nick_someone_else_holds_is_given_up_on_once_our_own_could_not_hold_it(self) -> None:
-        self.factory.maxRetries = 3  # type: ignore[assignment]
+        self.factory.plan.max_retries = 3
         self.network.connections = 0
         self.server.advance(61)  # our lost registration's session expires...
         other = self.server.registered("carol")  # ...and someone else takes the nick, and stays
@@ -585,7 +588,7 @@ class NickTakenMeanwhileTests(InterruptedRegistrationTests):
 
 class GreetingTests(ClientTestCase):
     def greet(self, factory: ChatClientFactory, hello: bytes) -> None:
-        protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
+        protocol = factory.buildProtocol(None)
         protocol.makeConnection(StringTransport())
         protocol.dataReceived(hello)
 
@@ -598,7 +601,7 @@ class GreetingTests(ClientTestCase):
 
     def test_another_protocol_in_the_greeting_is_refused(self) -> None:
         factory = ChatClientFactory("hana", RecordingObserver(), clock=Clock())
-        protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
+        protocol = factory.buildProtocol(None)
         transport = StringTransport()
         protocol.makeConnection(transport)
         protocol.dataReceived(b"HELLO hbchat/2 ping=30 timeout=90\n")
@@ -655,10 +658,10 @@ class PacingTests(SynchronousTestCase):
 
     def test_a_huge_burst_in_the_greeting_falls_back_to_the_defaults(self) -> None:
         factory = ChatClientFactory("carol", RecordingObserver(), clock=Clock(), rng=random.Random(3))
-        protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
+        protocol = factory.buildProtocol(None)
         protocol.makeConnection(StringTransport())
         protocol.dataReceived(b"HELLO hbchat/1 ping=30 timeout=90 rate=10 burst=" + b"9" * 400 + b"\n")
-        self.assertEqual(factory._pace, pace_for(100, 200))
+        self.assertEqual(factory.outbox.pace, pace_for(100, 200))
 
     def test_without_a_limit_nothing_waits(self) -> None:
         server = FakeServer(ping=5, timeout=15, rate=0)

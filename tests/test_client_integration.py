@@ -36,7 +36,9 @@ from twisted.trial import unittest
 from zope.interface import implementer
 
 from hbchat.client.backoff import Backoff
-from hbchat.client.protocol import ChatClientFactory, ChatClientProtocol, connect
+from hbchat.client.connector import connect
+from hbchat.client.factory import ChatClientFactory
+from hbchat.client.protocol import ChatClientProtocol
 from hbchat.interfaces import IChatObserver
 from tests.test_integration import DEADLINE, ChatTestCase
 from tests.test_twistd import TWISTD, TwistdProcess, freePort

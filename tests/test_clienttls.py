@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from hbchat.client.cli import make_endpoint
-from hbchat.client.protocol import Diagnosis
+from hbchat.client.policy import Diagnosis
 from hbchat.client.tls import (
     TLSAddress,
     TLSClient,

@@ -7,8 +7,9 @@ import io
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.client.cli import PIPE_GIVE_UP_AFTER, Console, give_up_after, parse_arguments
-from hbchat.client.protocol import ChatClientFactory
+from hbchat.client.cli import PIPE_GIVE_UP_AFTER, give_up_after, parse_arguments
+from hbchat.client.console import Console
+from hbchat.client.factory import ChatClientFactory
 
 ESCAPES = "\x1b[2J\x1b]0;title\x07\x1b]52;c;Zm9v\x07\x08\x00\r\x7f\x9b\u202e"
 SHOWN = "^[[2J^[]0;title^G^[]52;c;Zm9v^G^H^@^M^?\\x9b<U+202E>"

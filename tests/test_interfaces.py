@@ -9,7 +9,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyClass, verifyObject
 
-from hbchat.client.cli import Console
+from hbchat.client.console import Console
 from hbchat.interfaces import IChatObserver
 from hbchat.server.protocol import ChatServerProtocol
 from hbchat.testing import FakeNetwork, FakeServer

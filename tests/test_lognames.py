@@ -12,7 +12,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from hbchat.auth import authoption
 from hbchat.auth.passwords import HashedPasswordChecker
-from hbchat.client.protocol import ChatClientFactory, ChatClientProtocol
+from hbchat.client.factory import ChatClientFactory
+from hbchat.client.protocol import ChatClientProtocol
 from hbchat.lognames import NamedLogger
 from hbchat.ops.exposure import WarnIfExposed
 from hbchat.ops.web import WithMetrics

@@ -17,8 +17,9 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import alsoProvides
 
+from hbchat.client.factory import ChatClientFactory
 from hbchat.client.plainprobe import PROBE, closed_unheard, silent_unheard, tls_address
-from hbchat.client.protocol import HELLO_TIMEOUT, ChatClientFactory, ChatClientProtocol
+from hbchat.client.protocol import HELLO_TIMEOUT, ChatClientProtocol
 from tests.test_cli import ClientProcess
 from tests.test_cli_tls import TLSCliTestCase
 from tests.test_client import RecordingObserver

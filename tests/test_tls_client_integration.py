@@ -12,7 +12,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 
-from hbchat.client.protocol import connect
+from hbchat.client.connector import connect
 from hbchat.client.tls import TLSAddress, TLSClient, load_client_certificate, load_trust_roots, parse_tls_description
 from hbchat.server.listeners import Listener
 from tests.test_client_integration import (
@@ -64,7 +64,7 @@ class TLSClientTestCase(ClientTestCase):
         yield self.waitFor(lambda: observer.count("gave up") > 0, "the client to give up", observer)
         self.assertEqual(observer.events, [f"gave up: {expected}"], observer.transcript())
         self.assertFalse(factory.continueTrying)
-        self.assertIsNone(factory._callID, "a reconnect is scheduled")
+        self.assertFalse(factory.reconnectPending, "a reconnect is scheduled")
         self.assertEqual(server.accepted, 1)
 
 

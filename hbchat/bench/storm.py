@@ -51,7 +51,9 @@ from hbchat.bench.stormclock import BenchmarkError, log, now, sleep
 from hbchat.bench.stormrecord import Recorder
 from hbchat.bench.stormresults import BIN, SCENARIOS, SLOW_CONNECT, STALLED, Result, Settings, histogram
 from hbchat.bench.stormserver import HOST, SERVER_OPTIONS, Server, free_port, kernel_counters
-from hbchat.client.protocol import ChatClientFactory, ChatClientProtocol, EndpointConnector
+from hbchat.client.connector import EndpointConnector
+from hbchat.client.factory import ChatClientFactory
+from hbchat.client.protocol import ChatClientProtocol
 from hbchat.interfaces import IChatObserver
 
 
@@ -107,7 +109,7 @@ class BenchProtocol(ChatClientProtocol):
         super().connectionMade()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        recorder = getattr(self.factory.observer, "recorder", None)
+        recorder = getattr(self.observer, "recorder", None)
         if not self.ready and recorder is not None and recorder.t0 is not None and now() - self._madeAt >= STALLED:
             recorder.stalled.append(now() - recorder.t0)
         super().connectionLost(reason)
@@ -116,7 +118,7 @@ class BenchProtocol(ChatClientProtocol):
         if (
             self.ready
             and data.endswith(b"\n")
-            and not self._framer._pending
+            and not self.midLine
             and b"PING" not in data
             and b"BYE" not in data
             and b"ERR" not in data
@@ -129,8 +131,7 @@ class BenchProtocol(ChatClientProtocol):
 class HbchatFactory(ChatClientFactory):
     """hbchat's own backoff (hbchat.backoff; the server's retry hint first)."""
 
-    def buildProtocol(self, addr: Any) -> BenchProtocol:  # type: ignore[override]
-        return BenchProtocol(self)
+    protocolClass = BenchProtocol
 
 
 class StockFactory(HbchatFactory):
@@ -157,13 +158,13 @@ class RecordingConnector(EndpointConnector):
         self._index = self.recorder.attempt()
         super().connect()
 
-    def _connected(self, protocol: Any) -> None:
+    def attemptSucceeded(self, protocol: Any) -> None:
         self.recorder.attempt_ended(self._index, True)
-        super()._connected(protocol)
+        super().attemptSucceeded(protocol)
 
-    def _failed(self, reason: Failure) -> None:
+    def attemptFailed(self, reason: Failure) -> None:
         self.recorder.attempt_ended(self._index, False)
-        super()._failed(reason)
+        super().attemptFailed(reason)
 
 
 # --- one scenario ----------------------------------------------------------------------------

@@ -28,7 +28,17 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from zope.interface import Interface, implementer
 
+
+class IBackoff(Interface):
+    """How long a reconnecting client waits before its next attempt (hbchat.client.reconnect asks)."""
+
+    def delay(attempt: int, age: float, rng: random.Random) -> float:  # noqa: N805 (zope: no self)
+        """The wait before the ``attempt``-th retry (0 for the first), ``age`` seconds into the outage."""
+
+
+@implementer(IBackoff)
 @dataclass(frozen=True)
 class Backoff:
     #: Longest wait while the outage is young, in seconds.

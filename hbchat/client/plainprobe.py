@@ -13,7 +13,7 @@ So a plain TCP connection that ends cleanly before a single byte came back was, 
 surely, made to a TLS port (:func:`closed_unheard`); one that stays silent until the HELLO
 deadline may be (:func:`silent_unheard`: a TLS server that waits for more, or a hung
 server).  The opposite mistake, ``tls:`` against a plain port, is told by
-:mod:`hbchat.clienttls`.
+:mod:`hbchat.client.tls`.
 
 Pure functions of what the connection saw: no I/O here.
 """

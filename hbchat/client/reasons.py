@@ -6,7 +6,7 @@ Twisted's own texts are written for programmers (``Connection was refused by oth
 fashion``); the client shows these instead on every retry line and when it gives up:
 ``connection refused``, ``timed out``, ``DNS lookup failed for chat.example``, ``no route
 to host``, ``the server closed the connection``, ``the connection broke: ...``.
-TLS failures are worded by :mod:`hbchat.clienttls`, which is asked first.
+TLS failures are worded by :mod:`hbchat.client.tls`, which is asked first.
 """
 
 from __future__ import annotations

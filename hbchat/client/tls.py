@@ -7,7 +7,7 @@ above all, say *why* a server was not trusted: OpenSSL's verify error and its de
 service_identity's verdict on the host name, are caught as they happen and turned into a
 :class:`ServerCertificateError` that names the server, the name asked for and the problem.
 Both it and a server's refusal of our own certificate (a TLS alert) are final: reconnecting
-would only fail the same way, so :class:`~hbchat.client.ChatClientFactory` gives up at once.
+would only fail the same way, so :class:`~hbchat.client.factory.ChatClientFactory` gives up at once.
 
 Everything but :meth:`TLSClient.endpoint` and the verify callback is pure: parsing, loading
 files, and wording.
@@ -43,7 +43,7 @@ from twisted.internet.ssl import (
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from hbchat.client.protocol import Diagnosis, PermanentConnectionError
+from hbchat.client.policy import Diagnosis, PermanentConnectionError
 
 #: The parameters of Twisted's ``tls:`` endpoint that hbchat-client takes as options instead.
 TWISTED_TLS_FILES = {"trustRoots": "--ca", "certificate": "--cert", "privateKey": "--key"}
@@ -431,7 +431,7 @@ class TLSClient:
 
     def diagnose(self, reason: Failure) -> Diagnosis | None:
         """
-        A TLS error in words (for :class:`~hbchat.client.ChatClientFactory`'s ``diagnose``):
+        A TLS error in words (for :class:`~hbchat.client.factory.ChatClientFactory`'s ``diagnose``):
         the server's refusal of our certificate, or of our having none, is final.
         """
         if not reason.check(SSL.Error):
