@@ -139,6 +139,14 @@ class TwistdTestCase(unittest.TestCase):
             self.addCleanup(client.disconnect)
             return client
 
+    def spawn(self, *arguments: str, before: tuple[str, ...] = ()) -> tuple[TwistdProcess, Any]:
+        """``twistd -n hbchat`` with these options (``before``: twistd's own), killed at cleanup."""
+        process = TwistdProcess()
+        argv = [self.twistd, "-n", "--pidfile=", *before, "hbchat", *arguments]
+        transport = reactor.spawnProcess(process, self.twistd, argv, env=dict(os.environ), path=self.freshDirectory())
+        self.addCleanup(self._kill, process, transport)
+        return process, transport
+
     @inlineCallbacks
     def _kill(self, process: TwistdProcess, transport: Any) -> Any:
         if process.reason is None:

@@ -33,13 +33,6 @@ def alive(pid: int) -> bool:
 
 
 class TwistdHangupTests(TwistdTestCase):
-    def spawn(self, *arguments: str, before: tuple[str, ...] = ()) -> tuple[TwistdProcess, Any]:
-        process = TwistdProcess()
-        argv = [self.twistd, "-n", "--pidfile=", *before, "hbchat", *arguments]
-        transport = reactor.spawnProcess(process, self.twistd, argv, env=dict(os.environ), path=self.freshDirectory())
-        self.addCleanup(self._kill, process, transport)
-        return process, transport
-
     @inlineCallbacks
     def waitForOutput(self, process: TwistdProcess, text: str, count: int = 1) -> Any:
         deadline = reactor.seconds() + DEADLINE

@@ -6,7 +6,6 @@ over HTTP, and JSON lines from ``twistd --logger hbchat.logs.json_observer``.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,19 +21,6 @@ from tests.test_twistd import TwistdProcess, TwistdTestCase, freePort
 
 
 class TwistdOperationsTests(TwistdTestCase):
-    def spawn(self, *arguments: str, before: tuple[str, ...] = ()) -> tuple[TwistdProcess, Any]:
-        process = TwistdProcess()
-        argv = [self.twistd, "-n", "--pidfile=", *before, "hbchat", *arguments]
-        transport = reactor.spawnProcess(process, self.twistd, argv, env=dict(os.environ), path=self.freshDirectory())
-        self.addCleanup(self._kill, process, transport)
-        return process, transport
-
-    @inlineCallbacks
-    def _kill(self, process: TwistdProcess, transport: Any) -> Any:
-        if process.reason is None:
-            transport.signalProcess("KILL")
-            yield within(process.whenEnded(), DEADLINE, "twistd dying of SIGKILL")
-
     @inlineCallbacks
     def retrying(self, process: TwistdProcess, what: str, attempt: Any) -> Any:
         """``attempt()``'s result, tried again while the server does not listen yet."""
