@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from hbchat.config import ServerConfig
+from hbchat.server.listeners import Listener
 from hbchat.server.protocol import CLOSE_GRACE, ChatFactory
 from hbchat.server.service import ChatService
 from hbchat.server.tap import ServerOptions, makeService
@@ -242,7 +243,7 @@ def listeningAddresses(factory: ChatFactory) -> list[Any]:
 def chatBehind(portFactory: Any) -> Any:
     """The chat a port's factory leads to: through TLS (``wrappedFactory``) and a Listener (``chat``)."""
     listener = getattr(portFactory, "wrappedFactory", portFactory)
-    return getattr(listener, "chat", listener)
+    return listener.chat if isinstance(listener, Listener) else listener
 
 
 def tcpPortOf(factory: ChatFactory) -> int:

@@ -386,8 +386,8 @@ class SocketFuzzTests(ChatTestCase):
             yield waitUntil(lambda: len(factory.connections) == 1, "the fuzz connections closing on the server")
             [survivor] = factory.connections
             self.assertEqual(survivor.nick, b"good")
-            self.assertEqual(len(factory.fanout), 1)
-            self.assertEqual([s.nick for s in factory.sessions if s.connection is not None], [b"good"])
+            self.assertEqual(len(factory.chat.fanout), 1)
+            self.assertEqual([s.nick for s in factory.chat.sessions if s.connection is not None], [b"good"])
             leaked = [protocol for protocol in aliveProtocols(factory) if protocol is not survivor]
             self.assertEqual(
                 len(leaked), 0, f"protocol objects of closed connections still alive, from {[p.peer for p in leaked]}"

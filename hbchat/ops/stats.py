@@ -15,13 +15,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
+
+from zope.interface import implementer
 
 from hbchat import wire
 from hbchat.ops.histogram import Histogram
-
-if TYPE_CHECKING:
-    from hbchat.server.protocol import ChatServerProtocol
+from hbchat.server.interfaces import Counted, IServerEvents
 
 #: Bucket upper bounds of the PING round-trip histogram, in seconds.
 RTT_BUCKETS = (
@@ -114,8 +114,9 @@ class Totals:
     bytesOut: int = 0
 
 
+@implementer(IServerEvents)
 class ServerStats:
-    """The chat's counters; one per :class:`~hbchat.server.ChatFactory`."""
+    """The chat's counters; one per :class:`~hbchat.server.ChatFactory`, told by the core as IServerEvents."""
 
     def __init__(self) -> None:
         #: The listeners serving this chat, in the order of ``--listen``.
@@ -145,7 +146,19 @@ class ServerStats:
     def resumed(self, outcome: str) -> None:
         self.resumes[outcome] += 1
 
-    def connectionClosed(self, protocol: ChatServerProtocol) -> None:
+    def lineRateLimited(self) -> None:
+        self.rateLimited += 1
+
+    def loginFailed(self) -> None:
+        self.authFailures += 1
+
+    def handshakeEvicted(self) -> None:
+        self.evictions += 1
+
+    def acceptingPaused(self) -> None:
+        self.acceptPauses += 1
+
+    def connectionClosed(self, protocol: Counted) -> None:
         """``protocol`` is gone: count why, and keep what it counted."""
         self.closes[protocol.closeReason or "error"] += 1
         closed = self._closed
@@ -154,7 +167,7 @@ class ServerStats:
         closed.bytesIn += protocol.bytesIn
         closed.bytesOut += protocol.bytesOut
 
-    def totals(self, open_connections: Iterable[ChatServerProtocol]) -> Totals:
+    def totals(self, open_connections: Iterable[Counted]) -> Totals:
         """The closed connections' counts plus those of ``open_connections``."""
         closed = self._closed
         pings, pongs, received, sent = closed.pingsSent, closed.pongsReceived, closed.bytesIn, closed.bytesOut

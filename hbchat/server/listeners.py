@@ -23,7 +23,8 @@ from zope.interface import implementer
 
 from hbchat.config import with_listen_backlog
 from hbchat.server.activation import with_real_family
-from hbchat.server.protocol import ChatFactory, ChatServerProtocol
+from hbchat.server.connection import ChatServerProtocol
+from hbchat.server.factory import ChatFactory
 from hbchat.server.tls import ServerTLS
 
 
@@ -83,9 +84,9 @@ class Listener(Factory):
             return
 
         def doRead() -> Any:
-            room = self.chat.handshakeRoom()
+            room = self.chat.admission.room()
             if room <= 0:  # e.g. the oldest's password check began: pause until one may make way
-                self.chat.roomChanged()
+                self.chat.admission.openGates()
                 return None
             port.numberAccepts = room
             return read()
@@ -123,7 +124,7 @@ class _RecordingEndpoint:
         def listening(port: IListeningPort) -> IListeningPort:
             self.listener.port = port
             self.listener.boundBatches(port)
-            self.listener.acceptAtMost(self.listener.chat.handshakeRoom())
+            self.listener.acceptAtMost(self.listener.chat.admission.room())
             return port
 
         return self.endpoint.listen(protocolFactory).addCallback(listening)
