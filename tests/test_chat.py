@@ -11,6 +11,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from hbchat import wire
+from hbchat.closereasons import CloseReason
 from hbchat.config import ServerConfig
 from hbchat.ops.stats import ServerStats
 from hbchat.server.admission import Admission
@@ -31,7 +32,7 @@ class Member:
         self.host = host
         self.session: Session[IChatMember] | None = None
         self.received = b""
-        self.closed: list[tuple[bytes, str]] = []
+        self.closed: list[tuple[bytes, CloseReason | None]] = []
         self.handshaking = False
         self.makesWay = True
 
@@ -42,11 +43,11 @@ class Member:
         self.session = session
         self.nick = session.nick
 
-    def closeWith(self, line: bytes, reason: str) -> None:
+    def closeWith(self, line: bytes, reason: CloseReason) -> None:
         self.closed.append((line, reason))
 
     def closeNow(self, line: bytes) -> None:
-        self.closed.append((line, "now"))
+        self.closed.append((line, None))
 
     def mayMakeWay(self) -> bool:
         return self.makesWay
@@ -117,7 +118,7 @@ class ChatTests(SynchronousTestCase):
         bob = self.member(b"bob")
         session = alice.session
         assert session is not None
-        self.chat.leave(alice, "timeout")
+        self.chat.leave(alice, CloseReason.TIMEOUT)
         self.clock.advance(0)
         self.assertTrue(bob.received.endswith(b"LEFT 3 alice timeout\n"))
         self.assertIsNone(alice.session)
@@ -128,7 +129,7 @@ class ChatTests(SynchronousTestCase):
         bob = self.member(b"bob")
         session = alice.session
         assert session is not None
-        self.chat.leave(alice, "error")
+        self.chat.leave(alice, CloseReason.ERROR)
         self.chat.say(bob, b"while you were away")
         again = Member()
         self.assertTrue(self.successResultOf(self.chat.resume(again, session.token, 2)))
@@ -144,7 +145,7 @@ class ChatTests(SynchronousTestCase):
         assert session is not None
         again = Member()
         self.successResultOf(self.chat.resume(again, session.token, 1))
-        self.assertEqual(alice.closed, [(wire.bye("replaced"), "replaced")])
+        self.assertEqual(alice.closed, [(wire.bye("replaced"), CloseReason.REPLACED)])
         self.assertIsNone(alice.session)
 
     def test_an_unknown_token_is_refused_and_counted(self) -> None:
@@ -155,7 +156,7 @@ class ChatTests(SynchronousTestCase):
         alice = self.member(b"alice")
         bob = self.member(b"bob")
         self.chat.stopping = True
-        self.chat.leave(alice, "error")
+        self.chat.leave(alice, CloseReason.ERROR)
         self.clock.advance(0)
         self.assertNotIn(b"LEFT", bob.received)
         self.assertEqual(self.chat.seq, 2)
@@ -210,7 +211,7 @@ class AdmissionTests(SynchronousTestCase):
         self.admission.admit(second, None)
         self.clock.advance(self.admission.handshakes.grace + 0.1)
         self.admission.admit(Member(), None)
-        self.assertEqual(oldest.closed, [(wire.ERR_TOO_MANY_REGISTERING, "evicted")])
+        self.assertEqual(oldest.closed, [(wire.ERR_TOO_MANY_REGISTERING, CloseReason.EVICTED)])
         self.assertEqual(self.stats.evictions, 1)
 
     def test_accepting_pauses_when_the_room_is_full_and_is_counted(self) -> None:
@@ -252,7 +253,7 @@ class DrainTests(SynchronousTestCase):
     def test_close_now_closes_everyone_at_once(self) -> None:
         self.drain.shutdown(5.0)
         self.drain.closeNow()
-        self.assertTrue(all(member.closed[-1][1] == "now" for member in self.connections))
+        self.assertTrue(all(member.closed[-1][1] is None for member in self.connections))
 
 
 class ConnectionInterfaceTests(SynchronousTestCase):

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from zope.interface import implementer
 
-from hbchat import wire
+from hbchat.closereasons import CLOSE_LABELS
 from hbchat.ops.histogram import Histogram
 from hbchat.server.interfaces import Counted, IServerEvents
 
@@ -54,46 +54,9 @@ RESUME_OUTCOMES = ("complete", "partial", "unknown")
 #: auth_busy and auth_backoff (a login refused unchecked, hbchat.authlimit), evicted (closed
 #: unregistered to admit a newcomer, hbchat.server.handshakes) and tls_error (mostly a failed TLS
 #: handshake, or a TLS connection closed before it was done).
-#: What the server logs for each, in words, is hbchat.server.closes'.
-CLOSE_REASONS = (
-    "quit",
-    "timeout",
-    "slow",
-    "error",
-    "replaced",
-    "shutdown",
-    "register_timeout",
-    "line_too_long",
-    "full",
-    "unauthorized",
-    "kicked",
-    "tls_error",
-    "auth_busy",
-    "auth_backoff",
-    "evicted",
-)
-
-_CLOSING_LINES = {
-    wire.bye("quit"): "quit",
-    wire.bye("replaced"): "replaced",
-    wire.ERR_REGISTRATION_TIMEOUT: "register_timeout",
-    wire.ERR_LINE_TOO_LONG: "line_too_long",
-    wire.ERR_SERVER_FULL: "full",
-    wire.ERR_TOO_MANY_FROM_ADDRESS: "full",
-    wire.ERR_TOO_MANY_REGISTERING: "evicted",
-    wire.ERR_UNAUTHORIZED: "unauthorized",
-    wire.ERR_AUTH_BUSY: "auth_busy",
-    wire.ERR_LOGIN_BACKOFF: "auth_backoff",
-    wire.BYE_KICKED: "kicked",
-}
-
-
-def closing_reason(data: bytes) -> str | None:
-    """The close reason told by the last line written before a close on purpose (None: none)."""
-    last = data[data.rfind(b"\n", 0, len(data) - 1) + 1 :]
-    if last.startswith(b"BYE shutdown"):
-        return "shutdown"
-    return _CLOSING_LINES.get(last)
+#: What the server logs for each, in words, is hbchat.server.closes'; all are views of
+#: hbchat.closereasons.CloseReason.
+CLOSE_REASONS = CLOSE_LABELS
 
 
 class Listening(Protocol):

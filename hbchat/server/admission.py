@@ -15,6 +15,7 @@ from typing import Generic, Protocol, TypeVar
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from hbchat import wire
+from hbchat.closereasons import CloseReason
 from hbchat.config import ServerConfig
 from hbchat.lognames import NamedLogger
 from hbchat.server.handshakes import HandshakeRoom, eviction_grace, longest_grace
@@ -39,7 +40,7 @@ class Admitted(Protocol):
 
     def mayMakeWay(self) -> bool: ...
 
-    def closeWith(self, line: bytes, reason: str) -> None: ...
+    def closeWith(self, line: bytes, reason: CloseReason) -> None: ...
 
     def __hash__(self) -> int: ...
 
@@ -153,7 +154,7 @@ class Admission(Generic[A]):
                 "({count} so far)",
                 count=self.evictions,
             )
-        connection.closeWith(wire.ERR_TOO_MANY_REGISTERING, "evicted")
+        connection.closeWith(wire.ERR_TOO_MANY_REGISTERING, CloseReason.EVICTED)
 
     def _cancelMakeWay(self) -> None:
         call, self.makeWayCall = self.makeWayCall, None

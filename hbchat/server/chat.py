@@ -16,6 +16,7 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from hbchat import wire
+from hbchat.closereasons import CloseReason
 from hbchat.config import ServerConfig
 from hbchat.lognames import NamedLogger
 from hbchat.server.fanout import Fanout
@@ -72,7 +73,7 @@ class Chat:
         previous = session.connection
         if previous is not None:
             previous.session = None
-            previous.closeWith(wire.bye("replaced"), "replaced")
+            previous.closeWith(wire.bye("replaced"), CloseReason.REPLACED)
         self.sessions.attach(session, member)
         member.attached(session)
         events, complete = self.history.since(last_seq)
@@ -125,7 +126,7 @@ class Chat:
     def take(self, member: IChatMember) -> bytes:
         return self.fanout.take(member)
 
-    def leave(self, member: IChatMember, reason: str) -> None:
+    def leave(self, member: IChatMember, reason: CloseReason) -> None:
         self.fanout.discard(member)
         session: Session[IChatMember] | None = member.session
         if session is None:
@@ -137,8 +138,8 @@ class Chat:
         if self.stopping:
             session.connection = None
             return
-        self._publish(wire.left(self.seq + 1, session.nick, reason))
-        self.sessions.detach(session, reason, member.host)
+        self._publish(wire.left(self.seq + 1, session.nick, reason.left))
+        self.sessions.detach(session, reason.left, member.host)
 
     def closeSessions(self) -> None:
         self.sessions.closeAll()

@@ -26,9 +26,9 @@ from zope.interface import implementer
 
 from hbchat import wire
 from hbchat.auth.authlimit import BACKOFF_DELAY_MAX, CheckerBusyError, address_key
+from hbchat.closereasons import CloseReason
 from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.lognames import NamedLogger
-from hbchat.ops.stats import closing_reason
 from hbchat.ratelimit import MAX_STRIKES, credit_left, strikes_after
 from hbchat.server.addresses import describe_peer, limited_host
 from hbchat.server.backpressure import kernel_user_timeout, set_high_water
@@ -185,7 +185,7 @@ class ChatServerProtocol(HeartbeatProtocol):
         if refusal is not None:
             self.log.warn("refused {peer}: {why}", peer=self.peer, why=refusal.decode().strip())
             self.done = True
-            self._writeAndClose(refusal)
+            self._writeAndClose(refusal, CloseReason.FULL)
             return
         config = factory.config
         self.setTimeout(config.register_timeout)
@@ -226,7 +226,7 @@ class ChatServerProtocol(HeartbeatProtocol):
         else:
             ending = peer_ending(reason, self.tls, handshaken=not self.tlsPending)
             self.closeReason, self.closeWhy = ending.reason, ending.why
-        self._finish("error")
+        self._finish(CloseReason.ERROR)
         self.factory.backpressure.forget(self)
         self.factory.connectionLost(self, reason)
 
@@ -299,7 +299,7 @@ class ChatServerProtocol(HeartbeatProtocol):
         self.log.info(
             "{nick} ({peer}) cut as a slow consumer: {why}", nick=(self.nick or b"-").decode(), peer=self.peer, why=why
         )
-        self._finish("slow")
+        self._finish(CloseReason.SLOW)
         self.link.abortConnection()
 
     def sendLine(self, line: bytes) -> None:
@@ -366,7 +366,7 @@ class ChatServerProtocol(HeartbeatProtocol):
                 return
         if overflowed:
             self.log.info("{peer} sent a line over {limit} bytes", peer=self.peer, limit=self._framer.max_line)
-            self.closeWith(wire.ERR_LINE_TOO_LONG, "error")
+            self.closeWith(wire.ERR_LINE_TOO_LONG, CloseReason.LINE_TOO_LONG)
 
     # --- rate limits (--rate, --burst) ---
 
@@ -392,7 +392,7 @@ class ChatServerProtocol(HeartbeatProtocol):
                 peer=self.peer,
                 count=MAX_STRIKES,
             )
-            self.closeWith(wire.BYE_KICKED, "kicked")
+            self.closeWith(wire.BYE_KICKED, CloseReason.KICKED)
             return
         if strikes == 1:
             self.log.info(
@@ -455,7 +455,7 @@ class ChatServerProtocol(HeartbeatProtocol):
         self._held = []
         self.pauseReading()
         delay = min(wait, BACKOFF_DELAY_MAX, self.factory.config.register_timeout / 2)
-        self.clock.callLater(delay, self.closeWith, wire.ERR_LOGIN_BACKOFF, "auth_backoff")
+        self.clock.callLater(delay, self.closeWith, wire.ERR_LOGIN_BACKOFF, CloseReason.AUTH_BACKOFF)
 
     def _authSucceeded(self, avatar_id: object, nick: bytes) -> None:
         self._passwordCheck = None
@@ -474,7 +474,7 @@ class ChatServerProtocol(HeartbeatProtocol):
             return
         if failure.check(CheckerBusyError):
             self.log.info("{peer} may not log in now: --auth-checks and --auth-queue are full", peer=self.peer)
-            self.closeWith(wire.ERR_AUTH_BUSY, "auth_busy")
+            self.closeWith(wire.ERR_AUTH_BUSY, CloseReason.AUTH_BUSY)
         elif failure.check(UnauthorizedLogin):
             self._authFailed(nick, "wrong password or unknown nick")
         else:
@@ -495,7 +495,7 @@ class ChatServerProtocol(HeartbeatProtocol):
             limit=MAX_AUTH_FAILURES,
         )
         if self.authFailures >= MAX_AUTH_FAILURES:
-            self.closeWith(wire.ERR_UNAUTHORIZED, "unauthorized")
+            self.closeWith(wire.ERR_UNAUTHORIZED, CloseReason.UNAUTHORIZED)
         else:
             self.sendLine(wire.ERR_UNAUTHORIZED)
 
@@ -546,7 +546,7 @@ class ChatServerProtocol(HeartbeatProtocol):
     def do_QUIT(self, rest: bytes) -> None:
         if self.nick is not None:
             self.log.info("{nick} quit ({peer})", nick=self.nick.decode(), peer=self.peer)
-        self.closeWith(wire.bye("quit"), "quit")
+        self.closeWith(wire.bye("quit"), CloseReason.QUIT)
 
     _commands: dict[bytes, Callable[[ChatServerProtocol, bytes], None]] = {}
 
@@ -576,7 +576,7 @@ class ChatServerProtocol(HeartbeatProtocol):
             self.log.info(
                 "{peer} did not register within {limit}s", peer=self.peer, limit=self.factory.config.register_timeout
             )
-            self.closeWith(wire.ERR_REGISTRATION_TIMEOUT, "error")
+            self.closeWith(wire.ERR_REGISTRATION_TIMEOUT, CloseReason.REGISTER_TIMEOUT)
             return
         super().silent()
 
@@ -607,9 +607,9 @@ class ChatServerProtocol(HeartbeatProtocol):
             peer=self.peer,
             idle=idle,
         )
-        self._finish("timeout")
+        self._finish(CloseReason.TIMEOUT)
 
-    def closeWith(self, line: bytes, reason: str) -> None:
+    def closeWith(self, line: bytes, reason: CloseReason) -> None:
         """
         End the connection on purpose: everything queued for it, then ``line`` (a BYE or
         the ERR that explains the close), then nothing more.
@@ -618,18 +618,19 @@ class ChatServerProtocol(HeartbeatProtocol):
             return
         pending = self.factory.chat.take(self)
         self._finish(reason)
-        self._writeAndClose(pending + line)
+        self._writeAndClose(pending + line, reason)
 
     def closeNow(self, line: bytes) -> None:
         """Close at once: ``line`` if it still can be said, then abort without waiting."""
         if not self.done:
             pending = self.factory.chat.take(self)
-            self._finish("error")
+            self._finish(CloseReason.ERROR)
             self._write(pending + line)
         self.link.abortConnection()
 
-    def _writeAndClose(self, data: bytes) -> None:
-        self.closeReason = closing_reason(data) or self.closeReason
+    def _writeAndClose(self, data: bytes, reason: CloseReason) -> None:
+        # The reason is handed in with the last line: nothing re-reads what was written.
+        self.closeReason = reason.label
         self.bytesOut += len(data)
         link = self.link
         link.write(data)
@@ -642,9 +643,9 @@ class ChatServerProtocol(HeartbeatProtocol):
         link.loseConnection()
         self._closeTimer = self.clock.callLater(CLOSE_GRACE, link.abortConnection)
 
-    def _finish(self, reason: str) -> None:
+    def _finish(self, reason: CloseReason) -> None:
         if self.closeReason is None:
-            self.closeReason = reason
+            self.closeReason = reason.label
         self.done = True
         self.stopHeartbeat()
         if self._passwordCheck is not None:

@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from hbchat import wire
+from hbchat.closereasons import CloseReason
 from hbchat.lognames import NamedLogger
 from hbchat.server.comeback import comeback_delay
 from hbchat.server.interfaces import IChat
@@ -24,7 +25,7 @@ DRAIN_STEP = 0.1
 class Closable(Protocol):
     """A connection as the drain sees it."""
 
-    def closeWith(self, line: bytes, reason: str) -> None: ...
+    def closeWith(self, line: bytes, reason: CloseReason) -> None: ...
 
     def closeNow(self, line: bytes) -> None: ...
 
@@ -94,7 +95,7 @@ class Drain:
         for offset, connection in enumerate(batch):
             # Each its own moment to come back, so that the returns are evenly spread.
             at = comeback_delay(first + offset, count, sent_at, drain, hint, self.rng.random())
-            connection.closeWith(wire.bye("shutdown", retry=hint, at=at), "error")
+            connection.closeWith(wire.bye("shutdown", retry=hint, at=at), CloseReason.SHUTDOWN)
         if self._draining:
             self._drainCall = self.clock.callLater(step, self._drainBatch, size, step)
         else:

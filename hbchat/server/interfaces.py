@@ -23,6 +23,7 @@ from zope.interface import Attribute, Interface
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
+    from hbchat.closereasons import CloseReason
     from hbchat.server.sessions import Session
 
 
@@ -40,7 +41,7 @@ class IChatMember(Interface):
     def attached(session: Session[IChatMember]) -> None:
         """It holds ``session`` now (registered or resumed)."""
 
-    def closeWith(line: bytes, reason: str) -> None:
+    def closeWith(line: bytes, reason: CloseReason) -> None:
         """End the connection on purpose: what is queued for it, then ``line``, then nothing."""
 
 
@@ -71,8 +72,8 @@ class IChat(Interface):
     def take(member: IChatMember) -> bytes:
         """What is queued for ``member`` and not yet written, taken out of the queue."""
 
-    def leave(member: IChatMember, reason: str) -> None:
-        """``member`` is finished: announce the departure, keep the session for --grace or end it."""
+    def leave(member: IChatMember, reason: CloseReason) -> None:
+        """``member`` is finished: announce it (``LEFT`` with ``reason.left``), keep or end the session."""
 
     def closeSessions() -> None:
         """The chat ends: every session, attached or in grace, is closed."""
