@@ -22,9 +22,9 @@ from twisted.trial.unittest import FailTest, SkipTest, SynchronousTestCase
 
 from hbchat.config import ServerConfig
 from hbchat.ops.metrics import chat_registry
+from hbchat.ops.observed import ObservedChatFactory as ChatFactory
 from hbchat.ops.stats import CLOSE_REASONS
 from hbchat.server.listeners import Listener
-from hbchat.server.protocol import ChatFactory
 from hbchat.testing import FakePeer, FakeServer, RecordingTransport
 
 

@@ -32,7 +32,7 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.trial.unittest import SkipTest
 
-from hbchat.server.protocol import ChatFactory
+from hbchat.ops.observed import ObservedChatFactory as ChatFactory
 from hbchat.server.sendq import kernel_unsent
 from tests.test_integration import DEADLINE, ChatTestCase, LineClient, pendingOutput, serverSideOf, tcpPortOf, within
 

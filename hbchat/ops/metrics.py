@@ -26,8 +26,8 @@ from prometheus_client.utils import floatToGoString
 
 from hbchat.ops.hangup import RELOAD_OUTCOMES
 from hbchat.ops.histogram import Histogram
+from hbchat.ops.observed import ObservedChatFactory as ChatFactory
 from hbchat.ops.stats import CLOSE_REASONS, RESUME_OUTCOMES
-from hbchat.server.protocol import ChatFactory
 from hbchat.server.tls import ALPN_PROTOCOLS, NO_ALPN, ServerTLS
 
 
@@ -59,7 +59,7 @@ class ChatCollector(Collector):
         factory = self.factory
         stats = factory.stats
         connections = list(factory.connections)
-        listeners = stats.listeners
+        listeners = factory.listeners
 
         open_by_listener = Counter(protocol.listener for protocol in connections)
         opened = GaugeMetricFamily("hbchat_connections_open", "Connections open now, by listener.", labels=["listener"])

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
 
 from zope.interface import implementer
 
@@ -59,14 +58,6 @@ RESUME_OUTCOMES = ("complete", "partial", "unknown")
 CLOSE_REASONS = CLOSE_LABELS
 
 
-class Listening(Protocol):
-    """A listener as the stats see it (:class:`hbchat.listeners.Listener`)."""
-
-    description: str
-    accepted: int
-    listening: bool
-
-
 @dataclass
 class Totals:
     """Counts over every connection, closed and open."""
@@ -82,8 +73,6 @@ class ServerStats:
     """The chat's counters; one per :class:`~hbchat.server.ChatFactory`, told by the core as IServerEvents."""
 
     def __init__(self) -> None:
-        #: The listeners serving this chat, in the order of ``--listen``.
-        self.listeners: list[Listening] = []
         #: Connections closed, by reason (see ``CLOSE_REASONS``).
         self.closes: Counter[str] = Counter()
         #: RESUMEs, by outcome (see ``RESUME_OUTCOMES``).

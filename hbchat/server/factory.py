@@ -8,26 +8,61 @@ the per-connection limits of the configuration.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import ServerFactory
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from hbchat import wire
 from hbchat.auth.authlimit import BoundedChecker, FailureLimit
 from hbchat.config import ServerConfig
 from hbchat.lognames import NamedLogger
-from hbchat.ops.lag import ReactorLag
-from hbchat.ops.stats import ServerStats
 from hbchat.ratelimit import Bucket, ping_bucket
 from hbchat.server.admission import Admission, Gate
 from hbchat.server.backpressure import Backpressure
 from hbchat.server.chat import Chat
 from hbchat.server.connection import SLOW_PATIENCE, ChatServerProtocol
 from hbchat.server.drain import Drain
+from hbchat.server.interfaces import Counted, IServerEvents
 from hbchat.server.tls import identity_refusal
+
+
+class Listening(Protocol):
+    """A listener as operations see it (:class:`hbchat.server.listeners.Listener`)."""
+
+    description: str
+    accepted: int
+    listening: bool
+
+
+@implementer(IServerEvents)
+class NoEvents:
+    """Nobody counts: the events of a chat without operations wired in."""
+
+    def connectionClosed(self, connection: Counted) -> None:
+        pass
+
+    def roundTrip(self, seconds: float) -> None:
+        pass
+
+    def resumed(self, outcome: str) -> None:
+        pass
+
+    def lineRateLimited(self) -> None:
+        pass
+
+    def loginFailed(self) -> None:
+        pass
+
+    def handshakeEvicted(self) -> None:
+        pass
+
+    def acceptingPaused(self) -> None:
+        pass
 
 
 class ChatFactory(ServerFactory):
@@ -35,7 +70,13 @@ class ChatFactory(ServerFactory):
 
     log = NamedLogger("hbchat.server.ChatFactory")
 
-    def __init__(self, config: ServerConfig, clock: IReactorTime, checker: ICredentialsChecker | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        clock: IReactorTime,
+        checker: ICredentialsChecker | None = None,
+        events: IServerEvents | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
         #: With a checker, NICK must carry a password it accepts (``--auth``); at most
@@ -47,9 +88,11 @@ class ChatFactory(ServerFactory):
         self.identityRefusal: Callable[[object, bytes], str | None] | None = (
             identity_refusal if config.tls_identity else None
         )
-        self.stats = ServerStats()
-        #: Where the core's countable events go (hbchat.server.interfaces.IServerEvents).
-        self.events = self.stats
+        #: Where the core's countable events go (hbchat.server.interfaces.IServerEvents); the
+        #: service wires in hbchat.ops (hbchat.ops.observed), else nobody counts them.
+        self.events: IServerEvents = NoEvents() if events is None else events
+        #: The listeners serving this chat, in the order of ``--listen`` (hbchat.server.listeners).
+        self.listeners: list[Listening] = []
         self.maxBacklog = config.sendq_max
         #: Per-connection limits on lines and on PINGs; None with --rate 0.
         self.lineBucket = Bucket(config.rate, config.burst) if config.rate > 0 else None
@@ -73,17 +116,11 @@ class ChatFactory(ServerFactory):
         self.sparedVerdicts = 0
         #: Timeout verdicts put off to PING first: no PING had been sent in time (a stall).
         self.askedVerdicts = 0
-        #: Started and stopped with the listeners (startFactory, stopFactory).
-        self.lag = ReactorLag(clock)
 
     def _turnEnded(self) -> None:
         self.backpressure.turnEnded()
 
-    def startFactory(self) -> None:
-        self.lag.start()
-
     def stopFactory(self) -> None:
-        self.lag.stop()
         self.admission.stop()
 
     @property

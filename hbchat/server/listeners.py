@@ -29,7 +29,7 @@ from hbchat.server.tls import ServerTLS
 
 
 class Listener(Factory):
-    """The factory of one listening endpoint, registered in ``chat.stats.listeners``."""
+    """The factory of one listening endpoint, registered in ``chat.listeners``."""
 
     noisy = False
 
@@ -46,7 +46,7 @@ class Listener(Factory):
         #: An ssl: listener's TLS (its ALPN counts are metrics).
         self.tls: ServerTLS | None = None
         self._paused = False
-        chat.stats.listeners.append(self)
+        chat.listeners.append(self)
         chat.gates.append(self)
 
     def acceptAtMost(self, count: int) -> None:
