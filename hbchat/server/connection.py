@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from twisted.cred.credentials import UsernamePassword
-from twisted.cred.error import UnauthorizedLogin
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IConsumer,
     IDelayedCall,
@@ -25,7 +23,6 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from hbchat import wire
-from hbchat.auth.authlimit import BACKOFF_DELAY_MAX, CheckerBusyError, address_key
 from hbchat.closereasons import CloseReason
 from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.lognames import NamedLogger
@@ -37,6 +34,7 @@ from hbchat.server.interfaces import IChatMember
 from hbchat.server.sendq import SendQueue, send_queue
 from hbchat.server.sessions import Session
 from hbchat.server.tls import awaits_handshake
+from hbchat.server.verbs import COMMANDS
 from hbchat.server.writethrough import writer_for
 from hbchat.sockopts import enable_keepalive
 
@@ -50,9 +48,6 @@ SLOW_PATIENCE = 1.0
 #: How long a connection closed on purpose may take to flush its last line before it is
 #: aborted: a peer that does not read must not hold its socket, or a shutdown, for long.
 CLOSE_GRACE = 3.0
-
-#: Failed logins (ERR 401) one connection may have; the last one closes it.
-MAX_AUTH_FAILURES = 3
 
 
 def _unconnected(data: bytes) -> None:
@@ -118,11 +113,11 @@ class ChatServerProtocol(HeartbeatProtocol):
 
     #: While a password is being checked: the lines that arrived after the NICK, handled
     #: in order once the verdict is in (reading is paused meanwhile).
-    _held: list[bytes] | None = None
-    _heldOverflow = False
+    held: list[bytes] | None = None
+    heldOverflow = False
     authFailures = 0
     #: The password check under way (cancelled if the connection ends first).
-    _passwordCheck: Deferred[object] | None = None
+    passwordCheck: Deferred[object] | None = None
 
     #: The address counted for --max-per-ip (None: exempt, or not admitted).
     host: str | None = None
@@ -280,7 +275,7 @@ class ChatServerProtocol(HeartbeatProtocol):
         cast(IPushProducer, self.transport).pauseProducing()
 
     def resumeReading(self) -> None:
-        if not self.done and self._held is None:
+        if not self.done and self.held is None:
             if self._pausedAt is not None:
                 # What the client sent meanwhile arrives at once: the pause is its credit.
                 now = self.clock.seconds()
@@ -314,13 +309,13 @@ class ChatServerProtocol(HeartbeatProtocol):
         self.bytesIn += len(data)
         self.noteTraffic()
         lines, overflowed = self._framer.feed(data)
-        if self._held is not None:
-            self._held.extend(lines)
-            self._heldOverflow = self._heldOverflow or overflowed
+        if self.held is not None:
+            self.held.extend(lines)
+            self.heldOverflow = self.heldOverflow or overflowed
             return
-        self._handleLines(lines, overflowed)
+        self.handleLines(lines, overflowed)
 
-    def _handleLines(self, lines: list[bytes], overflowed: bool) -> None:
+    def handleLines(self, lines: list[bytes], overflowed: bool) -> None:
         commands = self._commands
         factory = self.factory
         bucket = factory.lineBucket
@@ -359,10 +354,10 @@ class ChatServerProtocol(HeartbeatProtocol):
             command(self, rest)
             if self.done:
                 return
-            if self._held is not None:
+            if self.held is not None:
                 # A password check is under way: the rest waits for its verdict.
-                self._held.extend(lines[index + 1 :])
-                self._heldOverflow = overflowed
+                self.held.extend(lines[index + 1 :])
+                self.heldOverflow = overflowed
                 return
         if overflowed:
             self.log.info("{peer} sent a line over {limit} bytes", peer=self.peer, limit=self._framer.max_line)
@@ -404,150 +399,6 @@ class ChatServerProtocol(HeartbeatProtocol):
             )
         self.sendLine(wire.err_rate_limited(verb))
 
-    # --- commands; each gets the bytes after the verb and its space ---
-
-    def do_PING(self, rest: bytes) -> None:
-        self.answerPing(b" " + rest if rest else b"")
-
-    def do_PONG(self, rest: bytes) -> None:
-        self.pongsReceived += 1
-        self.pongReceived(rest)
-
-    def do_NICK(self, rest: bytes) -> None:
-        if self.nick is not None:
-            self.sendLine(wire.ERR_ALREADY_REGISTERED)
-            return
-        arguments = rest.split(b" ")
-        if len(arguments) > 2:
-            self.sendLine(wire.ERR_NICK_ARGUMENTS)
-            return
-        nick = arguments[0]
-        if not wire.is_valid_nick(nick):
-            self.sendLine(wire.ERR_ERRONEOUS_NICKNAME)
-            return
-        refusal = self.factory.identityRefusal
-        if refusal is not None or self.factory.checker is not None:
-            wait = self.factory.loginFailures.refuse(address_key(self.link.getPeer()))
-            if wait > 0:
-                self._backOff(wait)
-                return
-        why = None if refusal is None else refusal(self.transport, nick)
-        if why is not None:
-            self._authFailed(nick, why)
-            return
-        checker = self.factory.checker
-        if checker is None:
-            self.factory.chat.register(self, nick).addCallback(self._registered)
-            return
-        if len(arguments) < 2 or not arguments[1]:
-            self._authFailed(nick, "no password")
-            return
-        # The verdict may come later: hold further input until it does.
-        self._held = []
-        self.pauseReading()
-        verdict = self._passwordCheck = maybeDeferred(checker.requestAvatarId, UsernamePassword(nick, arguments[1]))
-        verdict.addCallbacks(self._authSucceeded, self._authRejected, callbackArgs=(nick,), errbackArgs=(nick,))
-        verdict.addErrback(lambda failure: self.log.failure("handling a login verdict", failure))
-
-    def _backOff(self, wait: float) -> None:
-        """Too many failed logins from this address: ERR 503 and close, after a delay (hbchat.authlimit)."""
-        self.log.info("{peer} may not log in yet: too many failed logins from its address", peer=self.peer)
-        self._held = []
-        self.pauseReading()
-        delay = min(wait, BACKOFF_DELAY_MAX, self.factory.config.register_timeout / 2)
-        self.clock.callLater(delay, self.closeWith, wire.ERR_LOGIN_BACKOFF, CloseReason.AUTH_BACKOFF)
-
-    def _authSucceeded(self, avatar_id: object, nick: bytes) -> None:
-        self._passwordCheck = None
-        if self.done:
-            return
-        self.factory.chat.register(self, nick).addCallback(self._registered)
-        self._release()
-
-    def _registered(self, registered: bool) -> None:
-        if not registered:
-            self.sendLine(wire.ERR_NICK_IN_USE)
-
-    def _authRejected(self, failure: Failure, nick: bytes) -> None:
-        self._passwordCheck = None
-        if self.done:
-            return
-        if failure.check(CheckerBusyError):
-            self.log.info("{peer} may not log in now: --auth-checks and --auth-queue are full", peer=self.peer)
-            self.closeWith(wire.ERR_AUTH_BUSY, CloseReason.AUTH_BUSY)
-        elif failure.check(UnauthorizedLogin):
-            self._authFailed(nick, "wrong password or unknown nick")
-        else:
-            self.log.failure("checking the password of {nick} failed", failure, nick=nick.decode())
-            self._authFailed(nick, "checker error")
-        self._release()
-
-    def _authFailed(self, nick: bytes, why: str) -> None:
-        self.authFailures += 1
-        self.factory.events.loginFailed()
-        self.factory.loginFailures.failed(address_key(self.link.getPeer()))
-        self.log.info(
-            "{peer} failed to log in as {nick}: {why} ({count} of {limit})",
-            peer=self.peer,
-            nick=nick.decode(),
-            why=why,
-            count=self.authFailures,
-            limit=MAX_AUTH_FAILURES,
-        )
-        if self.authFailures >= MAX_AUTH_FAILURES:
-            self.closeWith(wire.ERR_UNAUTHORIZED, CloseReason.UNAUTHORIZED)
-        else:
-            self.sendLine(wire.ERR_UNAUTHORIZED)
-
-    def _release(self) -> None:
-        """The verdict is in: handle the held lines, in order, then read again."""
-        held, self._held = self._held or [], None
-        overflowed, self._heldOverflow = self._heldOverflow, False
-        if self.done:
-            return
-        self._handleLines(held, overflowed)
-        if self._held is None and not self.factory.backpressure.isPaused(self):
-            self.resumeReading()
-
-    def do_RESUME(self, rest: bytes) -> None:
-        if self.nick is not None:
-            self.sendLine(wire.ERR_ALREADY_REGISTERED)
-            return
-        arguments = rest.split(b" ")
-        # Any number of digits: one beyond the latest event replays nothing, like the latest.
-        last_seq = wire.decimal_at_most(arguments[-1], self.factory.chat.seq)
-        if len(arguments) != 2 or not arguments[0] or last_seq is None:
-            self.sendLine(wire.ERR_RESUME_ARGUMENTS)
-            return
-        self.factory.chat.resume(self, arguments[0], last_seq).addCallback(self._resumed)
-
-    def _resumed(self, resumed: bool) -> None:
-        if not resumed:
-            self.sendLine(wire.ERR_UNKNOWN_SESSION)
-
-    def do_SAY(self, rest: bytes) -> None:
-        if not rest:
-            self.sendLine(wire.ERR_EMPTY_MESSAGE)
-            return
-        self.factory.chat.say(self, rest)
-        self.factory.backpressure.spoke(self)
-
-    def do_TELL(self, rest: bytes) -> None:
-        target_nick, _, text = rest.partition(b" ")
-        if not text:
-            self.sendLine(wire.ERR_EMPTY_MESSAGE)
-            return
-        if not self.factory.chat.tell(self, target_nick, text):
-            self.sendLine(wire.ERR_NO_SUCH_NICK)
-
-    def do_WHO(self, rest: bytes) -> None:
-        self.sendLine(self.factory.chat.who())
-
-    def do_QUIT(self, rest: bytes) -> None:
-        if self.nick is not None:
-            self.log.info("{nick} quit ({peer})", nick=self.nick.decode(), peer=self.peer)
-        self.closeWith(wire.bye("quit"), CloseReason.QUIT)
-
     _commands: dict[bytes, Callable[[ChatServerProtocol, bytes], None]] = {}
 
     # --- heartbeat and endings ---
@@ -563,7 +414,7 @@ class ChatServerProtocol(HeartbeatProtocol):
 
     def mayMakeWay(self) -> bool:
         """Whether this connection may be closed to admit a newcomer: not while its password is checked."""
-        return self._held is None and not self.done
+        return self.held is None and not self.done
 
     def silent(self) -> None:
         if self.done:
@@ -648,14 +499,12 @@ class ChatServerProtocol(HeartbeatProtocol):
             self.closeReason = reason.label
         self.done = True
         self.stopHeartbeat()
-        if self._passwordCheck is not None:
-            check, self._passwordCheck = self._passwordCheck, None
+        if self.passwordCheck is not None:
+            check, self.passwordCheck = self.passwordCheck, None
             check.cancel()
         if self.handshaking:
             self.factory.admission.handshakeOver(self, registered=False)
         self.factory.chat.leave(self, reason)
 
 
-ChatServerProtocol._commands = {
-    name[3:].encode("ascii"): function for name, function in vars(ChatServerProtocol).items() if name.startswith("do_")
-}
+ChatServerProtocol._commands = dict(COMMANDS)

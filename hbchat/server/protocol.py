@@ -8,9 +8,10 @@ admission in :mod:`hbchat.server.admission` and the drain in :mod:`hbchat.server
 from __future__ import annotations
 
 from hbchat.server.admission import PAUSE_LOG_INTERVAL, Gate
-from hbchat.server.connection import CLOSE_GRACE, MAX_AUTH_FAILURES, SLOW_PATIENCE, ChatServerProtocol
+from hbchat.server.connection import CLOSE_GRACE, SLOW_PATIENCE, ChatServerProtocol
 from hbchat.server.drain import DRAIN_STEP
 from hbchat.server.factory import ChatFactory
+from hbchat.server.login import MAX_AUTH_FAILURES
 
 __all__ = [
     "CLOSE_GRACE",
