@@ -26,11 +26,12 @@ from hbchat import wire
 from hbchat.closereasons import CloseReason
 from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.lognames import NamedLogger
-from hbchat.ratelimit import MAX_STRIKES, credit_left, strikes_after
+from hbchat.ratelimit import MAX_STRIKES
 from hbchat.server.addresses import describe_peer, limited_host
 from hbchat.server.backpressure import kernel_user_timeout, set_high_water
 from hbchat.server.closes import peer_ending, purpose_why
 from hbchat.server.interfaces import IChatMember
+from hbchat.server.limits import LineLimits
 from hbchat.server.sendq import SendQueue, send_queue
 from hbchat.server.sessions import Session
 from hbchat.server.tls import awaits_handshake
@@ -68,7 +69,7 @@ class ChatServerProtocol(HeartbeatProtocol):
         "_backlog",
         "_closeTimer",
         "_framer",
-        "_fullAt",
+        "_limits",
         "_producing",
         "_write",
         "bytesIn",
@@ -129,20 +130,8 @@ class ChatServerProtocol(HeartbeatProtocol):
     #: Counted in ChatFactory.handshaking: admitted, not yet registered, not finished.
     handshaking = False
 
-    #: Rate limits (hbchat.ratelimit): when the line bucket (in ``__slots__``: every line
-    #: touches it) and the PING bucket are full again, and the ERR 429 strikes so far.
-    _fullAt: float
-    _pingFullAt = 0.0
-    _strikes = 0
-    _lastStrike = 0.0
-    #: The server's own pauses of reading, which never count against the line budget:
-    #: since when reading is paused (None: it is not), the seconds of pause not yet made
-    #: good, and from when they count (hbchat.ratelimit.credit_left).
-    _pausedAt: float | None = None
-    _rateCredit = 0.0
-    _creditSince = 0.0
-    _pingCredit = 0.0
-    _pingCreditSince = 0.0
+    #: Where it stands against --rate, --burst and the PING limit (hbchat.server.limits).
+    _limits: LineLimits
     #: What it holds unsent, in the transport and the kernel (None: not measurable).
     _sendq: SendQueue | None = None
 
@@ -152,7 +141,7 @@ class ChatServerProtocol(HeartbeatProtocol):
         self.connected = 0
         self.factory = factory
         self._framer = wire.LineFramer(factory.config.max_line)
-        self._fullAt = 0.0
+        self._limits = LineLimits()
         self.session = None
         self.nick = None
         self.peer = "?"
@@ -269,22 +258,13 @@ class ChatServerProtocol(HeartbeatProtocol):
         return None if sendq is None or not self.connected else sendq.unsent()
 
     def pauseReading(self) -> None:
-        if self._pausedAt is None:
-            self._pausedAt = self.clock.seconds()
+        self._limits.paused(self.clock.seconds())
         # Stream transports are push producers of what they read.
         cast(IPushProducer, self.transport).pauseProducing()
 
     def resumeReading(self) -> None:
         if not self.done and self.held is None:
-            if self._pausedAt is not None:
-                # What the client sent meanwhile arrives at once: the pause is its credit.
-                now = self.clock.seconds()
-                paused = now - self._pausedAt
-                self._rateCredit += paused
-                self._creditSince = max(now, self._fullAt)
-                self._pingCredit += paused
-                self._pingCreditSince = max(now, self._pingFullAt)
-                self._pausedAt = None
+            self._limits.resumed(self.clock.seconds())
             cast(IPushProducer, self.transport).resumeProducing()
 
     def cutAsSlow(self, why: str) -> None:
@@ -318,7 +298,7 @@ class ChatServerProtocol(HeartbeatProtocol):
     def handleLines(self, lines: list[bytes], overflowed: bool) -> None:
         commands = self._commands
         factory = self.factory
-        bucket = factory.lineBucket
+        bucket, pings, limits = factory.lineBucket, factory.pingBucket, self._limits
         # When these lines arrived (noteTraffic read the clock for this read already; for
         # lines held during a password check, when the last bytes came).
         now = self.lastReceived
@@ -327,17 +307,11 @@ class ChatServerProtocol(HeartbeatProtocol):
                 continue
             verb, _, rest = line.partition(b" ")
             verb = verb.upper()
-            if bucket is not None:
-                credit = self._rateCredit
-                if credit:
-                    credit = self._rateCredit = credit_left(credit, self._fullAt, now, self._creditSince)
-                full_at = bucket.take(self._fullAt, now, credit)
-                if full_at is None or (verb == b"PING" and not self._pingAllowed(now)):
-                    self._rateLimited(verb, now)
-                    if self.done:
-                        return
-                    continue
-                self._fullAt = full_at
+            if bucket is not None and not limits.allows(bucket, pings, verb, now):
+                self._rateLimited(verb, now)
+                if self.done:
+                    return
+                continue
             if not line.isascii():
                 try:
                     line.decode("utf-8")
@@ -365,21 +339,10 @@ class ChatServerProtocol(HeartbeatProtocol):
 
     # --- rate limits (--rate, --burst) ---
 
-    def _pingAllowed(self, now: float) -> bool:
-        credit = self._pingCredit
-        if credit:
-            credit = self._pingCredit = credit_left(credit, self._pingFullAt, now, self._pingCreditSince)
-        full_at = self.factory.pingBucket.take(self._pingFullAt, now, credit)
-        if full_at is None:
-            return False
-        self._pingFullAt = full_at
-        return True
-
     def _rateLimited(self, verb: bytes, now: float) -> None:
         """A line over the limit: ERR 429 (not handled); a peer that keeps on is kicked."""
         self.factory.events.lineRateLimited()
-        strikes = self._strikes = strikes_after(self._strikes, self._lastStrike, now)
-        self._lastStrike = now
+        strikes = self._limits.strike(now)
         if strikes > MAX_STRIKES:
             self.log.info(
                 "{nick} ({peer}) kicked: still over the rate limit after {count} ERR 429",
