@@ -15,8 +15,10 @@ from hbchat.ops.observed import ObservedChatFactory
 from hbchat.server.factory import ChatFactory, NoEvents
 from hbchat.server.interfaces import IServerEvents
 
-#: The service and twistd pieces: where operations are wired into the server.
+#: The service and twistd pieces: where operations and TLS policy are wired into the server.
 WIRING = {"service.py", "tap.py"}
+#: The modules that make up TLS and its listeners.
+TLS_ROOMS = WIRING | {"tls.py", "listeners.py"}
 
 
 def imported(path: Path) -> set[str]:
@@ -39,6 +41,15 @@ class CoreTests(SynchronousTestCase):
             if path.name not in WIRING
         }
         self.assertEqual({name: found for name, found in offenders.items() if found}, {})
+
+    def test_the_server_core_imports_no_tls_policy(self) -> None:
+        server = Path(hbchat.__file__).parent / "server"
+        offenders = {path.name for path in server.glob("*.py") if "hbchat.server.tls" in imported(path)}
+        self.assertEqual(offenders - TLS_ROOMS, set())
+
+    def test_tls_identity_without_a_check_handed_in_is_refused(self) -> None:
+        config = ServerConfig(tls_client_ca="ca.pem", tls_identity=True)
+        self.assertRaises(ValueError, ChatFactory, config, Clock())
 
     def test_a_chat_without_operations_counts_nothing_and_still_serves(self) -> None:
         factory = ChatFactory(ServerConfig(), Clock())

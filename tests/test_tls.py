@@ -289,7 +289,7 @@ class IdentityTests(SynchronousTestCase):
         self.clock = Clock()
         ca = str(self.ca.write(self.directory))
         self.config = ServerConfig(tls_client_ca=ca, tls_identity=True)
-        self.factory = ChatFactory(self.config, self.clock)
+        self.factory = ChatFactory(self.config, self.clock, identity_refusal=identity_refusal)
         self.tls = ServerTLS(parse_ssl(sslDescription(self.directory, self.ca.server()), ca))
 
     def nick(self, certificate: Issued, nick: bytes) -> bytes:
@@ -309,7 +309,12 @@ class IdentityTests(SynchronousTestCase):
         self.assertEqual(self.nick(self.ca.client("alice"), b"Alice"), wire.ERR_UNAUTHORIZED)
 
     def test_with_auth_too_the_certificate_names_the_nick_and_the_password_confirms_it(self) -> None:
-        self.factory = ChatFactory(self.config, self.clock, InMemoryUsernamePasswordDatabaseDontUse(alice=b"pw"))
+        self.factory = ChatFactory(
+            self.config,
+            self.clock,
+            InMemoryUsernamePasswordDatabaseDontUse(alice=b"pw"),
+            identity_refusal=identity_refusal,
+        )
         alice = self.ca.client("alice")
         self.assertEqual(self.nick(alice, b"alice"), wire.ERR_UNAUTHORIZED)
         self.assertEqual(self.nick(alice, b"bob pw"), wire.ERR_UNAUTHORIZED)

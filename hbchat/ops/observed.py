@@ -16,18 +16,24 @@ from twisted.internet.interfaces import IReactorTime
 from hbchat.config import ServerConfig
 from hbchat.ops.lag import ReactorLag
 from hbchat.ops.stats import ServerStats
-from hbchat.server.factory import ChatFactory
+from hbchat.server.factory import ChatFactory, IdentityRefusal
 
 
 class ObservedChatFactory(ChatFactory):
     """A :class:`ChatFactory` whose events are counted and whose reactor's lag is measured."""
 
-    def __init__(self, config: ServerConfig, clock: IReactorTime, checker: ICredentialsChecker | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        clock: IReactorTime,
+        checker: ICredentialsChecker | None = None,
+        identity_refusal: IdentityRefusal | None = None,
+    ) -> None:
         #: The chat's counters (what the core tells, through IServerEvents).
         self.stats = ServerStats()
         #: Started and stopped with the listeners (startFactory, stopFactory).
         self.lag = ReactorLag(clock)
-        super().__init__(config, clock, checker, events=self.stats)
+        super().__init__(config, clock, checker, events=self.stats, identity_refusal=identity_refusal)
 
     def startFactory(self) -> None:
         super().startFactory()

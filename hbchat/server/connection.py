@@ -19,6 +19,7 @@ from twisted.internet.interfaces import (
     IPushProducer,
 )
 from twisted.internet.protocol import connectionDone
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -34,7 +35,6 @@ from hbchat.server.interfaces import IChatMember
 from hbchat.server.limits import LineLimits
 from hbchat.server.sendq import SendQueue, send_queue
 from hbchat.server.sessions import Session
-from hbchat.server.tls import awaits_handshake
 from hbchat.server.verbs import COMMANDS
 from hbchat.server.writethrough import writer_for
 from hbchat.sockopts import enable_keepalive
@@ -49,6 +49,15 @@ SLOW_PATIENCE = 1.0
 #: How long a connection closed on purpose may take to flush its last line before it is
 #: aborted: a peer that does not read must not hold its socket, or a shutdown, for long.
 CLOSE_GRACE = 3.0
+
+
+def awaits_handshake(transport: object) -> bool:
+    """
+    Whether ``transport`` is TLS (Twisted's) whose handshake has yet to happen: on a server,
+    that is every TLS transport when its protocol's ``connectionMade`` runs (at the TCP
+    accept), which then hears ``handshakeCompleted``.
+    """
+    return isinstance(transport, TLSMemoryBIOProtocol)
 
 
 def _unconnected(data: bytes) -> None:

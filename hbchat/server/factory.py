@@ -28,7 +28,9 @@ from hbchat.server.chat import Chat
 from hbchat.server.connection import SLOW_PATIENCE, ChatServerProtocol
 from hbchat.server.drain import Drain
 from hbchat.server.interfaces import Counted, IServerEvents
-from hbchat.server.tls import identity_refusal
+
+#: Why a connection (its transport) may not take a nick; None: it may.
+IdentityRefusal = Callable[[object, bytes], "str | None"]
 
 
 class Listening(Protocol):
@@ -76,6 +78,7 @@ class ChatFactory(ServerFactory):
         clock: IReactorTime,
         checker: ICredentialsChecker | None = None,
         events: IServerEvents | None = None,
+        identity_refusal: IdentityRefusal | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -84,10 +87,11 @@ class ChatFactory(ServerFactory):
         self.checker = None if checker is None else BoundedChecker(checker, config.auth_checks, config.auth_queue)
         #: Failed logins per address (--auth-failures).
         self.loginFailures = FailureLimit(clock, config.auth_failures)
-        #: With --tls-identity: why a connection may not take a nick (None: it may).
-        self.identityRefusal: Callable[[object, bytes], str | None] | None = (
-            identity_refusal if config.tls_identity else None
-        )
+        #: With --tls-identity: why a connection may not take a nick (None: it may); the
+        #: check is TLS policy, handed in by the service (hbchat.server.tls.identity_refusal).
+        if config.tls_identity and identity_refusal is None:
+            raise ValueError("--tls-identity needs the check of a certificate's identity (identity_refusal)")
+        self.identityRefusal = identity_refusal if config.tls_identity else None
         #: Where the core's countable events go (hbchat.server.interfaces.IServerEvents); the
         #: service wires in hbchat.ops (hbchat.ops.observed), else nobody counts them.
         self.events: IServerEvents = NoEvents() if events is None else events

@@ -25,7 +25,7 @@ from hbchat.config import ConfigError, ServerConfig, parse_count, parse_rate, pa
 from hbchat.ops.observed import ObservedChatFactory
 from hbchat.ops.web import WithMetrics
 from hbchat.server.service import ChatService
-from hbchat.server.tls import is_ssl, load_certificates, load_options, parse_ssl
+from hbchat.server.tls import identity_refusal, is_ssl, load_certificates, load_options, parse_ssl
 
 DEFAULTS = ServerConfig()
 
@@ -359,7 +359,7 @@ def makeService(options: ServerOptions, reactor: Any = None) -> IService:
 
         reactor = installed_reactor
     config: ServerConfig = options.config
-    factory = ObservedChatFactory(config, reactor, options.checker)
+    factory = ObservedChatFactory(config, reactor, options.checker, identity_refusal=identity_refusal)
     service = ChatService(factory, config.listen, reactor)
     if options["metrics"] is not None:
         return WithMetrics(service, factory, options["metrics"], reactor)
