@@ -5,6 +5,9 @@ the drain (hbchat.server.drain), driven without a reactor or a connection.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -264,3 +267,76 @@ class ConnectionInterfaceTests(SynchronousTestCase):
         server = FakeServer()
         self.assertTrue(verifyObject(IChat, server.factory.chat))
         self.assertTrue(verifyObject(IServerEvents, server.factory.events))
+
+
+class LaterChat(Chat):
+    """A chat whose answers to NICK and RESUME come later, when the test says (as a shared store's would)."""
+
+    def __init__(
+        self, config: ServerConfig, clock: Clock, events: IServerEvents, turn_ended: Callable[[], None]
+    ) -> None:
+        super().__init__(config, clock, events, turn_ended)
+        self.pending: list[tuple[Deferred[bool], Callable[[], Deferred[bool]]]] = []
+
+    def register(self, member: IChatMember, nick: bytes) -> Deferred[bool]:
+        later: Deferred[bool] = Deferred()
+        self.pending.append((later, lambda: Chat.register(self, member, nick)))
+        return later
+
+    def resume(self, member: IChatMember, token: bytes, last_seq: int) -> Deferred[bool]:
+        later: Deferred[bool] = Deferred()
+        self.pending.append((later, lambda: Chat.resume(self, member, token, last_seq)))
+        return later
+
+    def answer(self) -> None:
+        pending, self.pending = self.pending, []
+        for later, answer in pending:
+            answer().chainDeferred(later)
+
+
+class LaterAnswerTests(SynchronousTestCase):
+    """A chat that answers later stands in without the connection code changing."""
+
+    def setUp(self) -> None:
+        self.server = FakeServer()
+        factory = self.server.factory
+        self.chat = LaterChat(factory.config, self.server.clock, factory.events, factory._turnEnded)
+        factory.chat = factory.drain.chat = self.chat
+
+    def test_the_lines_after_a_nick_wait_for_the_chats_answer(self) -> None:
+        peer = self.server.connect()
+        peer.send(b"NICK alice\nSAY hello\n")
+        self.assertNotIn(b"ERR", b"".join(peer.received()))
+        self.assertTrue(peer.protocol.held is not None)
+        self.chat.answer()
+        lines = peer.received()
+        self.assertTrue(lines[0].startswith(b"WELCOME alice "))
+        self.assertEqual(lines[1:], [b"JOIN 1 alice", b"MSG 2 alice hello"])
+        self.assertIsNone(peer.protocol.held)
+
+    def test_a_taken_nick_answered_later_is_refused_and_the_held_lines_are_handled_unregistered(self) -> None:
+        first = self.server.connect()
+        first.send(b"NICK alice\n")
+        self.chat.answer()
+        second = self.server.connect()
+        second.received()
+        second.send(b"NICK alice\nWHO\n")
+        self.chat.answer()
+        lines = second.received()
+        self.assertEqual(lines[0], wire.ERR_NICK_IN_USE.rstrip(b"\n"))
+        self.assertEqual(lines[1], wire.ERR_REGISTER_FIRST.rstrip(b"\n"))
+
+    def test_a_resume_answered_later_replays_before_the_lines_after_it(self) -> None:
+        alice = self.server.connect()
+        alice.send(b"NICK alice\n")
+        self.chat.answer()
+        welcome = alice.received()[1]
+        token = welcome.split(b" ")[2]
+        alice.lose()
+        again = self.server.connect()
+        again.received()
+        again.send(b"RESUME " + token + b" 1\nSAY back\n")
+        self.chat.answer()
+        lines = again.received()
+        self.assertTrue(lines[0].startswith(b"WELCOME alice "))
+        self.assertEqual(lines[-2:], [b"JOIN 3 alice", b"MSG 4 alice back"])

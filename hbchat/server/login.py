@@ -9,11 +9,12 @@ the verdict is in) and does not read more.  Functions of the connection, for its
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.python.failure import Failure
 
 from hbchat import wire
@@ -53,7 +54,7 @@ def nick(connection: ChatServerProtocol, rest: bytes) -> None:
         return
     checker = factory.checker
     if checker is None:
-        factory.chat.register(connection, name).addCallback(_registered, connection)
+        answered(connection, factory.chat.register(connection, name), _registered)
         return
     if len(arguments) < 2 or not arguments[1]:
         _failed(connection, name, "no password")
@@ -64,6 +65,30 @@ def nick(connection: ChatServerProtocol, rest: bytes) -> None:
     verdict = connection.passwordCheck = maybeDeferred(checker.requestAvatarId, UsernamePassword(name, arguments[1]))
     verdict.addCallbacks(_succeeded, _rejected, callbackArgs=(connection, name), errbackArgs=(connection, name))
     verdict.addErrback(lambda failure: connection.log.failure("handling a login verdict", failure))
+
+
+def answered(
+    connection: ChatServerProtocol, answer: Deferred[bool], then: Callable[[bool, ChatServerProtocol], None]
+) -> bool:
+    """
+    Handle the chat's ``answer`` (to NICK or RESUME) with ``then``; True if it was in at once.
+
+    A chat may answer later (one shared through a store, say): until it does, the connection
+    holds what it reads, as during a password check, and handles it once the answer is in, so
+    that the lines after a NICK are never taken for those of an unregistered connection.
+    """
+    if answer.called:
+        answer.addCallback(then, connection)
+        return True
+    if connection.held is None:
+        connection.held = []
+        connection.pauseReading()
+    answer.addCallback(then, connection)
+    answer.addErrback(
+        lambda failure: connection.log.failure("the chat failed to answer {peer}", failure, peer=connection.peer)
+    )
+    answer.addBoth(lambda _: _release(connection))
+    return False
 
 
 def _back_off(connection: ChatServerProtocol, wait: float) -> None:
@@ -79,8 +104,8 @@ def _succeeded(avatar_id: object, connection: ChatServerProtocol, name: bytes) -
     connection.passwordCheck = None
     if connection.done:
         return
-    connection.factory.chat.register(connection, name).addCallback(_registered, connection)
-    _release(connection)
+    if answered(connection, connection.factory.chat.register(connection, name), _registered):
+        _release(connection)
 
 
 def _registered(registered: bool, connection: ChatServerProtocol) -> None:

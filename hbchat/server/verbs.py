@@ -37,7 +37,7 @@ def resume(connection: ChatServerProtocol, rest: bytes) -> None:
     if len(arguments) != 2 or not arguments[0] or last_seq is None:
         connection.sendLine(wire.ERR_RESUME_ARGUMENTS)
         return
-    chat.resume(connection, arguments[0], last_seq).addCallback(_resumed, connection)
+    login.answered(connection, chat.resume(connection, arguments[0], last_seq), _resumed)
 
 
 def _resumed(resumed: bool, connection: ChatServerProtocol) -> None:
