@@ -32,7 +32,55 @@ def imported(path: Path) -> set[str]:
     return names
 
 
+def module_graph(package: Path, prefix: str) -> dict[str, set[str]]:
+    """The modules under ``package`` (named from ``prefix``) and those of them each imports."""
+    modules = {
+        prefix + "." + str(path.relative_to(package).with_suffix("")).replace("/", "."): path
+        for path in package.rglob("*.py")
+    }
+    modules = {name.removesuffix(".__init__"): path for name, path in modules.items()}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module is not None:
+                targets = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            else:
+                continue
+            edges.update(target for target in targets if target in modules and target != name)
+        graph[name] = edges
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Some import cycles of ``graph`` (none: it has none)."""
+    found: list[list[str]] = []
+    state: dict[str, int] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for target in sorted(graph[name]):
+            if state.get(target) == 1:
+                found.append([*path[path.index(target) :], target])
+            elif target not in state:
+                visit(target, [*path, target])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    return found
+
+
 class CoreTests(SynchronousTestCase):
+    def test_the_server_and_ops_import_no_module_that_imports_them_back(self) -> None:
+        graph = module_graph(Path(hbchat.__file__).parent, "hbchat")
+        # The server, operations and what is shared; the client's and the bench's rooms are theirs.
+        ours = {name for name in graph if name.startswith(("hbchat.server", "hbchat.ops")) or name.count(".") == 1}
+        self.assertEqual(cycles({name: graph[name] & ours if name in ours else set() for name in graph}), [])
+
     def test_the_server_core_imports_nothing_from_ops(self) -> None:
         server = Path(hbchat.__file__).parent / "server"
         offenders = {

@@ -16,7 +16,8 @@ from twisted.internet.interfaces import IReactorTime
 from hbchat.config import ServerConfig
 from hbchat.ops.lag import ReactorLag
 from hbchat.ops.stats import ServerStats
-from hbchat.server.factory import ChatFactory, IdentityRefusal
+from hbchat.server.factory import ChatFactory
+from hbchat.server.host import IdentityRefusal
 
 
 class ObservedChatFactory(ChatFactory):

@@ -9,7 +9,7 @@ the chat only through :class:`~hbchat.server.interfaces.IChat` (``factory.chat``
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
@@ -31,16 +31,13 @@ from hbchat.ratelimit import MAX_STRIKES
 from hbchat.server.addresses import describe_peer, limited_host
 from hbchat.server.backpressure import kernel_user_timeout, set_high_water
 from hbchat.server.closes import peer_ending, purpose_why
+from hbchat.server.host import Host
 from hbchat.server.interfaces import IChatMember
-from hbchat.server.limits import LineLimits
+from hbchat.server.limits import LIMIT_SLOTS, LineLimits
 from hbchat.server.sendq import SendQueue, send_queue
 from hbchat.server.sessions import Session
-from hbchat.server.verbs import COMMANDS
 from hbchat.server.writethrough import writer_for
 from hbchat.sockopts import enable_keepalive
-
-if TYPE_CHECKING:
-    from hbchat.server.factory import ChatFactory
 
 #: Seconds a congested receiver may hold every sender back before it counts as a slow
 #: consumer; a healthy one drains in milliseconds.
@@ -65,7 +62,7 @@ def _unconnected(data: bytes) -> None:
 
 
 @implementer(IPushProducer, IHandshakeListener, IChatMember)
-class ChatServerProtocol(HeartbeatProtocol):
+class ChatServerProtocol(HeartbeatProtocol, LineLimits):
     """
     One client connection: registration, commands, heartbeat, and how it ends.
 
@@ -78,7 +75,6 @@ class ChatServerProtocol(HeartbeatProtocol):
         "_backlog",
         "_closeTimer",
         "_framer",
-        "_limits",
         "_producing",
         "_write",
         "bytesIn",
@@ -94,10 +90,11 @@ class ChatServerProtocol(HeartbeatProtocol):
         "pongsReceived",
         "session",
         "transport",
+        *LIMIT_SLOTS,
     )
 
     log = NamedLogger("hbchat.server.ChatServerProtocol")
-    factory: ChatFactory
+    factory: Host
 
     #: Set while registered; the session outlives the connection when it may be resumed.
     session: Session[IChatMember] | None
@@ -139,18 +136,16 @@ class ChatServerProtocol(HeartbeatProtocol):
     #: Counted in ChatFactory.handshaking: admitted, not yet registered, not finished.
     handshaking = False
 
-    #: Where it stands against --rate, --burst and the PING limit (hbchat.server.limits).
-    _limits: LineLimits
     #: What it holds unsent, in the transport and the kernel (None: not measurable).
     _sendq: SendQueue | None = None
 
-    def __init__(self, factory: ChatFactory) -> None:
+    def __init__(self, factory: Host) -> None:
         super().__init__(factory.clock)
         self.transport = None
         self.connected = 0
         self.factory = factory
         self._framer = wire.LineFramer(factory.config.max_line)
-        self._limits = LineLimits()
+        self.startLimits()
         self.session = None
         self.nick = None
         self.peer = "?"
@@ -267,13 +262,13 @@ class ChatServerProtocol(HeartbeatProtocol):
         return None if sendq is None or not self.connected else sendq.unsent()
 
     def pauseReading(self) -> None:
-        self._limits.paused(self.clock.seconds())
+        self.readingPaused(self.clock.seconds())
         # Stream transports are push producers of what they read.
         cast(IPushProducer, self.transport).pauseProducing()
 
     def resumeReading(self) -> None:
         if not self.done and self.held is None:
-            self._limits.resumed(self.clock.seconds())
+            self.readingResumed(self.clock.seconds())
             cast(IPushProducer, self.transport).resumeProducing()
 
     def cutAsSlow(self, why: str) -> None:
@@ -305,9 +300,9 @@ class ChatServerProtocol(HeartbeatProtocol):
         self.handleLines(lines, overflowed)
 
     def handleLines(self, lines: list[bytes], overflowed: bool) -> None:
-        commands = self._commands
+        commands = self.factory.commands
         factory = self.factory
-        bucket, pings, limits = factory.lineBucket, factory.pingBucket, self._limits
+        bucket, pings = factory.lineBucket, factory.pingBucket
         # When these lines arrived (noteTraffic read the clock for this read already; for
         # lines held during a password check, when the last bytes came).
         now = self.lastReceived
@@ -316,7 +311,7 @@ class ChatServerProtocol(HeartbeatProtocol):
                 continue
             verb, _, rest = line.partition(b" ")
             verb = verb.upper()
-            if bucket is not None and not limits.allows(bucket, pings, verb, now):
+            if bucket is not None and not self.withinLimits(bucket, pings, verb, now):
                 self._rateLimited(verb, now)
                 if self.done:
                     return
@@ -351,7 +346,7 @@ class ChatServerProtocol(HeartbeatProtocol):
     def _rateLimited(self, verb: bytes, now: float) -> None:
         """A line over the limit: ERR 429 (not handled); a peer that keeps on is kicked."""
         self.factory.events.lineRateLimited()
-        strikes = self._limits.strike(now)
+        strikes = self.strike(now)
         if strikes > MAX_STRIKES:
             self.log.info(
                 "{nick} ({peer}) kicked: still over the rate limit after {count} ERR 429",
@@ -370,8 +365,6 @@ class ChatServerProtocol(HeartbeatProtocol):
                 burst=self.factory.config.burst,
             )
         self.sendLine(wire.err_rate_limited(verb))
-
-    _commands: dict[bytes, Callable[[ChatServerProtocol, bytes], None]] = {}
 
     # --- heartbeat and endings ---
 
@@ -477,6 +470,3 @@ class ChatServerProtocol(HeartbeatProtocol):
         if self.handshaking:
             self.factory.admission.handshakeOver(self, registered=False)
         self.factory.chat.leave(self, reason)
-
-
-ChatServerProtocol._commands = dict(COMMANDS)

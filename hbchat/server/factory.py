@@ -7,7 +7,6 @@ the per-connection limits of the configuration.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
 
 from twisted.cred.checkers import ICredentialsChecker
@@ -22,15 +21,14 @@ from hbchat.auth.authlimit import BoundedChecker, FailureLimit
 from hbchat.config import ServerConfig
 from hbchat.lognames import NamedLogger
 from hbchat.ratelimit import Bucket, ping_bucket
+from hbchat.server import verbs
 from hbchat.server.admission import Admission, Gate
 from hbchat.server.backpressure import Backpressure
 from hbchat.server.chat import Chat
 from hbchat.server.connection import SLOW_PATIENCE, ChatServerProtocol
 from hbchat.server.drain import Drain
+from hbchat.server.host import IdentityRefusal
 from hbchat.server.interfaces import Counted, IServerEvents
-
-#: Why a connection (its transport) may not take a nick; None: it may.
-IdentityRefusal = Callable[[object, bytes], "str | None"]
 
 
 class Listening(Protocol):
@@ -98,6 +96,8 @@ class ChatFactory(ServerFactory):
         #: The listeners serving this chat, in the order of ``--listen`` (hbchat.server.listeners).
         self.listeners: list[Listening] = []
         self.maxBacklog = config.sendq_max
+        #: The verbs its connections understand (hbchat.server.verbs), by their upper-case bytes.
+        self.commands = verbs.COMMANDS
         #: Per-connection limits on lines and on PINGs; None with --rate 0.
         self.lineBucket = Bucket(config.rate, config.burst) if config.rate > 0 else None
         self.pingBucket = ping_bucket(config.ping)

@@ -11,38 +11,37 @@ from __future__ import annotations
 
 from hbchat.ratelimit import Bucket, credit_left, strikes_after
 
+#: The number every line touches, as a slot of the class that uses the mixin.
+LIMIT_SLOTS = ("_fullAt",)
+
 
 class LineLimits:
-    """Where one connection stands against the line and PING buckets."""
+    """
+    Where one connection stands against the line and PING buckets, as a mixin: the line
+    bucket's full-again time lives in a slot of the class that uses it (:data:`LIMIT_SLOTS`,
+    set by :meth:`startLimits`: every line touches it); the rest keep their class defaults
+    until a connection first needs its own, so that a connection carries no extra object.
+    """
 
-    __slots__ = (
-        "_creditSince",
-        "_fullAt",
-        "_lastStrike",
-        "_pausedAt",
-        "_pingCredit",
-        "_pingCreditSince",
-        "_pingFullAt",
-        "_rateCredit",
-        "strikes",
-    )
+    _fullAt: float
+    #: When the PING bucket is full again.
+    _pingFullAt = 0.0
+    #: ERR 429 so far (forgotten after hbchat.ratelimit.STRIKE_MEMORY), and the last one.
+    strikes = 0
+    _lastStrike = 0.0
+    #: Since when reading is paused (None: it is not), the seconds of pause not yet made
+    #: good, and from when they count (hbchat.ratelimit.credit_left).
+    _pausedAt: float | None = None
+    _rateCredit = 0.0
+    _creditSince = 0.0
+    _pingCredit = 0.0
+    _pingCreditSince = 0.0
 
-    def __init__(self) -> None:
-        #: When the line bucket and the PING bucket are full again.
+    def startLimits(self) -> None:
+        """A new connection: its line bucket is full."""
         self._fullAt = 0.0
-        self._pingFullAt = 0.0
-        #: ERR 429 so far (forgotten after hbchat.ratelimit.STRIKE_MEMORY), and the last one.
-        self.strikes = 0
-        self._lastStrike = 0.0
-        #: Since when reading is paused (None: it is not), the seconds of pause not yet made
-        #: good, and from when they count (hbchat.ratelimit.credit_left).
-        self._pausedAt: float | None = None
-        self._rateCredit = 0.0
-        self._creditSince = 0.0
-        self._pingCredit = 0.0
-        self._pingCreditSince = 0.0
 
-    def allows(self, lines: Bucket, pings: Bucket, verb: bytes, now: float) -> bool:
+    def withinLimits(self, lines: Bucket, pings: Bucket, verb: bytes, now: float) -> bool:
         """Whether a line (``verb``) arriving at ``now`` is within the limits; it is counted if so."""
         credit = self._rateCredit
         if credit:
@@ -69,12 +68,12 @@ class LineLimits:
         self._lastStrike = now
         return strikes
 
-    def paused(self, now: float) -> None:
+    def readingPaused(self, now: float) -> None:
         """The server stopped reading the connection."""
         if self._pausedAt is None:
             self._pausedAt = now
 
-    def resumed(self, now: float) -> None:
+    def readingResumed(self, now: float) -> None:
         """The server reads again: what the client sent meanwhile arrives at once, so the pause is its credit."""
         if self._pausedAt is not None:
             paused = now - self._pausedAt
@@ -83,3 +82,10 @@ class LineLimits:
             self._pingCredit += paused
             self._pingCreditSince = max(now, self._pingFullAt)
             self._pausedAt = None
+
+
+class Standing(LineLimits):
+    """The limits' numbers on their own (for tests, and for what is not a connection)."""
+
+    def __init__(self) -> None:
+        self.startLimits()
