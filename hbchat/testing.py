@@ -1,7 +1,8 @@
 """
 Fakes for testing code that talks to an hbchat server, without sockets or real time.
 
-A :class:`FakeServer` is a real :class:`~hbchat.server.ChatFactory` on a ``task.Clock``;
+A :class:`FakeServer` is a real chat factory (:class:`~hbchat.ops.observed.ObservedChatFactory`,
+with its counters) on a ``task.Clock``;
 each :class:`FakePeer` is one connection to it over a ``StringTransport``.  A
 :class:`FakeNetwork` is a client endpoint whose connections reach a ``FakeServer`` in
 memory, for testing clients; it can cut every connection, losing whatever was in flight.  Time moves only
@@ -25,7 +26,8 @@ from twisted.test import iosim
 from zope.interface import implementer
 
 from hbchat.config import ServerConfig
-from hbchat.server.protocol import ChatFactory, ChatServerProtocol
+from hbchat.ops.observed import ObservedChatFactory
+from hbchat.server.connection import ChatServerProtocol
 
 
 class RecordingTransport(StringTransport):
@@ -122,7 +124,7 @@ class FakeServer:
     def __init__(self, checker: ICredentialsChecker | None = None, **settings: Any) -> None:
         self.clock = ReactorClock()
         self.config = ServerConfig(**settings)
-        self.factory = ChatFactory(self.config, self.clock, checker)
+        self.factory = ObservedChatFactory(self.config, self.clock, checker)
         self._nextPort = 40000
 
     def connect(self) -> FakePeer:

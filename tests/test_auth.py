@@ -210,7 +210,7 @@ class PendingVerdictTests(SynchronousTestCase):
         self.peer.send(b"NICK alice secret\n")
         self.peer.lose()
         self.checker.requests[0][2].callback(b"alice")
-        self.assertEqual(len(self.server.factory.sessions), 0)
+        self.assertEqual(len(self.server.factory.chat.sessions), 0)
 
     def test_the_registration_deadline_still_applies(self) -> None:
         self.peer.send(b"NICK alice secret\n")

@@ -219,7 +219,7 @@ class ServerBackpressureTests(SynchronousTestCase):
         self.bob.protocol.pauseProducing()
         self.alice.sendLine("SAY overflow the small backlog")
         self.bob.finishClose()
-        self.assertIsNotNone(self.server.factory.sessions.byNick(b"bob"))
+        self.assertIsNotNone(self.server.factory.chat.sessions.byNick(b"bob"))
 
 
 class BoundedPatienceTests(SynchronousTestCase):

@@ -249,7 +249,7 @@ class ResumeTests(ClientTestCase):
         self.network.advance(2)
         self.network.flush()
         self.assertEqual(self.ownTexts(self.observer), ["one", "two", "three"])
-        history = self.server.factory.history.since(0)[0]
+        history = self.server.factory.chat.history.since(0)[0]
         self.assertEqual([line for line in history if line.startswith(b"MSG")].count(b"MSG 2 carol one\n"), 1)
         self.assertTrue(self.factory.session.idle)
 
@@ -261,7 +261,7 @@ class ResumeTests(ClientTestCase):
             pump.serverIO.bufferReceived(pump.clientIO.getOutBuffer())
         self.network.cut()
         self.network.advance(2)
-        says = [line for line in self.server.factory.history.since(0)[0] if line.startswith(b"MSG")]
+        says = [line for line in self.server.factory.chat.history.since(0)[0] if line.startswith(b"MSG")]
         self.assertEqual(says, [b"MSG 2 carol one\n", b"MSG 3 carol two\n"])
         self.assertEqual(self.ownTexts(self.observer), ["one", "two"])
 
@@ -368,7 +368,7 @@ class ReconnectTests(ClientTestCase):
 
     def test_the_moment_a_shutdown_names_is_followed_exactly(self) -> None:
         self.server.factory.config = self.server.factory.config.__class__(retry_hint=4, ping=5, timeout=15)
-        self.server.factory._rng = random.Random(11)
+        self.server.factory.drain.rng = random.Random(11)
         expected = round(comeback_delay(0, 1, 0.0, 0.0, 4, random.Random(11).random()), 3)
         self.server.factory.shutdown()
         self.network.flush()

@@ -72,4 +72,4 @@ class DrainTests(SynchronousTestCase):
         for peer in self.peers[1:]:
             peer.finishClose()
         self.server.clock.advance(3)
-        self.assertEqual(len(self.server.factory.sessions), 0)
+        self.assertEqual(len(self.server.factory.chat.sessions), 0)

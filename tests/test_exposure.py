@@ -15,8 +15,8 @@ from zope.interface.verify import verifyObject
 
 from hbchat.config import ServerConfig
 from hbchat.ops.exposure import WarnIfExposed, reachable_from_elsewhere
+from hbchat.ops.observed import ObservedChatFactory as ChatFactory
 from hbchat.ops.web import WithMetrics
-from hbchat.server.protocol import ChatFactory
 from tests.test_integration import DEADLINE, within
 from tests.test_web import SlowChat
 

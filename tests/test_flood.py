@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from hbchat.server.protocol import ChatFactory
+from hbchat.ops.observed import ObservedChatFactory as ChatFactory
 from hbchat.server.sendq import kernel_unsent
 from tests.test_integration import DEADLINE, ChatTestCase, LineClient, pendingOutput, within
 

@@ -81,7 +81,7 @@ class ServerGraceBoundTests(SynchronousTestCase):
             peer.received()
             tokens.append(token_and_seq(peer.register(f"user{number}")[0])[0])
             peer.lose()
-        self.assertEqual(server.factory.sessions.inGrace, 5)
+        self.assertEqual(server.factory.chat.sessions.inGrace, 5)
         metrics = scrape(server.factory)
         self.assertEqual(metrics["hbchat_sessions_in_grace"], 5)
         self.assertEqual(metrics["hbchat_sessions_grace_evicted_total{bound=max_grace}"], 45)

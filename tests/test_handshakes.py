@@ -252,9 +252,9 @@ class MakingWayTests(SynchronousTestCase):
     def test_no_timer_is_left_once_the_room_has_space(self) -> None:
         first = self.server.connect()
         self.server.connect()
-        self.assertTrue(self.server.factory._makeWayCall is not None)
+        self.assertTrue(self.server.factory.admission.makeWayCall is not None)
         first.register("alice")
-        self.assertIsNone(self.server.factory._makeWayCall)
+        self.assertIsNone(self.server.factory.admission.makeWayCall)
 
 
 class ListenQueueTests(ChatTestCase):

@@ -48,6 +48,6 @@ class ServerHistoryTests(SynchronousTestCase):
         alice = server.registered("alice")
         for n in range(5):
             alice.sendLine(f"SAY {n}")
-        history = server.factory.history
+        history = server.factory.chat.history
         self.assertEqual(len(history), 3)
         self.assertEqual(history.since(0)[0], [b"MSG 4 alice 2\n", b"MSG 5 alice 3\n", b"MSG 6 alice 4\n"])

@@ -27,7 +27,10 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from hbchat.config import ServerConfig
-from hbchat.server.protocol import CLOSE_GRACE, ChatFactory
+from hbchat.ops.observed import ObservedChatFactory as ChatFactory
+from hbchat.server.connection import CLOSE_GRACE
+from hbchat.server.factory import ChatFactory as ServerChatFactory
+from hbchat.server.listeners import Listener
 from hbchat.server.service import ChatService
 from hbchat.server.tap import ServerOptions, makeService
 
@@ -242,7 +245,7 @@ def listeningAddresses(factory: ChatFactory) -> list[Any]:
 def chatBehind(portFactory: Any) -> Any:
     """The chat a port's factory leads to: through TLS (``wrappedFactory``) and a Listener (``chat``)."""
     listener = getattr(portFactory, "wrappedFactory", portFactory)
-    return getattr(listener, "chat", listener)
+    return listener.chat if isinstance(listener, Listener) else listener
 
 
 def tcpPortOf(factory: ChatFactory) -> int:
@@ -252,7 +255,7 @@ def tcpPortOf(factory: ChatFactory) -> int:
     return int(ports[0])
 
 
-def forgetSessions(factory: ChatFactory) -> None:
+def forgetSessions(factory: ServerChatFactory) -> None:
     """
     End the sessions a stopped server still keeps for resumption (a user cut by a timeout
     stays resumable for --grace seconds): their expiry timers would outlive the test.

@@ -22,11 +22,10 @@ from twisted.trial.unittest import FailTest, SkipTest, SynchronousTestCase
 
 from hbchat.config import ServerConfig
 from hbchat.ops.metrics import chat_registry
-from hbchat.ops.stats import CLOSE_REASONS, closing_reason
+from hbchat.ops.observed import ObservedChatFactory as ChatFactory
+from hbchat.ops.stats import CLOSE_REASONS
 from hbchat.server.listeners import Listener
-from hbchat.server.protocol import ChatFactory
 from hbchat.testing import FakePeer, FakeServer, RecordingTransport
-from hbchat.wire import bye
 
 
 def sample_key(name: str, labels: dict[str, str]) -> str:
@@ -254,18 +253,6 @@ class CountersTests(SynchronousTestCase):
         self.assertEqual(values["hbchat_listening{listener=unix:/run/hbchat.sock}"], 0)
         tcp.doStop()
         self.assertEqual(scrape(factory)["hbchat_listening{listener=tcp:6464}"], 0)
-
-
-class ClosingReasonTests(SynchronousTestCase):
-    def test_the_last_line_tells_the_reason(self) -> None:
-        self.assertEqual(closing_reason(b"MSG 1 a hi\nBYE quit\n"), "quit")
-        self.assertEqual(closing_reason(bye("shutdown", retry=10)), "shutdown")
-        self.assertEqual(closing_reason(b"ERR 503 server full\n"), "full")
-        self.assertEqual(closing_reason(b"ERR 408 registration timeout\n"), "register_timeout")
-        self.assertEqual(closing_reason(b"ERR 413 line too long\n"), "line_too_long")
-        self.assertEqual(closing_reason(b"BYE replaced\n"), "replaced")
-        self.assertIsNone(closing_reason(b"BYE something new\n"))
-        self.assertIsNone(closing_reason(b""))
 
 
 class ExpositionTests(SynchronousTestCase):

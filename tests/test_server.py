@@ -646,9 +646,9 @@ class WhoBurstTests(SynchronousTestCase):
         asker = peers[0]
         asker.received()
         asker.protocol.dataReceived(b"SAY x\n" + b"WHO\n" * 1000)
-        queued = server.factory.fanout._direct[asker.protocol]
+        queued = server.factory.chat.fanout._direct[asker.protocol]
         self.assertEqual(len({id(data) for _, data in queued}), 1)
-        self.assertEqual(asker.received()[-1], server.factory.who().rstrip(b"\n"))
+        self.assertEqual(asker.received()[-1], server.factory.chat.who().rstrip(b"\n"))
 
 
 class PerAddressLimitTests(SynchronousTestCase):

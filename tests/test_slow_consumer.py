@@ -32,7 +32,7 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.trial.unittest import SkipTest
 
-from hbchat.server.protocol import ChatFactory
+from hbchat.ops.observed import ObservedChatFactory as ChatFactory
 from hbchat.server.sendq import kernel_unsent
 from tests.test_integration import DEADLINE, ChatTestCase, LineClient, pendingOutput, serverSideOf, tcpPortOf, within
 
@@ -330,7 +330,7 @@ class SlowConsumerTests(SlowConsumerTestCase):
             self.assertEqual(left.group(1), scene.lefts[0].group(1))
         self.assertEqual(len(scene.cuts), 1, scene.cuts)
         self.assertTrue(scene.stuckSide.done)
-        self.assertNotIn(scene.stuckSide, scene.factory.fanout)
+        self.assertNotIn(scene.stuckSide, scene.factory.chat.fanout)
         log.info("slow consumer: {report}", report=self.report(scene))
 
         # The others keep chatting: more MSGs from both flooders after the LEFT (when the
@@ -419,7 +419,7 @@ class SlowConsumerTests(SlowConsumerTestCase):
         self.assertLess(sampler.maxWatched, self.MAX)
 
         cast(IPushProducer, stuck.transport).resumeProducing()
-        yield stuck.waitForLine(rf"MSG {scene.factory.seq} .*")
+        yield stuck.waitForLine(rf"MSG {scene.factory.chat.seq} .*")
         stuck.sendLine("SAY caught up")
         yield watcher.waitForLine(r"MSG \d+ stuck caught up")
         log.info("late reader: {held} bytes held after the flood, sampled max {max}", held=held, max=sampler.maxWatched)

@@ -26,6 +26,7 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.trial import unittest
 
+from hbchat.server import verbs
 from hbchat.server.protocol import ChatFactory, ChatServerProtocol
 from tests.test_integration import DEADLINE, ChatTestCase, LineClient, within
 from tests.test_web import waitUntil
@@ -386,8 +387,8 @@ class SocketFuzzTests(ChatTestCase):
             yield waitUntil(lambda: len(factory.connections) == 1, "the fuzz connections closing on the server")
             [survivor] = factory.connections
             self.assertEqual(survivor.nick, b"good")
-            self.assertEqual(len(factory.fanout), 1)
-            self.assertEqual([s.nick for s in factory.sessions if s.connection is not None], [b"good"])
+            self.assertEqual(len(factory.chat.fanout), 1)
+            self.assertEqual([s.nick for s in factory.chat.sessions if s.connection is not None], [b"good"])
             leaked = [protocol for protocol in aliveProtocols(factory) if protocol is not survivor]
             self.assertEqual(
                 len(leaked), 0, f"protocol objects of closed connections still alive, from {[p.peer for p in leaked]}"
@@ -406,7 +407,7 @@ class SocketFuzzTests(ChatTestCase):
         def explode(protocol: ChatServerProtocol, rest: bytes) -> None:
             raise ZeroDivisionError("planted by the test")
 
-        self.patch(ChatServerProtocol, "_commands", {**ChatServerProtocol._commands, b"BOOM": explode})
+        self.patch(verbs, "COMMANDS", {**verbs.COMMANDS, b"BOOM": explode})
         _, port = self.startFuzzServer()
         strings = [b"NICK fz0\n", b"SAY x\n", b"BOOM\n"]
         # Ending "quit" without a QUIT: the server has to close the connection itself.

@@ -155,7 +155,7 @@ class MakeServiceTests(SynchronousTestCase):
             assert isinstance(endpoint.factory, Listener)
             self.assertIs(endpoint.factory.chat, service.factory)
             self.assertEqual(endpoint.factory.description, description)
-        self.assertEqual(service.factory.stats.listeners, [endpoint.factory for endpoint in endpoints])
+        self.assertEqual(service.factory.listeners, [endpoint.factory for endpoint in endpoints])
         self.assertIsInstance(service.factory, ChatFactory)
 
 

@@ -31,8 +31,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from hbchat import wire
 from hbchat.config import LISTEN_BACKLOG, ConfigError, ServerConfig
+from hbchat.ops.observed import ObservedChatFactory as ChatFactory
+from hbchat.server.connection import CLOSE_GRACE
 from hbchat.server.listeners import Listener
-from hbchat.server.protocol import CLOSE_GRACE, ChatFactory
 from hbchat.server.tls import ServerTLS, TLSListen, identity_refusal, load_certificates, parse_ssl
 from tests.test_integration import DEADLINE, ChatTestCase, LineClient, tcpPortOf, within
 from tests.test_metrics import scrape
@@ -288,7 +289,7 @@ class IdentityTests(SynchronousTestCase):
         self.clock = Clock()
         ca = str(self.ca.write(self.directory))
         self.config = ServerConfig(tls_client_ca=ca, tls_identity=True)
-        self.factory = ChatFactory(self.config, self.clock)
+        self.factory = ChatFactory(self.config, self.clock, identity_refusal=identity_refusal)
         self.tls = ServerTLS(parse_ssl(sslDescription(self.directory, self.ca.server()), ca))
 
     def nick(self, certificate: Issued, nick: bytes) -> bytes:
@@ -308,7 +309,12 @@ class IdentityTests(SynchronousTestCase):
         self.assertEqual(self.nick(self.ca.client("alice"), b"Alice"), wire.ERR_UNAUTHORIZED)
 
     def test_with_auth_too_the_certificate_names_the_nick_and_the_password_confirms_it(self) -> None:
-        self.factory = ChatFactory(self.config, self.clock, InMemoryUsernamePasswordDatabaseDontUse(alice=b"pw"))
+        self.factory = ChatFactory(
+            self.config,
+            self.clock,
+            InMemoryUsernamePasswordDatabaseDontUse(alice=b"pw"),
+            identity_refusal=identity_refusal,
+        )
         alice = self.ca.client("alice")
         self.assertEqual(self.nick(alice, b"alice"), wire.ERR_UNAUTHORIZED)
         self.assertEqual(self.nick(alice, b"bob pw"), wire.ERR_UNAUTHORIZED)

@@ -28,8 +28,8 @@ from twisted.web.http_headers import Headers
 from twisted.web.server import Site
 
 from hbchat.config import ServerConfig
+from hbchat.ops.observed import ObservedChatFactory as ChatFactory
 from hbchat.ops.web import WithMetrics, describe_connection, kernel_send_queue, readiness, unsent_bytes
-from hbchat.server.protocol import ChatFactory
 from hbchat.server.service import ChatService
 from hbchat.server.tap import ServerOptions, makeService
 from hbchat.testing import FakeServer

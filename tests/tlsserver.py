@@ -22,8 +22,8 @@ from twisted.internet.ssl import Certificate, CertificateOptions, KeyPair, TLSVe
 from twisted.trial import unittest
 
 from hbchat.config import ServerConfig
+from hbchat.ops.observed import ObservedChatFactory as ChatFactory
 from hbchat.server.listeners import Listener
-from hbchat.server.protocol import ChatFactory
 from tests.test_integration import DEADLINE, forgetSessions, within
 from tests.tlscerts import CertificateAuthority, Issued
 

@@ -26,8 +26,8 @@ from prometheus_client.utils import floatToGoString
 
 from hbchat.ops.hangup import RELOAD_OUTCOMES
 from hbchat.ops.histogram import Histogram
+from hbchat.ops.observed import ObservedChatFactory as ChatFactory
 from hbchat.ops.stats import CLOSE_REASONS, RESUME_OUTCOMES
-from hbchat.server.protocol import ChatFactory
 from hbchat.server.tls import ALPN_PROTOCOLS, NO_ALPN, ServerTLS
 
 
@@ -59,7 +59,7 @@ class ChatCollector(Collector):
         factory = self.factory
         stats = factory.stats
         connections = list(factory.connections)
-        listeners = stats.listeners
+        listeners = factory.listeners
 
         open_by_listener = Counter(protocol.listener for protocol in connections)
         opened = GaugeMetricFamily("hbchat_connections_open", "Connections open now, by listener.", labels=["listener"])
@@ -86,11 +86,11 @@ class ChatCollector(Collector):
         yield _gauge(
             "hbchat_max_clients", "Most connections served at once (--max-clients).", factory.config.max_clients
         )
-        yield _gauge("hbchat_users_registered", "Registered users with a connection now.", len(factory.fanout))
+        yield _gauge("hbchat_users_registered", "Registered users with a connection now.", len(factory.chat.fanout))
         yield _gauge(
             "hbchat_sessions_in_grace",
             "Sessions whose connection dropped, resumable for --grace seconds.",
-            sum(1 for session in factory.sessions if session.connection is None),
+            sum(1 for session in factory.chat.sessions if session.connection is None),
         )
         evicted = CounterMetricFamily(
             "hbchat_sessions_grace_evicted",
@@ -99,7 +99,7 @@ class ChatCollector(Collector):
             labels=["bound"],
         )
         for bound in ("max_grace", "max_grace_per_ip"):
-            evicted.add_metric([bound], factory.sessions.evicted[bound])
+            evicted.add_metric([bound], factory.chat.sessions.evicted[bound])
         yield evicted
         yield _gauge("hbchat_stopping", "1 once the server is shutting down, else 0.", 1 if factory.stopping else 0)
 
@@ -219,11 +219,11 @@ class ChatCollector(Collector):
                     alpn.add_metric([listener.description, name], tls.alpn[name])
         yield alpn
 
-        yield _counter("hbchat_events_broadcast", "Chat events (MSG, JOIN, LEFT) broadcast.", factory.seq)
+        yield _counter("hbchat_events_broadcast", "Chat events (MSG, JOIN, LEFT) broadcast.", factory.chat.seq)
         yield _counter(
             "hbchat_deliveries",
             "Broadcast events handed to connections (one event to one user).",
-            factory.fanout.deliveries,
+            factory.chat.fanout.deliveries,
         )
         resumes = CounterMetricFamily(
             "hbchat_resumes",

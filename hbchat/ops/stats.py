@@ -15,13 +15,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
 
-from hbchat import wire
+from zope.interface import implementer
+
+from hbchat.closereasons import CLOSE_LABELS
 from hbchat.ops.histogram import Histogram
-
-if TYPE_CHECKING:
-    from hbchat.server.protocol import ChatServerProtocol
+from hbchat.server.interfaces import Counted, IServerEvents
 
 #: Bucket upper bounds of the PING round-trip histogram, in seconds.
 RTT_BUCKETS = (
@@ -54,54 +53,9 @@ RESUME_OUTCOMES = ("complete", "partial", "unknown")
 #: auth_busy and auth_backoff (a login refused unchecked, hbchat.authlimit), evicted (closed
 #: unregistered to admit a newcomer, hbchat.server.handshakes) and tls_error (mostly a failed TLS
 #: handshake, or a TLS connection closed before it was done).
-#: What the server logs for each, in words, is hbchat.server.closes'.
-CLOSE_REASONS = (
-    "quit",
-    "timeout",
-    "slow",
-    "error",
-    "replaced",
-    "shutdown",
-    "register_timeout",
-    "line_too_long",
-    "full",
-    "unauthorized",
-    "kicked",
-    "tls_error",
-    "auth_busy",
-    "auth_backoff",
-    "evicted",
-)
-
-_CLOSING_LINES = {
-    wire.bye("quit"): "quit",
-    wire.bye("replaced"): "replaced",
-    wire.ERR_REGISTRATION_TIMEOUT: "register_timeout",
-    wire.ERR_LINE_TOO_LONG: "line_too_long",
-    wire.ERR_SERVER_FULL: "full",
-    wire.ERR_TOO_MANY_FROM_ADDRESS: "full",
-    wire.ERR_TOO_MANY_REGISTERING: "evicted",
-    wire.ERR_UNAUTHORIZED: "unauthorized",
-    wire.ERR_AUTH_BUSY: "auth_busy",
-    wire.ERR_LOGIN_BACKOFF: "auth_backoff",
-    wire.BYE_KICKED: "kicked",
-}
-
-
-def closing_reason(data: bytes) -> str | None:
-    """The close reason told by the last line written before a close on purpose (None: none)."""
-    last = data[data.rfind(b"\n", 0, len(data) - 1) + 1 :]
-    if last.startswith(b"BYE shutdown"):
-        return "shutdown"
-    return _CLOSING_LINES.get(last)
-
-
-class Listening(Protocol):
-    """A listener as the stats see it (:class:`hbchat.listeners.Listener`)."""
-
-    description: str
-    accepted: int
-    listening: bool
+#: What the server logs for each, in words, is hbchat.server.closes'; all are views of
+#: hbchat.closereasons.CloseReason.
+CLOSE_REASONS = CLOSE_LABELS
 
 
 @dataclass
@@ -114,12 +68,11 @@ class Totals:
     bytesOut: int = 0
 
 
+@implementer(IServerEvents)
 class ServerStats:
-    """The chat's counters; one per :class:`~hbchat.server.ChatFactory`."""
+    """The chat's counters; one per :class:`~hbchat.server.ChatFactory`, told by the core as IServerEvents."""
 
     def __init__(self) -> None:
-        #: The listeners serving this chat, in the order of ``--listen``.
-        self.listeners: list[Listening] = []
         #: Connections closed, by reason (see ``CLOSE_REASONS``).
         self.closes: Counter[str] = Counter()
         #: RESUMEs, by outcome (see ``RESUME_OUTCOMES``).
@@ -145,7 +98,19 @@ class ServerStats:
     def resumed(self, outcome: str) -> None:
         self.resumes[outcome] += 1
 
-    def connectionClosed(self, protocol: ChatServerProtocol) -> None:
+    def lineRateLimited(self) -> None:
+        self.rateLimited += 1
+
+    def loginFailed(self) -> None:
+        self.authFailures += 1
+
+    def handshakeEvicted(self) -> None:
+        self.evictions += 1
+
+    def acceptingPaused(self) -> None:
+        self.acceptPauses += 1
+
+    def connectionClosed(self, protocol: Counted) -> None:
         """``protocol`` is gone: count why, and keep what it counted."""
         self.closes[protocol.closeReason or "error"] += 1
         closed = self._closed
@@ -154,7 +119,7 @@ class ServerStats:
         closed.bytesIn += protocol.bytesIn
         closed.bytesOut += protocol.bytesOut
 
-    def totals(self, open_connections: Iterable[ChatServerProtocol]) -> Totals:
+    def totals(self, open_connections: Iterable[Counted]) -> Totals:
         """The closed connections' counts plus those of ``open_connections``."""
         closed = self._closed
         pings, pongs, received, sent = closed.pingsSent, closed.pongsReceived, closed.bytesIn, closed.bytesOut

@@ -37,7 +37,8 @@ from twisted.web.server import Request, Site
 from hbchat.lognames import NamedLogger
 from hbchat.ops.exposure import WarnIfExposed
 from hbchat.ops.metrics import chat_registry
-from hbchat.server.protocol import ChatFactory, ChatServerProtocol
+from hbchat.ops.observed import ObservedChatFactory as ChatFactory
+from hbchat.server.connection import ChatServerProtocol
 from hbchat.sockopts import find_socket
 
 
@@ -45,7 +46,7 @@ def readiness(factory: ChatFactory) -> str | None:
     """None when ready to serve; otherwise why not, in a few words."""
     if factory.stopping:
         return "stopping"
-    listeners = factory.stats.listeners
+    listeners = factory.listeners
     if not listeners:
         return "no listener"
     idle = [listener.description for listener in listeners if not listener.listening]

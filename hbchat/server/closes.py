@@ -26,22 +26,13 @@ from OpenSSL import SSL
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
-#: The closes the server decides on, by the reason it counts them under.
-PURPOSES = {
-    "quit": "the client quit (QUIT)",
-    "timeout": "silent for longer than --timeout",
-    "slow": "cut as a slow consumer",
-    "replaced": "its session was resumed by another connection",
-    "shutdown": "the server is shutting down (BYE shutdown)",
-    "register_timeout": "not registered within --register-timeout",
-    "line_too_long": "sent a line longer than --max-line",
-    "full": "refused: the server or its address is full (ERR 503)",
-    "unauthorized": "a third failed login (ERR 401)",
-    "kicked": "kicked: still over the rate limit",
-    "auth_busy": "refused unchecked: --auth-checks and --auth-queue are full (ERR 503)",
-    "auth_backoff": "refused unchecked: its address used up --auth-failures (ERR 503)",
-    "evicted": "closed unregistered to admit a newcomer: --max-handshakes was full (ERR 503)",
-}
+from hbchat.closereasons import PURPOSES, CloseReason
+
+TLS_ERROR, ERROR = CloseReason.TLS_ERROR.label, CloseReason.ERROR.label
+
+#: The closes the server decides on, by the reason it counts them under: a view of
+#: hbchat.closereasons.CloseReason (re-exported here).
+__all__ = ["PURPOSES", "Ending", "openssl_reasons", "peer_ending", "purpose_why"]
 
 #: OpenSSL reasons whose cause is worth a word to an operator.
 _HINTS = {
@@ -58,6 +49,7 @@ _HINTS = {
 class Ending:
     """How a connection ended: the close reason it is counted under, and why, in words."""
 
+    #: The label of a CloseReason (the metric label).
     reason: str
     why: str
 
@@ -82,17 +74,17 @@ def peer_ending(failure: Failure, tls: bool, handshaken: bool) -> Ending:
     """
     if failure.check(SSL.Error):
         what = "TLS error" if handshaken else "TLS handshake failed"
-        return Ending("tls_error", f"{what}: {openssl_reasons(failure.value)}")
+        return Ending(TLS_ERROR, f"{what}: {openssl_reasons(failure.value)}")
     clean = failure.check(ConnectionDone) is not None
     if tls and not handshaken:
         how = "closed the connection" if clean else "dropped the connection"
-        return Ending("tls_error", f"TLS handshake failed: the client {how} before it was done")
+        return Ending(TLS_ERROR, f"TLS handshake failed: the client {how} before it was done")
     if clean:
-        return Ending("error", "the client closed the connection without QUIT")
+        return Ending(ERROR, "the client closed the connection without QUIT")
     if tls:
         # Twisted reports an EOF without a TLS close_notify, and a reset, as a lost connection.
-        return Ending("error", "the connection ended without QUIT (closed without TLS close_notify, or reset)")
-    return Ending("error", "the connection was lost without QUIT (reset, or broken in the network)")
+        return Ending(ERROR, "the connection ended without QUIT (closed without TLS close_notify, or reset)")
+    return Ending(ERROR, "the connection was lost without QUIT (reset, or broken in the network)")
 
 
 def purpose_why(reason: str | None, failure: Failure) -> str:

@@ -23,12 +23,13 @@ from zope.interface import implementer
 
 from hbchat.config import with_listen_backlog
 from hbchat.server.activation import with_real_family
-from hbchat.server.protocol import ChatFactory, ChatServerProtocol
+from hbchat.server.connection import ChatServerProtocol
+from hbchat.server.factory import ChatFactory
 from hbchat.server.tls import ServerTLS
 
 
 class Listener(Factory):
-    """The factory of one listening endpoint, registered in ``chat.stats.listeners``."""
+    """The factory of one listening endpoint, registered in ``chat.listeners``."""
 
     noisy = False
 
@@ -45,7 +46,7 @@ class Listener(Factory):
         #: An ssl: listener's TLS (its ALPN counts are metrics).
         self.tls: ServerTLS | None = None
         self._paused = False
-        chat.stats.listeners.append(self)
+        chat.listeners.append(self)
         chat.gates.append(self)
 
     def acceptAtMost(self, count: int) -> None:
@@ -83,9 +84,9 @@ class Listener(Factory):
             return
 
         def doRead() -> Any:
-            room = self.chat.handshakeRoom()
+            room = self.chat.admission.room()
             if room <= 0:  # e.g. the oldest's password check began: pause until one may make way
-                self.chat.roomChanged()
+                self.chat.admission.openGates()
                 return None
             port.numberAccepts = room
             return read()
@@ -123,7 +124,7 @@ class _RecordingEndpoint:
         def listening(port: IListeningPort) -> IListeningPort:
             self.listener.port = port
             self.listener.boundBatches(port)
-            self.listener.acceptAtMost(self.listener.chat.handshakeRoom())
+            self.listener.acceptAtMost(self.listener.chat.admission.room())
             return port
 
         return self.endpoint.listen(protocolFactory).addCallback(listening)

@@ -24,8 +24,8 @@ from twisted.internet.interfaces import IReactorCore, IReactorThreads
 
 from hbchat.lognames import NamedLogger
 from hbchat.ops.hangup import HangupCore, hangup_machine
+from hbchat.ops.observed import ObservedChatFactory as ChatFactory
 from hbchat.server.listeners import listener_service
-from hbchat.server.protocol import ChatFactory
 from hbchat.server.tls import ServerTLS, is_ssl, parse_ssl
 
 

@@ -20,10 +20,11 @@ from typing import Generic, TypeVar
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from hbchat import wire
+from hbchat.closereasons import RESUMABLE_ENDINGS as _RESUMABLE_ENDINGS
 from hbchat.lognames import NamedLogger
 
-#: Ways a connection can end that leave its session resumable.
-RESUMABLE_ENDINGS = frozenset({"timeout", "error", "slow"})
+#: Ways a connection can end (the LEFT words) that leave its session resumable.
+RESUMABLE_ENDINGS = _RESUMABLE_ENDINGS
 
 Connection = TypeVar("Connection")
 

@@ -22,10 +22,10 @@ import twisted
 from hbchat import __version__
 from hbchat.auth.authoption import AUTH_HELP, AuthError, make_checker
 from hbchat.config import ConfigError, ServerConfig, parse_count, parse_rate, parse_seconds
+from hbchat.ops.observed import ObservedChatFactory
 from hbchat.ops.web import WithMetrics
-from hbchat.server.protocol import ChatFactory
 from hbchat.server.service import ChatService
-from hbchat.server.tls import is_ssl, load_certificates, load_options, parse_ssl
+from hbchat.server.tls import identity_refusal, is_ssl, load_certificates, load_options, parse_ssl
 
 DEFAULTS = ServerConfig()
 
@@ -359,7 +359,7 @@ def makeService(options: ServerOptions, reactor: Any = None) -> IService:
 
         reactor = installed_reactor
     config: ServerConfig = options.config
-    factory = ChatFactory(config, reactor, options.checker)
+    factory = ObservedChatFactory(config, reactor, options.checker, identity_refusal=identity_refusal)
     service = ChatService(factory, config.listen, reactor)
     if options["metrics"] is not None:
         return WithMetrics(service, factory, options["metrics"], reactor)

@@ -48,7 +48,7 @@ from twisted.internet.ssl import (
     PrivateCertificate,
     TLSVersion,
 )
-from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.filepath import FilePath
 from zope.interface import implementer
 
@@ -377,15 +377,6 @@ class ServerTLS:
         """
         listen = self.listen
         return TCP4ServerEndpoint(reactor, listen.port, listen.backlog, listen.interface)
-
-
-def awaits_handshake(transport: object) -> bool:
-    """
-    Whether ``transport`` is TLS whose handshake has yet to happen: on a server, that is
-    every TLS transport when its protocol's ``connectionMade`` runs (at the TCP accept,
-    before the client has said anything), which then hears ``handshakeCompleted``.
-    """
-    return isinstance(transport, TLSMemoryBIOProtocol)
 
 
 def peer_common_name(transport: object) -> str | None:

@@ -1,0 +1,472 @@
+"""
+One client connection of the server: its transport, its output as a push producer, its
+rate limits, the verbs, the heartbeat, and how it ends.
+
+It is a member of the chat (:class:`~hbchat.server.interfaces.IChatMember`) and talks to
+the chat only through :class:`~hbchat.server.interfaces.IChat` (``factory.chat``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import cast
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import (
+    IConsumer,
+    IDelayedCall,
+    IHandshakeListener,
+    IPushProducer,
+)
+from twisted.internet.protocol import connectionDone
+from twisted.protocols.tls import TLSMemoryBIOProtocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from hbchat import wire
+from hbchat.closereasons import CloseReason
+from hbchat.heartbeat import HeartbeatProtocol
+from hbchat.lognames import NamedLogger
+from hbchat.ratelimit import MAX_STRIKES
+from hbchat.server.addresses import describe_peer, limited_host
+from hbchat.server.backpressure import kernel_user_timeout, set_high_water
+from hbchat.server.closes import peer_ending, purpose_why
+from hbchat.server.host import Host
+from hbchat.server.interfaces import IChatMember
+from hbchat.server.limits import LIMIT_SLOTS, LineLimits
+from hbchat.server.sendq import SendQueue, send_queue
+from hbchat.server.sessions import Session
+from hbchat.server.writethrough import writer_for
+from hbchat.sockopts import enable_keepalive
+
+#: Seconds a congested receiver may hold every sender back before it counts as a slow
+#: consumer; a healthy one drains in milliseconds.
+SLOW_PATIENCE = 1.0
+
+#: How long a connection closed on purpose may take to flush its last line before it is
+#: aborted: a peer that does not read must not hold its socket, or a shutdown, for long.
+CLOSE_GRACE = 3.0
+
+
+def awaits_handshake(transport: object) -> bool:
+    """
+    Whether ``transport`` is TLS (Twisted's) whose handshake has yet to happen: on a server,
+    that is every TLS transport when its protocol's ``connectionMade`` runs (at the TCP
+    accept), which then hears ``handshakeCompleted``.
+    """
+    return isinstance(transport, TLSMemoryBIOProtocol)
+
+
+def _unconnected(data: bytes) -> None:
+    raise RuntimeError("not connected")
+
+
+@implementer(IPushProducer, IHandshakeListener, IChatMember)
+class ChatServerProtocol(HeartbeatProtocol, LineLimits):
+    """
+    One client connection: registration, commands, heartbeat, and how it ends.
+
+    It is also the streaming producer of its own output: the transport calls
+    :meth:`pauseProducing` when that output passes the high-water mark and
+    :meth:`resumeProducing` once it has drained, which drives :mod:`hbchat.backpressure`.
+    """
+
+    __slots__ = (
+        "_backlog",
+        "_closeTimer",
+        "_framer",
+        "_producing",
+        "_write",
+        "bytesIn",
+        "bytesOut",
+        "closeReason",
+        "connected",
+        "connectedAt",
+        "done",
+        "factory",
+        "listener",
+        "nick",
+        "peer",
+        "pongsReceived",
+        "session",
+        "transport",
+        *LIMIT_SLOTS,
+    )
+
+    log = NamedLogger("hbchat.server.ChatServerProtocol")
+    factory: Host
+
+    #: Set while registered; the session outlives the connection when it may be resumed.
+    session: Session[IChatMember] | None
+    nick: bytes | None
+    peer: str
+    #: Set once the connection is finished as far as the chat is concerned: no more input
+    #: is handled and no more output is queued.
+    done: bool
+    _closeTimer: IDelayedCall | None
+    _write: Callable[[bytes], None]
+    _producing: bool
+    #: Bytes written since the output went over the high-water mark (None: it is not).
+    _backlog: int | None
+
+    # For hbchat.stats and /connections: the --listen endpoint it came through (set by
+    # hbchat.listeners), when it connected, what it counted, and why it closed.
+    listener: str
+    connectedAt: float
+    bytesIn: int
+    bytesOut: int
+    pongsReceived: int
+    closeReason: str | None
+
+    #: While a password is being checked: the lines that arrived after the NICK, handled
+    #: in order once the verdict is in (reading is paused meanwhile).
+    held: list[bytes] | None = None
+    heldOverflow = False
+    authFailures = 0
+    #: The password check under way (cancelled if the connection ends first).
+    passwordCheck: Deferred[object] | None = None
+
+    #: The address counted for --max-per-ip (None: exempt, or not admitted).
+    host: str | None = None
+    #: Through an ssl: listener; and whether its TLS handshake is still to complete.
+    tls = False
+    tlsPending = False
+    #: Why it closed, in words (hbchat.server.closes), for the factory's log line.
+    closeWhy: str | None = None
+    #: Counted in ChatFactory.handshaking: admitted, not yet registered, not finished.
+    handshaking = False
+
+    #: What it holds unsent, in the transport and the kernel (None: not measurable).
+    _sendq: SendQueue | None = None
+
+    def __init__(self, factory: Host) -> None:
+        super().__init__(factory.clock)
+        self.transport = None
+        self.connected = 0
+        self.factory = factory
+        self._framer = wire.LineFramer(factory.config.max_line)
+        self.startLimits()
+        self.session = None
+        self.nick = None
+        self.peer = "?"
+        self.done = False
+        self._closeTimer = None
+        self._write = _unconnected
+        self._producing = False
+        self._backlog = None
+        self.listener = "-"
+        self.connectedAt = 0.0
+        self.bytesIn = 0
+        self.bytesOut = 0
+        self.pongsReceived = 0
+        self.closeReason = None
+
+    # --- connection lifecycle ---
+
+    def connectionMade(self) -> None:
+        factory = self.factory
+        self.connectedAt = self.lastReceived = self.clock.seconds()
+        address = self.link.getPeer()
+        self.peer = describe_peer(address)
+        self.tls = self.tlsPending = awaits_handshake(self.transport)
+        refusal = factory.admission.admit(self, limited_host(address))
+        if refusal is not None:
+            self.log.warn("refused {peer}: {why}", peer=self.peer, why=refusal.decode().strip())
+            self.done = True
+            self._writeAndClose(refusal, CloseReason.FULL)
+            return
+        config = factory.config
+        self.setTimeout(config.register_timeout)
+        if not self.tlsPending:
+            self._produce()
+        set_high_water(self.transport, config.sendq_soft)
+        self._sendq = send_queue(self.transport, config.sendq_soft)
+        try:
+            enable_keepalive(self.transport, config.timeout, kernel_user_timeout(config.timeout))
+        except OSError as error:
+            self.log.debug("keepalive not set for {peer}: {error}", peer=self.peer, error=error)
+        self.log.info("connection from {peer}", peer=self.peer, listener=self.listener)
+        self._write = writer_for(self.transport)
+        self.deliver(factory.greeting)
+
+    def handshakeCompleted(self) -> None:
+        """
+        IHandshakeListener: a TLS connection's handshake is done.  Until now its transport
+        held our output back for the handshake and would have paused us for it, which
+        backpressure would take for a congested client (and stop reading the very
+        handshake it waits for); from now on its pauses mean a backlog.
+        """
+        self.tlsPending = False
+        if not self.done:
+            self._produce()
+
+    def _produce(self) -> None:
+        """Become the streaming producer of our output: the transport reports its backlog."""
+        cast(IConsumer, self.transport).registerProducer(self, True)
+        self._producing = True
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._closeTimer is not None and self._closeTimer.active():
+            self._closeTimer.cancel()
+        self._closeTimer = None
+        if self.done:
+            self.closeWhy = purpose_why(self.closeReason, reason)
+        else:
+            ending = peer_ending(reason, self.tls, handshaken=not self.tlsPending)
+            self.closeReason, self.closeWhy = ending.reason, ending.why
+        self._finish(CloseReason.ERROR)
+        self.factory.backpressure.forget(self)
+        self.factory.connectionLost(self, reason)
+
+    def deliver(self, data: bytes) -> None:
+        if self._backlog is not None:
+            # Congested: what it holds unsent, here and in the kernel, must stay under
+            # --sendq-max (without a meter, what was written since it congested); a write
+            # that would pass it is not made: the client is cut first, so the bound holds
+            # whatever one turn's batch weighs.
+            sendq = self._sendq
+            held = (self._backlog if sendq is None else sendq.unsent()) + len(data)
+            if held > self.factory.maxBacklog:
+                self.cutAsSlow(f"its backlog would pass {self.factory.maxBacklog} bytes")
+                return
+            self._backlog += len(data)
+        self._write(data)
+        self.bytesOut += len(data)
+
+    # --- IPushProducer: the transport reports on our output ---
+
+    def pauseProducing(self) -> None:
+        # Twisted calls this on every write made while over the high-water mark, not only
+        # on crossing it: count the backlog from the first call on.
+        if self._backlog is None:
+            self._backlog = 0
+        self.factory.backpressure.congested(self)
+
+    def resumeProducing(self) -> None:
+        self._backlog = None
+        self.factory.backpressure.drained(self)
+
+    def stopProducing(self) -> None:
+        pass
+
+    # --- what backpressure asks of us ---
+
+    def delivered(self) -> int | None:
+        """Bytes of output the peer has acknowledged so far (None: not measurable)."""
+        sendq = self._sendq
+        return None if sendq is None else self.bytesOut - sendq.unsent()
+
+    def unsent(self) -> int | None:
+        """Output not yet acknowledged, in the transport and the kernel (None: not measurable)."""
+        sendq = self._sendq
+        return None if sendq is None or not self.connected else sendq.unsent()
+
+    def pauseReading(self) -> None:
+        self.readingPaused(self.clock.seconds())
+        # Stream transports are push producers of what they read.
+        cast(IPushProducer, self.transport).pauseProducing()
+
+    def resumeReading(self) -> None:
+        if not self.done and self.held is None:
+            self.readingResumed(self.clock.seconds())
+            cast(IPushProducer, self.transport).resumeProducing()
+
+    def cutAsSlow(self, why: str) -> None:
+        """A slow consumer: abort without waiting for the output it cannot take."""
+        if self.done:
+            return
+        self.log.info(
+            "{nick} ({peer}) cut as a slow consumer: {why}", nick=(self.nick or b"-").decode(), peer=self.peer, why=why
+        )
+        self._finish(CloseReason.SLOW)
+        self.link.abortConnection()
+
+    def sendLine(self, line: bytes) -> None:
+        if not self.done:
+            self.factory.chat.send(self, line)
+
+    # --- input ---
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.done:
+            return
+        self.bytesIn += len(data)
+        self.noteTraffic()
+        lines, overflowed = self._framer.feed(data)
+        if self.held is not None:
+            self.held.extend(lines)
+            self.heldOverflow = self.heldOverflow or overflowed
+            return
+        self.handleLines(lines, overflowed)
+
+    def handleLines(self, lines: list[bytes], overflowed: bool) -> None:
+        commands = self.factory.commands
+        factory = self.factory
+        bucket, pings = factory.lineBucket, factory.pingBucket
+        # When these lines arrived (noteTraffic read the clock for this read already; for
+        # lines held during a password check, when the last bytes came).
+        now = self.lastReceived
+        for index, line in enumerate(lines):
+            if not line:
+                continue
+            verb, _, rest = line.partition(b" ")
+            verb = verb.upper()
+            if bucket is not None and not self.withinLimits(bucket, pings, verb, now):
+                self._rateLimited(verb, now)
+                if self.done:
+                    return
+                continue
+            if not line.isascii():
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    self.sendLine(wire.ERR_INVALID_UTF8)
+                    continue
+            if self.nick is None and verb not in wire.PRE_REGISTRATION_VERBS:
+                self.sendLine(wire.ERR_REGISTER_FIRST)
+                continue
+            command = commands.get(verb)
+            if command is None:
+                self.sendLine(wire.err_unknown_command(verb))
+                continue
+            command(self, rest)
+            if self.done:
+                return
+            if self.held is not None:
+                # A password check is under way: the rest waits for its verdict.
+                self.held.extend(lines[index + 1 :])
+                self.heldOverflow = overflowed
+                return
+        if overflowed:
+            self.log.info("{peer} sent a line over {limit} bytes", peer=self.peer, limit=self._framer.max_line)
+            self.closeWith(wire.ERR_LINE_TOO_LONG, CloseReason.LINE_TOO_LONG)
+
+    # --- rate limits (--rate, --burst) ---
+
+    def _rateLimited(self, verb: bytes, now: float) -> None:
+        """A line over the limit: ERR 429 (not handled); a peer that keeps on is kicked."""
+        self.factory.events.lineRateLimited()
+        strikes = self.strike(now)
+        if strikes > MAX_STRIKES:
+            self.log.info(
+                "{nick} ({peer}) kicked: still over the rate limit after {count} ERR 429",
+                nick=(self.nick or b"-").decode(),
+                peer=self.peer,
+                count=MAX_STRIKES,
+            )
+            self.closeWith(wire.BYE_KICKED, CloseReason.KICKED)
+            return
+        if strikes == 1:
+            self.log.info(
+                "{nick} ({peer}) rate-limited: over {rate:g} lines/s (burst {burst:g}) or PINGs too often",
+                nick=(self.nick or b"-").decode(),
+                peer=self.peer,
+                rate=self.factory.config.rate,
+                burst=self.factory.config.burst,
+            )
+        self.sendLine(wire.err_rate_limited(verb))
+
+    # --- heartbeat and endings ---
+
+    def attached(self, session: Session[IChatMember]) -> None:
+        """We hold ``session`` now: switch from the registration deadline to the heartbeat."""
+        self.session = session
+        self.nick = session.nick
+        if self.handshaking:
+            self.factory.admission.handshakeOver(self, registered=True)
+        config = self.factory.config
+        self.startHeartbeat(config.ping, config.timeout)
+
+    def mayMakeWay(self) -> bool:
+        """Whether this connection may be closed to admit a newcomer: not while its password is checked."""
+        return self.held is None and not self.done
+
+    def silent(self) -> None:
+        if self.done:
+            return
+        if self.nick is not None and self.factory.backpressure.isPaused(self):
+            # We are not reading it, so we cannot have heard it: no verdict yet.
+            self.setTimeout(self.timeOut)
+            return
+        if self.nick is None:
+            self.log.info(
+                "{peer} did not register within {limit}s", peer=self.peer, limit=self.factory.config.register_timeout
+            )
+            self.closeWith(wire.ERR_REGISTRATION_TIMEOUT, CloseReason.REGISTER_TIMEOUT)
+            return
+        super().silent()
+
+    def heartbeatAsked(self) -> None:
+        self.factory.askedVerdicts += 1
+        self.log.info(
+            "{nick} ({peer}) asked before judged: no PING had gone out in time (the server was stalled)",
+            nick=(self.nick or b"-").decode(),
+            peer=self.peer,
+        )
+
+    def heartbeatSpared(self, late: float) -> None:
+        self.factory.sparedVerdicts += 1
+        self.log.info(
+            "{nick} ({peer}) spared: its data arrived {late:.1f}s after its timer fired (the server was stalled)",
+            nick=(self.nick or b"-").decode(),
+            peer=self.peer,
+            late=late,
+        )
+
+    def roundTripMeasured(self, rtt: float) -> None:
+        self.factory.events.roundTrip(rtt)
+
+    def heartbeatTimedOut(self, idle: float) -> None:
+        self.log.info(
+            "{nick} ({peer}) timed out after {idle:.1f}s of silence",
+            nick=(self.nick or b"-").decode(),
+            peer=self.peer,
+            idle=idle,
+        )
+        self._finish(CloseReason.TIMEOUT)
+
+    def closeWith(self, line: bytes, reason: CloseReason) -> None:
+        """
+        End the connection on purpose: everything queued for it, then ``line`` (a BYE or
+        the ERR that explains the close), then nothing more.
+        """
+        if self.done:
+            return
+        pending = self.factory.chat.take(self)
+        self._finish(reason)
+        self._writeAndClose(pending + line, reason)
+
+    def closeNow(self, line: bytes) -> None:
+        """Close at once: ``line`` if it still can be said, then abort without waiting."""
+        if not self.done:
+            pending = self.factory.chat.take(self)
+            self._finish(CloseReason.ERROR)
+            self._write(pending + line)
+        self.link.abortConnection()
+
+    def _writeAndClose(self, data: bytes, reason: CloseReason) -> None:
+        # The reason is handed in with the last line: nothing re-reads what was written.
+        self.closeReason = reason.label
+        self.bytesOut += len(data)
+        link = self.link
+        link.write(data)
+        # While a producer is registered, a transport whose output drains resumes it
+        # instead of finishing the close; without this a close over the high-water mark
+        # ended in an abort (RST) after CLOSE_GRACE.
+        if self._producing:
+            self._producing = False
+            cast(IConsumer, link).unregisterProducer()
+        link.loseConnection()
+        self._closeTimer = self.clock.callLater(CLOSE_GRACE, link.abortConnection)
+
+    def _finish(self, reason: CloseReason) -> None:
+        if self.closeReason is None:
+            self.closeReason = reason.label
+        self.done = True
+        self.stopHeartbeat()
+        if self.passwordCheck is not None:
+            check, self.passwordCheck = self.passwordCheck, None
+            check.cancel()
+        if self.handshaking:
+            self.factory.admission.handshakeOver(self, registered=False)
+        self.factory.chat.leave(self, reason)
