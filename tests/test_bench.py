@@ -43,7 +43,7 @@ from hbchat.bench.settings import (
 )
 from hbchat.bench.stats import Histogram, Timeline
 from hbchat.config import ServerConfig
-from hbchat.server.protocol import ChatFactory
+from hbchat.server.factory import ChatFactory
 from tests.test_client_integration import requireExecutable
 from tests.test_integration import ChatTestCase, forgetSessions, within
 from tests.test_twistd import TwistdProcess

@@ -11,7 +11,7 @@ from zope.interface.verify import verifyClass, verifyObject
 
 from hbchat.client.console import Console
 from hbchat.interfaces import IChatObserver
-from hbchat.server.protocol import ChatServerProtocol
+from hbchat.server.connection import ChatServerProtocol
 from hbchat.testing import FakeNetwork, FakeServer
 
 

@@ -17,7 +17,8 @@ from hbchat.client.protocol import ChatClientProtocol
 from hbchat.lognames import NamedLogger
 from hbchat.ops.exposure import WarnIfExposed
 from hbchat.ops.web import WithMetrics
-from hbchat.server.protocol import ChatFactory, ChatServerProtocol
+from hbchat.server.connection import ChatServerProtocol
+from hbchat.server.factory import ChatFactory
 from hbchat.server.service import ChatService
 from hbchat.server.sessions import SessionTable
 from hbchat.server.tls import ServerTLS

@@ -27,7 +27,8 @@ from twisted.logger import Logger
 from twisted.trial import unittest
 
 from hbchat.server import verbs
-from hbchat.server.protocol import ChatFactory, ChatServerProtocol
+from hbchat.server.connection import ChatServerProtocol
+from hbchat.server.factory import ChatFactory
 from tests.test_integration import DEADLINE, ChatTestCase, LineClient, within
 from tests.test_web import waitUntil
 

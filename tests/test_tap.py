@@ -15,8 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 import hbchat
 import twisted
 from hbchat.server import tap
+from hbchat.server.factory import ChatFactory
 from hbchat.server.listeners import Listener
-from hbchat.server.protocol import ChatFactory
 from hbchat.server.service import ChatService
 from tests.tlscerts import CertificateAuthority
 
