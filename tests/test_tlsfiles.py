@@ -65,6 +65,11 @@ class CertificateTests(SynchronousTestCase):
             [c.original.to_cryptography() for c in certificates], [self.issued.certificate, self.ca.certificate]
         )
 
+    def test_a_certificate_with_windows_line_endings_is_found(self) -> None:
+        data = self.issued.cert_pem.replace(b"\n", b"\r\n")
+        [certificate] = load_certificates(certificate_blocks(data))
+        self.assertEqual(certificate.original.to_cryptography(), self.issued.certificate)
+
     def test_a_file_without_certificates_has_no_blocks(self) -> None:
         self.assertEqual(certificate_blocks(b"not a certificate\n" + self.issued.key_pem), [])
 

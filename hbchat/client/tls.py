@@ -10,7 +10,7 @@ Both it and a server's refusal of our own certificate (a TLS alert) are final: r
 would only fail the same way, so :class:`~hbchat.client.factory.ChatClientFactory` gives up at once.
 
 Everything but :meth:`TLSClient.endpoint` and the verify callback is pure: parsing, loading
-files, and wording.
+files (with :mod:`hbchat.tlsfiles`, as the server does), and wording (:mod:`hbchat.client.tlswords`).
 """
 
 from __future__ import annotations

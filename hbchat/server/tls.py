@@ -210,8 +210,8 @@ def load_options(listen: TLSListen, alpn_select: ALPNSelect = select_alpn) -> Ce
     except OSError as error:
         raise ConfigError(f"{listen.description}: {error.filename!r} cannot be read: {error.strerror}") from None
     try:
-        # With no passphrase callback OpenSSL would ask for one on the terminal, and the
-        # whole server would wait there (at a SIGHUP, too): an encrypted key is refused.
+        # An encrypted key is refused (hbchat.tlsfiles): OpenSSL would ask for its passphrase
+        # on the terminal, and the whole server would wait there (at a SIGHUP, too).
         key = load_private_key(key_pem)
         private = PrivateCertificate.fromCertificateAndKeyPair(Certificate.loadPEM(cert_pem), KeyPair(key))
     except EncryptedKeyError:
