@@ -10,21 +10,18 @@ Both it and a server's refusal of our own certificate (a TLS alert) are final: r
 would only fail the same way, so :class:`~hbchat.client.factory.ChatClientFactory` gives up at once.
 
 Everything but :meth:`TLSClient.endpoint` and the verify callback is pure: parsing, loading
-files, and wording.
+files (with :mod:`hbchat.tlsfiles`, as the server does), and wording (:mod:`hbchat.client.tlswords`).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from service_identity.exceptions import CertificateError, VerificationError
 from service_identity.hazmat import DNS_ID, IPAddress_ID, ServiceID, verify_service_identity
@@ -43,25 +40,25 @@ from twisted.internet.ssl import (
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from hbchat.client import tlswords
 from hbchat.client.policy import Diagnosis, PermanentConnectionError
+from hbchat.tlsfiles import (
+    EncryptedKeyError,
+    certificate_blocks,
+    load_certificates,
+    load_private_key,
+    private_key_block,
+)
+from hbchat.tlsfiles import split_description as split_description  # the client's endpoint syntax is Twisted's
+
+#: The wording of certificate problems, from :mod:`hbchat.client.tlswords` (kept importable from here).
+certificate_names = tlswords.certificate_names
+describe_verify_error = tlswords.describe_verify_error
+describe_name_mismatch = tlswords.describe_name_mismatch
 
 #: The parameters of Twisted's ``tls:`` endpoint that hbchat-client takes as options instead.
 TWISTED_TLS_FILES = {"trustRoots": "--ca", "certificate": "--cert", "privateKey": "--key"}
 
-_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
-_PRIVATE_KEY = re.compile(rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----", re.DOTALL)
-
-# OpenSSL's X509_V_ERR_* codes that get their own words.
-_UNABLE_TO_GET_ISSUER_CERT = 2
-_CERT_NOT_YET_VALID = 9
-_CERT_HAS_EXPIRED = 10
-_DEPTH_ZERO_SELF_SIGNED_CERT = 18
-_SELF_SIGNED_CERT_IN_CHAIN = 19
-_UNABLE_TO_GET_ISSUER_CERT_LOCALLY = 20
-_UNABLE_TO_VERIFY_LEAF_SIGNATURE = 21
-_CERT_REVOKED = 23
-_INVALID_PURPOSE = 26
-_UNTRUSTED_ISSUER = {_UNABLE_TO_GET_ISSUER_CERT, _UNABLE_TO_GET_ISSUER_CERT_LOCALLY, _UNABLE_TO_VERIFY_LEAF_SIGNATURE}
 
 #: TLS alerts by which a server turns down a client certificate (or the lack of one).
 CERTIFICATE_ALERTS = frozenset(
@@ -81,8 +78,6 @@ FINAL_ALERTS = frozenset({"handshake failure", "protocol version", "insufficient
 
 #: OpenSSL's words for bytes that are not a TLS record at all.
 NOT_TLS = ("wrong version number", "packet length too long", "http request", "record layer failure")
-
-_HINT_CA = "--ca FILE trusts a private CA"
 
 
 class TLSSetupError(Exception):
@@ -112,38 +107,6 @@ class TLSAddress:
         """``host:port`` as a person would write it (``[::1]:6697`` for IPv6)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
-
-
-def split_description(description: str) -> tuple[list[str], dict[str, str]]:
-    """
-    Twisted's endpoint syntax: ``:`` separates fields, the first ``=`` makes a field a
-    keyword, and a backslash takes the next character literally (``tls:\\:\\:1:6697``).
-    """
-    positional: list[str] = []
-    keywords: dict[str, str] = {}
-    key: str | None = None
-    current: list[str] = []
-
-    def end_field() -> None:
-        value = "".join(current)
-        if key is None:
-            positional.append(value)
-        else:
-            keywords[key] = value
-
-    characters = iter(description)
-    for character in characters:
-        if character == "\\":
-            current.append(next(characters, ""))
-        elif character == ":":
-            end_field()
-            key, current = None, []
-        elif character == "=" and key is None:
-            key, current = "".join(current), []
-        else:
-            current.append(character)
-    end_field()
-    return positional, keywords
 
 
 def is_tls_description(description: str) -> bool:
@@ -198,11 +161,11 @@ def _read(path: str) -> bytes:
 
 def load_trust_roots(path: str) -> list[Certificate]:
     """Every certificate in a PEM file (a CA, or a bundle of them)."""
-    blocks = _CERTIFICATE.findall(_read(path))
+    blocks = certificate_blocks(_read(path))
     if not blocks:
         raise TLSSetupError(f"{path}: no PEM certificate in it")
     try:
-        return [Certificate.loadPEM(block) for block in blocks]
+        return load_certificates(blocks)
     except crypto.Error:
         raise TLSSetupError(f"{path}: a certificate in it is not valid PEM") from None
 
@@ -212,30 +175,21 @@ def load_client_certificate(cert_path: str, key_path: str | None = None) -> Priv
     Our certificate (the first in ``cert_path``) and its key (from ``key_path``, or from
     ``cert_path`` too when it holds both).
     """
-    blocks = _CERTIFICATE.findall(_read(cert_path))
+    blocks = certificate_blocks(_read(cert_path))
     if not blocks:
         raise TLSSetupError(f"{cert_path}: no PEM certificate in it")
     try:
-        certificate = Certificate.loadPEM(blocks[0])
+        [certificate] = load_certificates(blocks[:1])
     except crypto.Error:
         raise TLSSetupError(f"{cert_path}: the certificate in it is not valid PEM") from None
     key_path = key_path or cert_path
-    match = _PRIVATE_KEY.search(_read(key_path))
-    if match is None:
+    block = private_key_block(_read(key_path))
+    if block is None:
         raise TLSSetupError(f"{key_path}: no PEM private key in it (give it with --key FILE)")
-    encrypted = TLSSetupError(f"{key_path}: the private key is encrypted; hbchat-client needs it unencrypted")
-    if match.group(1).strip() == b"ENCRYPTED":
-        raise encrypted
-
-    def refuse_passphrase(*args: object) -> bytes:
-        # Without this OpenSSL would ask for a passphrase on the terminal (a traditional
-        # "Proc-Type: 4,ENCRYPTED" key) and the client would wait there.
-        raise encrypted
-
     try:
-        key = KeyPair(crypto.load_privatekey(crypto.FILETYPE_PEM, match.group(0), passphrase=refuse_passphrase))
-    except TLSSetupError:
-        raise
+        key = KeyPair(load_private_key(block))
+    except EncryptedKeyError:
+        raise TLSSetupError(f"{key_path}: the private key is encrypted; hbchat-client needs it unencrypted") from None
     except crypto.Error:
         raise TLSSetupError(f"{key_path}: the private key in it is not valid PEM") from None
     try:
@@ -243,94 +197,6 @@ def load_client_certificate(cert_path: str, key_path: str | None = None) -> Priv
     except Exception:
         raise TLSSetupError(f"{key_path}: the key does not belong to the certificate in {cert_path}") from None
     return combined
-
-
-# --- words for what went wrong ---
-
-
-def _subject(certificate: x509.Certificate) -> str:
-    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(names[0].value) if names else certificate.subject.rfc4514_string()
-
-
-def _issuer(certificate: x509.Certificate) -> str:
-    names = certificate.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(names[0].value) if names else certificate.issuer.rfc4514_string()
-
-
-def certificate_names(certificate: x509.Certificate) -> list[str]:
-    """The host names and addresses a certificate is for (its subjectAltName, else its CN)."""
-    try:
-        alternative = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return [f"{_subject(certificate)} (common name only; no subjectAltName)"]
-    names = [str(name) for name in alternative.get_values_for_type(x509.DNSName)]
-    names += [str(address) for address in alternative.get_values_for_type(x509.IPAddress)]
-    return names
-
-
-def _when(moment: Any) -> str:
-    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
-
-
-def _openssl_text(code: int) -> str:
-    try:
-        from OpenSSL._util import ffi, lib
-
-        return str(ffi.string(lib.X509_verify_cert_error_string(code)).decode("ascii", "replace"))
-    except Exception:
-        return f"OpenSSL verify error {code}"
-
-
-def describe_verify_error(label: str, code: int, depth: int, certificate: x509.Certificate) -> str:
-    """
-    OpenSSL's verdict on one certificate of ``label``'s chain, in words: the issuer not
-    trusted, the dates, or OpenSSL's own text for rarer errors.
-    """
-    whose = f"the certificate of {label}"
-    if depth > 0:
-        whose += f' is signed by "{_subject(certificate)}", whose certificate'
-    if code in _UNTRUSTED_ISSUER:
-        return f'TLS: {whose} is issued by "{_issuer(certificate)}", which is not a trusted CA ({_HINT_CA})'
-    if code == _DEPTH_ZERO_SELF_SIGNED_CERT:
-        return f'TLS: {whose} is self-signed ("{_subject(certificate)}") and not trusted (--ca FILE trusts it)'
-    if code == _SELF_SIGNED_CERT_IN_CHAIN:
-        issuer = _subject(certificate)
-        return f'TLS: the certificate of {label} is issued by "{issuer}", which is not a trusted CA ({_HINT_CA})'
-    if code == _CERT_HAS_EXPIRED:
-        return f"TLS: {whose} expired on {_when(certificate.not_valid_after_utc)}"
-    if code == _CERT_NOT_YET_VALID:
-        return f"TLS: {whose} is not valid before {_when(certificate.not_valid_before_utc)}"
-    if code == _CERT_REVOKED:
-        return f"TLS: {whose} has been revoked"
-    if code == _INVALID_PURPOSE:
-        return f"TLS: {whose} is not meant for a TLS server (its key usage forbids it)"
-    return f'TLS: {whose} did not verify ("{_subject(certificate)}"): {_openssl_text(code)}'
-
-
-def describe_name_mismatch(label: str, host: str, certificate: x509.Certificate) -> str:
-    """The certificate is trusted but made out to someone else."""
-    names = ", ".join(certificate_names(certificate))
-    return f'TLS: the certificate of {label} is not valid for "{host}": it is for {names}'
-
-
-def _openssl_reasons(error: BaseException | None) -> list[str]:
-    """The reason strings of an ``SSL.Error`` (its args are a list of (library, function, reason))."""
-    entries = error.args[0] if error is not None and error.args and isinstance(error.args[0], list) else []
-    return [str(entry[-1]) for entry in entries if isinstance(entry, tuple) and entry and entry[-1]]
-
-
-def _alert(reason: Failure) -> str | None:
-    """The TLS alert in an OpenSSL error (``"certificate required"``), if it is one."""
-    for text in _openssl_reasons(reason.value):
-        match = re.search(r"alert (.+)$", text)
-        if match is not None:
-            return match.group(1).replace("_", " ")
-    return None
-
-
-def _openssl_error(reason: Failure) -> str:
-    return "; ".join(_openssl_reasons(reason.value)) or "the TLS handshake failed"
 
 
 # --- the connection ---
@@ -437,9 +303,9 @@ class TLSClient:
         if not reason.check(SSL.Error):
             return None
         label = self.address.label
-        alert = _alert(reason)
+        alert = tlswords.alert(reason)
         if alert is None:
-            error = _openssl_error(reason)
+            error = tlswords.openssl_error(reason)
             if any(sign in error for sign in NOT_TLS):
                 # Plain text where a TLS record should be: a tcp: port, not a TLS one.
                 return Diagnosis(

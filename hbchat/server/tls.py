@@ -28,7 +28,6 @@ wants) and otherwise carries on without ALPN, as the RFC allows.  Tested with Tw
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,6 +53,8 @@ from zope.interface import implementer
 
 from hbchat.config import LISTEN_BACKLOG, ConfigError
 from hbchat.lognames import NamedLogger
+from hbchat.tlsfiles import EncryptedKeyError, certificate_blocks, load_private_key, split_description
+from hbchat.tlsfiles import load_certificates as load_shared_certificates
 
 #: The oldest TLS version served: TLS 1.0 and 1.1 are deprecated (RFC 8996).
 MINIMUM_TLS_VERSION = TLSVersion.TLSv1_2
@@ -82,8 +83,6 @@ _SSL_PARAMETERS = (
     "extraCertChain",
     "dhParameters",
 )
-
-_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL)
 
 
 def choose_alpn(offered: Sequence[bytes], acceptable: Sequence[bytes] = ALPN_PROTOCOLS) -> bytes | None:
@@ -115,41 +114,8 @@ def is_ssl(description: str) -> bool:
     return description.split(":", 1)[0].strip().lower() == "ssl"
 
 
-def _split(description: str) -> tuple[list[str], dict[str, str]]:
-    """
-    Positional and keyword parameters of an endpoint description, by Twisted's rules:
-    ``:`` separates parameters, the first ``=`` in one makes it a keyword, and a backslash
-    takes the next character literally (``privateKey=C\\:\\keys\\server.pem``).
-    """
-    args: list[str] = []
-    kwargs: dict[str, str] = {}
-    parts: list[str] = []
-    current: list[str] = []
-    separators = ":="
-    characters = iter(description)
-    for character in characters:
-        if character in separators:
-            parts.append("".join(current))
-            current = []
-            if character == ":":
-                _add(parts, args, kwargs)
-                parts, separators = [], ":="
-            else:
-                separators = ":"
-        elif character == "\\":
-            current.append(next(characters, ""))
-        else:
-            current.append(character)
-    parts.append("".join(current))
-    _add(parts, args, kwargs)
-    return args, kwargs
-
-
-def _add(parts: list[str], args: list[str], kwargs: dict[str, str]) -> None:
-    if len(parts) == 1:
-        args.append(parts[0])
-    else:
-        kwargs[parts[0]] = parts[1]
+#: Twisted's endpoint syntax, shared with the client (see :mod:`hbchat.tlsfiles`).
+_split = split_description
 
 
 @dataclass(frozen=True)
@@ -223,21 +189,13 @@ def load_certificates(path: str, what: str) -> list[Certificate]:
         data = Path(path).read_bytes()
     except OSError as error:
         raise ConfigError(f"{what} {path!r} cannot be read: {error.strerror or error}") from None
-    blocks = _PEM_CERTIFICATE.findall(data)
+    blocks = certificate_blocks(data)
     if not blocks:
         raise ConfigError(f"{what} {path!r} holds no PEM certificate")
     try:
-        return [Certificate.loadPEM(block) for block in blocks]
+        return load_shared_certificates(blocks)
     except crypto.Error as error:
         raise ConfigError(f"{what} {path!r} holds a certificate that cannot be read: {error}") from None
-
-
-class _EncryptedKeyError(Exception):
-    """The private key needs a passphrase (refused: see load_options)."""
-
-
-def _refuse_passphrase(*args: object) -> bytes:
-    raise _EncryptedKeyError()
 
 
 def load_options(listen: TLSListen, alpn_select: ALPNSelect = select_alpn) -> CertificateOptions:
@@ -252,11 +210,11 @@ def load_options(listen: TLSListen, alpn_select: ALPNSelect = select_alpn) -> Ce
     except OSError as error:
         raise ConfigError(f"{listen.description}: {error.filename!r} cannot be read: {error.strerror}") from None
     try:
-        # With no passphrase callback OpenSSL would ask for one on the terminal, and the
-        # whole server would wait there (at a SIGHUP, too): an encrypted key is refused.
-        key = crypto.load_privatekey(crypto.FILETYPE_PEM, key_pem, passphrase=_refuse_passphrase)
+        # An encrypted key is refused (hbchat.tlsfiles): OpenSSL would ask for its passphrase
+        # on the terminal, and the whole server would wait there (at a SIGHUP, too).
+        key = load_private_key(key_pem)
         private = PrivateCertificate.fromCertificateAndKeyPair(Certificate.loadPEM(cert_pem), KeyPair(key))
-    except _EncryptedKeyError:
+    except EncryptedKeyError:
         raise ConfigError(
             f"{listen.description}: the private key in {listen.private_key!r} is encrypted; hbchat needs it unencrypted"
         ) from None
