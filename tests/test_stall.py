@@ -18,6 +18,7 @@ from typing import Any, cast
 from twisted.internet import reactor, task
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.interfaces import IReactorFDSet, IReactorTime
+from twisted.trial import unittest
 
 from tests.test_integration import DEADLINE, ChatTestCase
 
@@ -119,7 +120,9 @@ class SocketClient(threading.Thread):
         sock.close()
 
 
-class StallTests(ChatTestCase):
+class SocketClients(unittest.TestCase):
+    """Blocking-socket clients in threads (they go on while the server stalls), stopped at cleanup."""
+
     @inlineCallbacks
     def waitFor(self, condition: Any, what: str) -> Any:
         deadline = time.monotonic() + DEADLINE
@@ -139,6 +142,8 @@ class StallTests(ChatTestCase):
         self.addCleanup(stop)
         return client
 
+
+class StallTests(ChatTestCase, SocketClients):
     @inlineCallbacks
     def test_a_client_that_keeps_talking_survives_a_stall_of_twice_the_timeout(self) -> Any:
         ping, timeout = 0.5, 1.5

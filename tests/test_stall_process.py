@@ -16,31 +16,11 @@ from typing import Any
 from twisted.internet import reactor, task
 from twisted.internet.defer import inlineCallbacks
 
-from tests.test_integration import DEADLINE
-from tests.test_stall import SocketClient
+from tests.test_stall import SocketClients
 from tests.test_twistd import TwistdProcess, TwistdTestCase, freePort
 
 
-class StoppedServerTests(TwistdTestCase):
-    @inlineCallbacks
-    def waitFor(self, condition: Any, what: str) -> Any:
-        deadline = time.monotonic() + DEADLINE
-        while not condition():
-            if time.monotonic() > deadline:
-                self.fail(f"timed out waiting for {what}")
-            yield task.deferLater(reactor, 0.05, lambda: None)
-
-    def startClient(self, port: int, nick: str, answerAfter: float | None) -> SocketClient:
-        client = SocketClient(port, nick, chatty=False, answerAfter=answerAfter)
-        client.start()
-
-        def stop() -> None:
-            client.stop.set()
-            client.join(10)
-
-        self.addCleanup(stop)
-        return client
-
+class StoppedServerTests(TwistdTestCase, SocketClients):
     @inlineCallbacks
     def test_clients_that_only_answer_pings_survive_a_sigstop_of_twice_the_timeout(self) -> Any:
         ping, timeout = 0.5, 1.5
@@ -56,8 +36,8 @@ class StoppedServerTests(TwistdTestCase):
         probe.disconnect()
 
         # Each answers a PING 50 ms after it arrives (the protocol allows 250 ms here).
-        answering = [self.startClient(port, f"answer{n}", answerAfter=0.05) for n in range(20)]
-        dead = self.startClient(port, "dead", answerAfter=None)
+        answering = [self.startClient(port, f"answer{n}", chatty=False, answerAfter=0.05) for n in range(20)]
+        dead = self.startClient(port, "dead", chatty=False)
         everyone = [*answering, dead]
         yield self.waitFor(lambda: all(c.registered.is_set() for c in everyone), "all to register")
         yield task.deferLater(reactor, 0.5, lambda: None)
