@@ -36,7 +36,6 @@ class Member:
         self.session: Session[IChatMember] | None = None
         self.received = b""
         self.closed: list[tuple[bytes, CloseReason | None]] = []
-        self.handshaking = False
         self.makesWay = True
 
     def deliver(self, data: bytes) -> None:
@@ -176,7 +175,7 @@ class AdmissionTests(SynchronousTestCase):
     def test_a_connection_is_admitted_and_counted_as_registering(self) -> None:
         member = Member()
         self.assertIsNone(self.admission.admit(member, "10.0.0.1"))
-        self.assertTrue(member.handshaking)
+        self.assertIn(member, self.admission.handshakes)
         self.assertEqual(member.host, "10.0.0.1")
         self.assertEqual(self.admission.handshaking, 1)
 
@@ -227,7 +226,7 @@ class AdmissionTests(SynchronousTestCase):
         member = Member()
         self.admission.admit(member, None)
         self.admission.handshakeOver(member, registered=True)
-        self.assertFalse(member.handshaking)
+        self.assertNotIn(member, self.admission.handshakes)
         self.assertEqual(self.admission.handshaking, 0)
 
 

@@ -329,7 +329,7 @@ class SlowConsumerTests(SlowConsumerTestCase):
             self.assertEqual(left.group(2), "slow", client.transcript())
             self.assertEqual(left.group(1), scene.lefts[0].group(1))
         self.assertEqual(len(scene.cuts), 1, scene.cuts)
-        self.assertTrue(scene.stuckSide.done)
+        self.assertTrue(scene.stuckSide.core.phase.ended)
         self.assertNotIn(scene.stuckSide, scene.factory.chat.fanout)
         log.info("slow consumer: {report}", report=self.report(scene))
 

@@ -36,7 +36,6 @@ class Admitted(Protocol):
     """A connection as admission sees it."""
 
     host: str | None
-    handshaking: bool
 
     def mayMakeWay(self) -> bool: ...
 
@@ -103,7 +102,6 @@ class Admission(Generic[A]):
             self._perHost[host] = count + 1
             connection.host = host
         self.connections.add(connection)
-        connection.handshaking = True
         now = self.clock.seconds()
         self.handshakes.enter(connection, now)
         for oldest in self.handshakes.overflow(now):
@@ -127,7 +125,6 @@ class Admission(Generic[A]):
 
     def handshakeOver(self, connection: A, registered: bool) -> None:
         """``connection`` registered (or ended): one handshake fewer under way."""
-        connection.handshaking = False
         self.handshakes.leave(connection, self.clock.seconds() if registered else None)
         self.openGates()
 
