@@ -1,6 +1,7 @@
 """
-One client connection of the server: its transport, its output as a push producer, its
-rate limits, the verbs, the heartbeat, and how it ends.
+One client connection of the server: its lifecycle (hbchat.server.lifecycle), its input and
+the verbs, its rate limits, the heartbeat's verdicts, and how it ends; its output is its base
+:class:`~hbchat.server.flow.ConnectionFlow`'s.
 
 It is a member of the chat (:class:`~hbchat.server.interfaces.IChatMember`) and talks to
 the chat only through :class:`~hbchat.server.interfaces.IChat` (``factory.chat``).
@@ -8,29 +9,22 @@ the chat only through :class:`~hbchat.server.interfaces.IChat` (``factory.chat``
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import cast
-
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
-    IConsumer,
-    IDelayedCall,
     IHandshakeListener,
-    IPushProducer,
 )
 from twisted.internet.protocol import connectionDone
-from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from hbchat import wire
 from hbchat.closereasons import CloseReason
-from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.lognames import NamedLogger
 from hbchat.ratelimit import MAX_STRIKES
 from hbchat.server.addresses import describe_peer, limited_host
 from hbchat.server.backpressure import kernel_user_timeout, set_high_water
 from hbchat.server.closes import peer_ending, purpose_why
+from hbchat.server.flow import FLOW_SLOTS, ConnectionFlow, awaits_handshake
 from hbchat.server.host import Host
 from hbchat.server.interfaces import IChatMember
 from hbchat.server.lifecycle import (
@@ -43,36 +37,15 @@ from hbchat.server.lifecycle import (
     Phase,
     connection_life,
 )
-from hbchat.server.limits import LIMIT_SLOTS, LineLimits
-from hbchat.server.sendq import SendQueue, send_queue
+from hbchat.server.limits import LIMIT_SLOTS
+from hbchat.server.sendq import send_queue
 from hbchat.server.sessions import Session
 from hbchat.server.writethrough import writer_for
 from hbchat.sockopts import enable_keepalive
 
-#: Seconds a congested receiver may hold every sender back before it counts as a slow
-#: consumer; a healthy one drains in milliseconds.
-SLOW_PATIENCE = 1.0
 
-#: How long a connection closed on purpose may take to flush its last line before it is
-#: aborted: a peer that does not read must not hold its socket, or a shutdown, for long.
-CLOSE_GRACE = 3.0
-
-
-def awaits_handshake(transport: object) -> bool:
-    """
-    Whether ``transport`` is TLS (Twisted's) whose handshake has yet to happen: on a server,
-    that is every TLS transport when its protocol's ``connectionMade`` runs (at the TCP
-    accept), which then hears ``handshakeCompleted``.
-    """
-    return isinstance(transport, TLSMemoryBIOProtocol)
-
-
-def _unconnected(data: bytes) -> None:
-    raise RuntimeError("not connected")
-
-
-@implementer(IPushProducer, IHandshakeListener, IChatMember)
-class ChatServerProtocol(HeartbeatProtocol, LineLimits):
+@implementer(IHandshakeListener, IChatMember)
+class ChatServerProtocol(ConnectionFlow):
     """
     One client connection: registration, commands, heartbeat, and how it ends.
 
@@ -82,13 +55,8 @@ class ChatServerProtocol(HeartbeatProtocol, LineLimits):
     """
 
     __slots__ = (
-        "_backlog",
-        "_closeTimer",
         "_framer",
-        "_producing",
-        "_write",
         "bytesIn",
-        "bytesOut",
         "closeReason",
         "connected",
         "connectedAt",
@@ -101,6 +69,7 @@ class ChatServerProtocol(HeartbeatProtocol, LineLimits):
         "pongsReceived",
         "session",
         "transport",
+        *FLOW_SLOTS,
         *LIMIT_SLOTS,
     )
 
@@ -114,20 +83,13 @@ class ChatServerProtocol(HeartbeatProtocol, LineLimits):
     #: Its lifecycle (hbchat.server.lifecycle), and the state it is in (``core.phase``).
     life: ConnectionLife
     core: LifeCore
-    _closeTimer: IDelayedCall | None
-    _write: Callable[[bytes], None]
-    _producing: bool
-    #: Bytes written since the output went over the high-water mark (None: it is not).
-    _backlog: int | None
 
     # For hbchat.stats and /connections: the --listen endpoint it came through (set by
     # hbchat.listeners), when it connected, what it counted, and why it closed.
     listener: str
     connectedAt: float
     bytesIn: int
-    bytesOut: int
     pongsReceived: int
-    closeReason: str | None
 
     #: While authenticating (a password, or the chat's answer to NICK or RESUME, is awaited):
     #: the lines that arrived after it, handled in order once the verdict is in (reading is
@@ -144,8 +106,6 @@ class ChatServerProtocol(HeartbeatProtocol, LineLimits):
     tls = False
     #: Why it closed, in words (hbchat.server.closes), for the factory's log line.
     closeWhy: str | None = None
-    #: What it holds unsent, in the transport and the kernel (None: not measurable).
-    _sendq: SendQueue | None = None
 
     def __init__(self, factory: Host) -> None:
         super().__init__(factory.clock)
@@ -159,14 +119,10 @@ class ChatServerProtocol(HeartbeatProtocol, LineLimits):
         self.peer = "?"
         self.core = LifeCore()
         self.life = connection_life(self.core)
-        self._closeTimer = None
-        self._write = _unconnected
-        self._producing = False
-        self._backlog = None
+        self.startFlow()
         self.listener = "-"
         self.connectedAt = 0.0
         self.bytesIn = 0
-        self.bytesOut = 0
         self.pongsReceived = 0
         self.closeReason = None
 
@@ -212,11 +168,6 @@ class ChatServerProtocol(HeartbeatProtocol, LineLimits):
         if self.life.handshakeDone():
             self._produce()
 
-    def _produce(self) -> None:
-        """Become the streaming producer of our output: the transport reports its backlog."""
-        cast(IConsumer, self.transport).registerProducer(self, True)
-        self._producing = True
-
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._closeTimer is not None and self._closeTimer.active():
             self._closeTimer.cancel()
@@ -230,60 +181,6 @@ class ChatServerProtocol(HeartbeatProtocol, LineLimits):
             self._ended(CloseReason.ERROR, registered=ending is Ending.REGISTERED)
         self.factory.backpressure.forget(self)
         self.factory.connectionLost(self, reason)
-
-    def deliver(self, data: bytes) -> None:
-        if self._backlog is not None:
-            # Congested: what it holds unsent, here and in the kernel, must stay under
-            # --sendq-max (without a meter, what was written since it congested); a write
-            # that would pass it is not made: the client is cut first, so the bound holds
-            # whatever one turn's batch weighs.
-            sendq = self._sendq
-            held = (self._backlog if sendq is None else sendq.unsent()) + len(data)
-            if held > self.factory.maxBacklog:
-                self.cutAsSlow(f"its backlog would pass {self.factory.maxBacklog} bytes")
-                return
-            self._backlog += len(data)
-        self._write(data)
-        self.bytesOut += len(data)
-
-    # --- IPushProducer: the transport reports on our output ---
-
-    def pauseProducing(self) -> None:
-        # Twisted calls this on every write made while over the high-water mark, not only
-        # on crossing it: count the backlog from the first call on.
-        if self._backlog is None:
-            self._backlog = 0
-        self.factory.backpressure.congested(self)
-
-    def resumeProducing(self) -> None:
-        self._backlog = None
-        self.factory.backpressure.drained(self)
-
-    def stopProducing(self) -> None:
-        pass
-
-    # --- what backpressure asks of us ---
-
-    def delivered(self) -> int | None:
-        """Bytes of output the peer has acknowledged so far (None: not measurable)."""
-        sendq = self._sendq
-        return None if sendq is None else self.bytesOut - sendq.unsent()
-
-    def unsent(self) -> int | None:
-        """Output not yet acknowledged, in the transport and the kernel (None: not measurable)."""
-        sendq = self._sendq
-        return None if sendq is None or not self.connected else sendq.unsent()
-
-    def pauseReading(self) -> None:
-        self.readingPaused(self.clock.seconds())
-        # Stream transports are push producers of what they read.
-        cast(IPushProducer, self.transport).pauseProducing()
-
-    def resumeReading(self) -> None:
-        phase = self.core.phase
-        if phase is not Phase.AUTHENTICATING and not phase.ended:
-            self.readingResumed(self.clock.seconds())
-            cast(IPushProducer, self.transport).resumeProducing()
 
     def cutAsSlow(self, why: str) -> None:
         """A slow consumer: abort without waiting for the output it cannot take."""
@@ -467,21 +364,6 @@ class ChatServerProtocol(HeartbeatProtocol, LineLimits):
             self._finish(CloseReason.ERROR)
             self._write(pending + line)
         self.link.abortConnection()
-
-    def _writeAndClose(self, data: bytes, reason: CloseReason) -> None:
-        # The reason is handed in with the last line: nothing re-reads what was written.
-        self.closeReason = reason.label
-        self.bytesOut += len(data)
-        link = self.link
-        link.write(data)
-        # While a producer is registered, a transport whose output drains resumes it
-        # instead of finishing the close; without this a close over the high-water mark
-        # ended in an abort (RST) after CLOSE_GRACE.
-        if self._producing:
-            self._producing = False
-            cast(IConsumer, link).unregisterProducer()
-        link.loseConnection()
-        self._closeTimer = self.clock.callLater(CLOSE_GRACE, link.abortConnection)
 
     def _finish(self, reason: CloseReason) -> None:
         """We end the connection on purpose, for ``reason``."""

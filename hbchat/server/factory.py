@@ -25,8 +25,9 @@ from hbchat.server import verbs
 from hbchat.server.admission import Admission, Gate
 from hbchat.server.backpressure import Backpressure
 from hbchat.server.chat import Chat
-from hbchat.server.connection import SLOW_PATIENCE, ChatServerProtocol
+from hbchat.server.connection import ChatServerProtocol
 from hbchat.server.drain import Drain
+from hbchat.server.flow import SLOW_PATIENCE
 from hbchat.server.host import IdentityRefusal
 from hbchat.server.interfaces import Counted, IServerEvents
 
