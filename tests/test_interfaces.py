@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
+from twisted.internet.interfaces import IConsumer, IPushProducer, IStreamClientEndpoint, ITransport
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyClass, verifyObject
@@ -13,6 +13,8 @@ from hbchat.client.console import Console
 from hbchat.interfaces import IChatObserver
 from hbchat.server.connection import ChatServerProtocol
 from hbchat.testing import FakeNetwork, FakeServer
+from hbchat.web.frames import FrameCache
+from hbchat.web.linetransport import LineTransport
 
 
 class InterfaceTests(SynchronousTestCase):
@@ -26,3 +28,17 @@ class InterfaceTests(SynchronousTestCase):
 
     def test_fake_network_is_a_client_endpoint(self) -> None:
         self.assertTrue(verifyObject(IStreamClientEndpoint, FakeNetwork(FakeServer())))
+
+    def test_websocket_line_transport_is_a_transport_consumer_and_producer(self) -> None:
+        class Socket:
+            transport = None
+
+            def isOpen(self) -> bool:
+                return True
+
+            def closeWithCode(self, code: int, reason: str) -> None:
+                pass
+
+        line = LineTransport(Socket(), FrameCache())
+        for interface in (ITransport, IConsumer, IPushProducer):
+            self.assertTrue(verifyObject(interface, line))

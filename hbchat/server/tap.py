@@ -26,6 +26,7 @@ from hbchat.ops.observed import ObservedChatFactory
 from hbchat.ops.web import WithMetrics
 from hbchat.server.service import ChatService
 from hbchat.server.tls import identity_refusal, is_ssl, load_certificates, load_options, parse_ssl
+from hbchat.web.origins import OriginError, parse_origin
 
 DEFAULTS = ServerConfig()
 
@@ -237,6 +238,8 @@ class ServerOptions(AuthOptionMixin, usage.Options):
         self["listen"] = []
         self["metrics"] = None
         self["tls-client-ca"] = None
+        self["web"] = []
+        self["web-origin"] = []
 
     def opt_listen(self, description: str) -> None:
         """Twisted server endpoint string to serve on; repeat it to serve one chat on several. tcp:, ssl: and unix:
@@ -250,6 +253,29 @@ class ServerOptions(AuthOptionMixin, usage.Options):
             except Exception as error:
                 raise usage.UsageError(f"--listen {description!r} is not a usable endpoint: {error}") from None
         self["listen"].append(description)
+
+    def opt_web(self, description: str) -> None:
+        """Twisted server endpoint string to serve the chat in the browser on, over HTTP (twisted.web): GET / is the
+        chat page (its files ship with hbchat: no CDN, works offline) and GET /ws a WebSocket, subprotocol hbchat.v1,
+        one protocol line per text frame, in the same chat as --listen, with the same limits; repeat it for several.
+        ssl: endpoints serve HTTPS and WSS with the TLS of --listen ssl: (SIGHUP reloads them too), e.g.
+        tcp:8080:interface=127.0.0.1 or ssl:8443:privateKey=key.pem:certKey=cert.pem [default: off]"""
+        if not is_ssl(description):
+            try:
+                serverFromString(None, description)
+            except Exception as error:
+                raise usage.UsageError(f"--web {description!r} is not a usable endpoint: {error}") from None
+        self["web"].append(description)
+
+    def opt_web_origin(self, origin: str) -> None:
+        """An Origin (scheme://host[:port], e.g. https://chat.example.org) whose pages may open /ws, besides the
+        page's own; repeat it for several. Other origins get HTTP 403 before the upgrade (a request without Origin, from
+        a program rather than a browser page, is let through) [default: the page's own origin only]"""
+        try:
+            parse_origin(origin)
+        except OriginError as error:
+            raise usage.UsageError(f"--web-origin {error}") from None
+        self["web-origin"].append(origin)
 
     def opt_auth(self, description: str) -> None:
         try:
@@ -287,6 +313,8 @@ class ServerOptions(AuthOptionMixin, usage.Options):
     # usage.Options shows a docstring as written: one line, or its indentation shows too.
     opt_listen.__doc__ = " ".join((opt_listen.__doc__ or "").split())
     opt_metrics.__doc__ = " ".join((opt_metrics.__doc__ or "").split())
+    opt_web.__doc__ = " ".join((opt_web.__doc__ or "").split())
+    opt_web_origin.__doc__ = " ".join((opt_web_origin.__doc__ or "").split())
     opt_tls_client_ca.__doc__ = " ".join((opt_tls_client_ca.__doc__ or "").split())
 
     @property
@@ -325,8 +353,17 @@ class ServerOptions(AuthOptionMixin, usage.Options):
                 tls_identity=bool(self["tls-identity"]),
             )
             self._checkTLS(self.config)
+            self._checkWeb()
         except ConfigError as error:
             raise usage.UsageError(str(error)) from None
+
+    def _checkWeb(self) -> None:
+        """--web ssl: endpoints make their contexts now; --web-origin means nothing without --web."""
+        if self["web-origin"] and not self["web"]:
+            raise ConfigError("--web-origin needs a --web endpoint to apply to")
+        for description in self["web"]:
+            if is_ssl(description):
+                load_options(parse_ssl(description, self.config.tls_client_ca))
 
     @staticmethod
     def _checkTLS(config: ServerConfig) -> None:
@@ -360,7 +397,7 @@ def makeService(options: ServerOptions, reactor: Any = None) -> IService:
         reactor = installed_reactor
     config: ServerConfig = options.config
     factory = ObservedChatFactory(config, reactor, options.checker, identity_refusal=identity_refusal)
-    service = ChatService(factory, config.listen, reactor)
+    service = ChatService(factory, config.listen, reactor, tuple(options["web"]), tuple(options["web-origin"]))
     if options["metrics"] is not None:
         return WithMetrics(service, factory, options["metrics"], reactor)
     return service
