@@ -34,7 +34,9 @@ class ChatService(MultiService):
 
     log = NamedLogger("hbchat.service.ChatService")
 
-    def __init__(self, factory: ChatFactory, listen: tuple[str, ...], reactor: IReactorCore) -> None:
+    def __init__(
+        self, factory: ChatFactory, listen: tuple[str, ...], reactor: IReactorCore, reuse_port: bool = False
+    ) -> None:
         super().__init__()
         self.factory = factory
         self.reactor = reactor
@@ -47,7 +49,7 @@ class ChatService(MultiService):
             if is_ssl(description):
                 tls = ServerTLS(parse_ssl(description, factory.config.tls_client_ca))
                 self.tls.append(tls)
-            listener_service(factory, description, reactor, tls).setServiceParent(self)
+            listener_service(factory, description, reactor, tls, reuse_port).setServiceParent(self)
         #: What SIGHUP does now: reload while serving and draining, nothing once stopped.
         self.hangup = hangup_machine(HangupCore(self.tls, factory.stats.reloads))
 

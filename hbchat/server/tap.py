@@ -25,6 +25,7 @@ from hbchat.auth.authoption import AUTH_HELP, AuthError, make_checker
 from hbchat.config import ConfigError, ServerConfig, parse_count, parse_rate, parse_seconds
 from hbchat.ops.observed import ObservedChatFactory
 from hbchat.ops.web import WithMetrics
+from hbchat.server.reuseport import check_reuse_port
 from hbchat.server.service import ChatService
 from hbchat.server.statekeeper import keep_state
 from hbchat.server.tls import identity_refusal, is_ssl, load_certificates, load_options, parse_ssl
@@ -67,6 +68,13 @@ class ServerOptions(AuthOptionMixin, usage.Options):
     )
 
     optFlags = [
+        [
+            "reuse-port",
+            None,
+            "tcp: and ssl: listeners set SO_REUSEPORT, so several hbchat processes on one host serve one port (the "
+            "kernel spreads new connections among them; with --redis they are one chat, without it each process is a "
+            "chat of its own). Not for unix: or systemd: listeners.",
+        ],
         [
             "tls-identity",
             None,
@@ -339,6 +347,8 @@ class ServerOptions(AuthOptionMixin, usage.Options):
                 tls_identity=bool(self["tls-identity"]),
             )
             self._checkTLS(self.config)
+            if self["reuse-port"]:
+                check_reuse_port(self.config.listen)
         except ConfigError as error:
             raise usage.UsageError(str(error)) from None
 
@@ -376,7 +386,7 @@ def makeService(options: ServerOptions, reactor: Any = None) -> IService:
     factory = ObservedChatFactory(config, reactor, options.checker, identity_refusal=identity_refusal)
     if options["state"] is not None:
         keep_state(factory.chat, options["state"])
-    service = ChatService(factory, config.listen, reactor)
+    service = ChatService(factory, config.listen, reactor, reuse_port=bool(options["reuse-port"]))
     if options["metrics"] is not None:
         return WithMetrics(service, factory, options["metrics"], reactor)
     return service
