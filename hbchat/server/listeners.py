@@ -25,6 +25,7 @@ from hbchat.config import with_listen_backlog
 from hbchat.server.activation import with_real_family
 from hbchat.server.connection import ChatServerProtocol
 from hbchat.server.factory import ChatFactory
+from hbchat.server.reuseport import PortAddress, ReusePortEndpoint, address_family, reuse_port_address
 from hbchat.server.tls import ServerTLS
 
 
@@ -131,21 +132,31 @@ class _RecordingEndpoint:
 
 
 def listener_service(
-    chat: ChatFactory, description: str, reactor: Any, tls: ServerTLS | None = None
+    chat: ChatFactory, description: str, reactor: Any, tls: ServerTLS | None = None, reuse_port: bool = False
 ) -> StreamServerEndpointService:
     """
     The service that serves ``chat`` on ``description`` (a --listen endpoint string; tcp:,
     ssl: and unix: get backlog=1024 unless they name one), as ``twistd`` runs it.  An
     ``ssl:`` listener comes with its ``tls`` (hbchat.tls), whose context SIGHUP reloads.
+    With ``reuse_port`` (``--reuse-port``; tcp: and ssl: only) its socket has ``SO_REUSEPORT``.
     """
     listener = Listener(chat, description)
     endpoint: IStreamServerEndpoint
     factory: IProtocolFactory
     if tls is None:
-        endpoint = with_real_family(serverFromString(reactor, with_listen_backlog(description)), description)
+        if reuse_port:
+            endpoint = ReusePortEndpoint(reactor, reuse_port_address(description))
+        else:
+            endpoint = with_real_family(serverFromString(reactor, with_listen_backlog(description)), description)
         factory = listener
     else:
-        endpoint, factory = tls.endpoint(reactor), tls.wrap(listener)
+        if reuse_port:
+            where = tls.listen
+            family = address_family(where.interface)
+            endpoint = ReusePortEndpoint(reactor, PortAddress(where.port, where.interface, where.backlog, family))
+        else:
+            endpoint = tls.endpoint(reactor)
+        factory = tls.wrap(listener)
         listener.tls = tls
     service = StreamServerEndpointService(_RecordingEndpoint(endpoint, listener), factory)
     # As twisted.application.strports.service does: a listen failure (port in use, bad

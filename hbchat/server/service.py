@@ -43,6 +43,7 @@ class ChatService(MultiService):
         reactor: IReactorCore,
         web: tuple[str, ...] = (),
         web_origins: tuple[str, ...] = (),
+        reuse_port: bool = False,
     ) -> None:
         super().__init__()
         self.factory = factory
@@ -56,7 +57,7 @@ class ChatService(MultiService):
             if is_ssl(description):
                 tls = ServerTLS(parse_ssl(description, factory.config.tls_client_ca))
                 self.tls.append(tls)
-            listener_service(factory, description, reactor, tls).setServiceParent(self)
+            listener_service(factory, description, reactor, tls, reuse_port).setServiceParent(self)
         # --web: the page and its WebSocket (hbchat.web), ssl: ones with TLS as above.
         policy = OriginPolicy(web_origins)
         for description in web:

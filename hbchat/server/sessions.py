@@ -34,7 +34,7 @@ class Session(Generic[Connection]):
 
     __slots__ = ("_expiry", "connection", "host", "nick", "token")
 
-    def __init__(self, nick: bytes, token: bytes, connection: Connection) -> None:
+    def __init__(self, nick: bytes, token: bytes, connection: Connection | None) -> None:
         self.nick = nick
         self.token = token
         self.connection: Connection | None = connection
@@ -115,6 +115,10 @@ class SessionTable(Generic[Connection]):
         if ending not in RESUMABLE_ENDINGS:
             self.close(session)
             return
+        self._enterGrace(session, host, self.grace)
+
+    def _enterGrace(self, session: Session[Connection], host: str | None, seconds: float) -> None:
+        """Keep a session without a connection for ``seconds``, within --max-grace and --max-grace-per-ip."""
         if host is not None:
             of_host = self._graceByHost.get(host)
             if of_host is not None and len(of_host) >= self.maxGracePerHost:
@@ -125,7 +129,30 @@ class SessionTable(Generic[Connection]):
         self._inGrace[session] = None
         if host is not None:
             self._graceByHost.setdefault(host, {})[session] = None
-        session._expiry = self.clock.callLater(self.grace, self._expire, session)
+        session._expiry = self.clock.callLater(seconds, self._expire, session)
+
+    def remaining(self, session: Session[Connection]) -> float:
+        """
+        Seconds of grace the session has left: all of ``--grace`` while it has a
+        connection, or lost it to the server's stop (which keeps no grace timer).
+        """
+        expiry = session._expiry
+        if expiry is None or not expiry.active():
+            return self.grace
+        return max(0.0, expiry.getTime() - self.clock.seconds())
+
+    def restore(self, nick: bytes, token: bytes, seconds: float, host: str | None = None) -> Session[Connection] | None:
+        """
+        A session saved by an earlier run (``--state``), resumable by its token for ``seconds``
+        more; ``None`` if its nick or token is taken already or its grace is over.
+        """
+        if seconds <= 0 or self.nickTaken(nick) or token in self._byToken:
+            return None
+        session: Session[Connection] = Session(nick, token, None)
+        self._byNick[wire.nick_key(nick)] = session
+        self._byToken[token] = session
+        self._enterGrace(session, host, seconds)
+        return session
 
     def _leaveGrace(self, session: Session[Connection]) -> None:
         if session not in self._inGrace:

@@ -7,6 +7,7 @@ has loaded plugins, and tests pass their own.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +25,9 @@ from hbchat.auth.authoption import AUTH_HELP, AuthError, make_checker
 from hbchat.config import ConfigError, ServerConfig, parse_count, parse_rate, parse_seconds
 from hbchat.ops.observed import ObservedChatFactory
 from hbchat.ops.web import WithMetrics
+from hbchat.server.reuseport import check_reuse_port
 from hbchat.server.service import ChatService
+from hbchat.server.statekeeper import keep_state
 from hbchat.server.tls import identity_refusal, is_ssl, load_certificates, load_options, parse_ssl
 from hbchat.web.origins import OriginError, parse_origin
 
@@ -66,6 +69,13 @@ class ServerOptions(AuthOptionMixin, usage.Options):
     )
 
     optFlags = [
+        [
+            "reuse-port",
+            None,
+            "tcp: and ssl: listeners set SO_REUSEPORT, so several hbchat processes on one host serve one port (the "
+            "kernel spreads new connections among them; with --redis they are one chat, without it each process is a "
+            "chat of its own). Not for unix: or systemd: listeners.",
+        ],
         [
             "tls-identity",
             None,
@@ -233,8 +243,19 @@ class ServerOptions(AuthOptionMixin, usage.Options):
         ],
     ]
 
+    def opt_state(self, path: str) -> None:
+        """File the chat is kept in across a graceful restart: at SIGTERM, once the drain is over, its seq, history
+        and sessions (tokens, nicks, grace left) are written to it atomically (mode 0600: it holds session tokens), and
+        at start they are read back and the file removed, so clients RESUME with nothing lost. A missing file is a
+        fresh chat; a damaged, foreign or unreadable one is logged and a fresh chat; a failure to write it is logged
+        [default: off]"""
+        if not path or path.endswith(os.sep):
+            raise usage.UsageError(f"--state {path!r} is not a file name")
+        self["state"] = path
+
     def __init__(self) -> None:
         super().__init__()
+        self["state"] = None
         self["listen"] = []
         self["metrics"] = None
         self["tls-client-ca"] = None
@@ -312,6 +333,7 @@ class ServerOptions(AuthOptionMixin, usage.Options):
 
     # usage.Options shows a docstring as written: one line, or its indentation shows too.
     opt_listen.__doc__ = " ".join((opt_listen.__doc__ or "").split())
+    opt_state.__doc__ = " ".join((opt_state.__doc__ or "").split())
     opt_metrics.__doc__ = " ".join((opt_metrics.__doc__ or "").split())
     opt_web.__doc__ = " ".join((opt_web.__doc__ or "").split())
     opt_web_origin.__doc__ = " ".join((opt_web_origin.__doc__ or "").split())
@@ -354,6 +376,8 @@ class ServerOptions(AuthOptionMixin, usage.Options):
             )
             self._checkTLS(self.config)
             self._checkWeb()
+            if self["reuse-port"]:
+                check_reuse_port(self.config.listen)
         except ConfigError as error:
             raise usage.UsageError(str(error)) from None
 
@@ -397,7 +421,16 @@ def makeService(options: ServerOptions, reactor: Any = None) -> IService:
         reactor = installed_reactor
     config: ServerConfig = options.config
     factory = ObservedChatFactory(config, reactor, options.checker, identity_refusal=identity_refusal)
-    service = ChatService(factory, config.listen, reactor, tuple(options["web"]), tuple(options["web-origin"]))
+    if options["state"] is not None:
+        keep_state(factory.chat, options["state"])
+    service = ChatService(
+        factory,
+        config.listen,
+        reactor,
+        tuple(options["web"]),
+        tuple(options["web-origin"]),
+        reuse_port=bool(options["reuse-port"]),
+    )
     if options["metrics"] is not None:
         return WithMetrics(service, factory, options["metrics"], reactor)
     return service

@@ -1,0 +1,165 @@
+"""
+``--state FILE``: the chat written to a file at a graceful stop and read back at the start.
+
+At start the file is read (:func:`hbchat.server.statefile.decode`) and the chat continues
+where it was: its seq, its history and its sessions, so that clients told ``BYE shutdown``
+RESUME with ``RESUMED <n> complete``.  The file is then removed: a state is used once, so a
+later crash (which saves nothing) never brings back an old seq.  When the drain is over
+(SIGTERM), the chat is written to a temporary file beside it (mode 0600: it holds the
+session tokens), flushed to disk, and renamed over it, so a reader sees the old file or the
+new one, never half of one.
+
+Nothing here stops the server: a missing file is a fresh chat (one info line); a file that
+cannot be read, is damaged, or is another program's, is one error line and a fresh chat; a
+state that cannot be written is one error line at the stop.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+
+from hbchat.lognames import NamedLogger
+from hbchat.server.chat import Chat
+from hbchat.server.statefile import MAX_BYTES, ChatState, StateFileError, decode, encode
+
+
+class StateFile:
+    """One chat's ``--state`` file: :meth:`restore` at start, :meth:`save` at the stop."""
+
+    log = NamedLogger("hbchat.server.state")
+
+    def __init__(self, path: str, chat: Chat, wall: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self.chat = chat
+        #: Wall-clock time: grace periods are saved as moments, so the downtime counts.
+        self.wall = wall
+
+    def read(self) -> ChatState | None:
+        """The saved state, or ``None`` (logged): no file, or none this server can use."""
+        try:
+            with open(self.path, "rb") as file:
+                data = file.read(MAX_BYTES + 1)
+        except FileNotFoundError:
+            self.log.info("no state file {path}: a fresh chat", path=self.path)
+            return None
+        except OSError as error:
+            self.log.error(
+                "cannot read state file {path}: {error}; starting a fresh chat", path=self.path, error=_why(error)
+            )
+            return None
+        try:
+            return decode(data)
+        except StateFileError as error:
+            self.log.error(
+                "state file {path} is unusable ({error}); starting a fresh chat", path=self.path, error=error
+            )
+            return None
+
+    def restore(self) -> bool:
+        """Continue the saved chat, if there is one; whether there was.  Says whether a save will be possible."""
+        state = self.read()
+        self._checkWritable()
+        if state is None:
+            return False
+        sessions = self.chat.restoreState(state, self.wall())
+        self.log.info(
+            "chat restored from {path}: seq {seq}, {events} events of history, "
+            "{sessions} of {saved} sessions resumable",
+            path=self.path,
+            seq=state.seq,
+            events=len(self.chat.history),
+            sessions=sessions,
+            saved=len(state.sessions),
+        )
+        try:
+            os.unlink(self.path)
+        except OSError as error:
+            self.log.warn(
+                "cannot remove state file {path} after reading it ({error}): a restart without a clean stop would "
+                "read it again",
+                path=self.path,
+                error=_why(error),
+            )
+        return True
+
+    def _checkWritable(self) -> None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.access(directory, os.W_OK | os.X_OK):
+            self.log.error(
+                "state file {path}: its directory {directory} is not writable: the chat will not be saved at the stop",
+                path=self.path,
+                directory=directory,
+            )
+
+    def saveAtStop(self) -> None:
+        """The drain is over: save (what went wrong is logged)."""
+        self.save()
+
+    def save(self) -> bool:
+        """Write the chat now, atomically; whether it was written (a failure is logged)."""
+        state = self.chat.exportState(self.wall())
+        try:
+            write_atomically(self.path, encode(state))
+        except OSError as error:
+            self.log.error(
+                "cannot save the chat to state file {path}: {error}; the next start is a fresh chat",
+                path=self.path,
+                error=_why(error),
+            )
+            return False
+        self.log.info(
+            "chat saved to {path}: seq {seq}, {events} events of history, {sessions} sessions",
+            path=self.path,
+            seq=state.seq,
+            events=len(state.history),
+            sessions=len(state.sessions),
+        )
+        return True
+
+
+def _why(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """
+    Replace ``path`` by a file holding ``data`` (mode 0600) so that it is the old file or the
+    new one, never a mix, even across a power cut: a temporary file in the same directory,
+    fsync, rename, fsync of the directory.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            os.fchmod(file.fileno(), 0o600)
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+    try:
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+def keep_state(chat: Chat, path: str, wall: Callable[[], float] = time.time) -> StateFile:
+    """Restore ``chat`` from ``path`` now and save it there when the drain is over."""
+    state = StateFile(path, chat, wall)
+    state.restore()
+    chat.beforeClose.append(state.saveAtStop)
+    return state
