@@ -89,7 +89,7 @@ class ChatSocket(WebSocketServerProtocol):
     def onMessageBegin(self, isBinary: bool) -> None:  # noqa: N803
         super().onMessageBegin(isBinary)
         chat = self.chat
-        self._discard = chat is None or chat.done
+        self._discard = chat is None or chat.core.phase.ended
         if isBinary and not self._discard:
             self._discard = True
             self._refuse(ERR_BINARY, UNSUPPORTED_DATA, "sent a binary frame")
