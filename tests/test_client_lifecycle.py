@@ -193,6 +193,21 @@ class DeadlineTests(SynchronousTestCase):
             {"connecting", "greeted", "registering", "resuming", "nick_held", "backing_off"},
         )
 
+    def test_the_hello_deadline_aborts_only_an_attempt_still_connecting(self) -> None:
+        watched = Watched("connecting")
+        self.assertTrue(watched.life.helloOverdue())
+        self.assertIs(watched.phase, Phase.CONNECTING)
+
+    def test_a_hello_read_in_the_turn_before_the_verdict_spares_the_attempt(self) -> None:
+        for state in ("greeted", "registering", "resuming", "quitting", "gave_up"):
+            watched = Watched(state)
+            self.assertFalse(watched.life.helloOverdue())
+            self.assertEqual(watched.phase.value, state)
+
+    def test_no_hello_deadline_runs_once_ready_or_between_attempts(self) -> None:
+        for state in ("nick_held", "ready", "backing_off"):
+            self.assertRaises(NoTransition, life_in(state).helloOverdue)
+
     def test_the_quit_deadline_belongs_to_quitting(self) -> None:
         self.assertTrue(life_in("quitting").quitTimedOut())
         self.assertFalse(life_in("gave_up").quitTimedOut())

@@ -219,6 +219,9 @@ class ChatClientFactory(ReconnectingClientFactory):
 
     # --- called by the protocol ---
 
+    def helloOverdue(self, protocol: ChatClientProtocol) -> bool:
+        return protocol is self._current and self.life.helloOverdue()
+
     def greeted(self, protocol: ChatClientProtocol, auth: bool, pace: Bucket | None = None) -> None:
         if not self.life.hello():
             protocol.link.loseConnection()  # we quit or gave up meanwhile

@@ -5,6 +5,8 @@ The client's life as an automat machine: which of its connections' events are le
 state           input                                       next state
 ==============  ==========================================  ================
 connecting      hello                                       greeted
+connecting      helloOverdue (no HELLO in HELLO_TIMEOUT)    connecting (the
+                                                            attempt is aborted)
 greeted         register (NICK) / resume (RESUME)           registering / resuming
 registering     welcome                                     ready
 registering     ownNickHeld (ERR 433, our own lost NICK)    nick_held
@@ -24,7 +26,8 @@ One machine lives as long as its :class:`~hbchat.client.factory.ChatClientFactor
 connections.  The machine only decides; every input returns what it means for the factory
 (a :class:`Loss`, a :class:`Welcome`, a :class:`Quit`, or whether something applies), and the
 factory does the writing, the scheduling and the telling.  Deadlines are inputs of the states
-they belong to: ``outOfTime`` (``--give-up-after`` without a connection) matters only while
+they belong to: ``helloOverdue`` (no HELLO within HELLO_TIMEOUT) aborts an attempt only while
+connecting, ``outOfTime`` (``--give-up-after`` without a connection) matters only while
 there is no registered connection, ``quitTimedOut`` (no BYE after QUIT) only while quitting.
 An input a state does not expect raises :class:`automat.NoTransition`; the protocol turns
 one caused by a server's line into a log line, never a crash.
@@ -92,6 +95,9 @@ class ClientLife(Protocol):
 
     def hello(self) -> bool:
         """The server greeted us with a valid HELLO; whether to go on (not once we quit or gave up)."""
+
+    def helloOverdue(self) -> bool:
+        """No HELLO came within HELLO_TIMEOUT of connecting; whether the attempt is to be aborted."""
 
     def register(self) -> None:
         """We sent NICK (after HELLO, or after ERR 404 on RESUME)."""
@@ -182,6 +188,12 @@ quitting.upon(ClientLife.hello).loop().returns(False)
 gave_up.upon(ClientLife.hello).loop().returns(False)
 _edge(greeted, ClientLife.register, registering, Phase.REGISTERING, None)
 _edge(greeted, ClientLife.resume, resuming, Phase.RESUMING, None)
+
+connecting.upon(ClientLife.helloOverdue).loop().returns(True)  # the server is taken for dead
+for _state in (greeted, registering, resuming, quitting, gave_up):
+    # The HELLO came (and was answered) in the turn before the verdict, after a stall of
+    # ours; or we are leaving anyway.
+    _state.upon(ClientLife.helloOverdue).loop().returns(False)
 
 # --- registering and resuming ---
 _edge(registering, ClientLife.welcome, ready, Phase.READY, Welcome.READY)

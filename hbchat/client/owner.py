@@ -22,6 +22,9 @@ class IConnectionOwner(Interface):
     def phaseOf(protocol: Any) -> Phase | None:  # noqa: N805 (zope: no self)
         """Where the client is in its life if ``protocol`` is the connection in use, else ``None``."""
 
+    def helloOverdue(protocol: Any) -> bool:  # noqa: N805 (zope: no self)
+        """No HELLO came on ``protocol`` within HELLO_TIMEOUT; whether that ends the attempt."""
+
     def greeted(protocol: Any, auth: bool, pace: Bucket | None) -> None:  # noqa: N805 (zope: no self)
         """A valid HELLO: ``auth`` if the server requires a password; its pace for our chat lines."""
 
