@@ -24,17 +24,17 @@ from hbchat.testing import FakeServer
 
 
 def _authenticating(life: ConnectionLife) -> None:
-    life.admitPlain()
+    life.admit_plain()
     life.hold()
 
 
 def _registered(life: ConnectionLife) -> None:
-    life.admitPlain()
+    life.admit_plain()
     life.attach()
 
 
 def _closing(life: ConnectionLife) -> None:
-    life.admitPlain()
+    life.admit_plain()
     life.close()
 
 
@@ -46,8 +46,8 @@ def _closed(life: ConnectionLife) -> None:
 #: How to reach each state from a new lifecycle.
 PATHS: dict[Phase, Callable[[ConnectionLife], object]] = {
     Phase.ACCEPTED: lambda life: None,
-    Phase.HANDSHAKING: lambda life: life.admitTls(),
-    Phase.REGISTERING: lambda life: life.admitPlain(),
+    Phase.HANDSHAKING: lambda life: life.admit_tls(),
+    Phase.REGISTERING: lambda life: life.admit_plain(),
     Phase.AUTHENTICATING: _authenticating,
     Phase.REGISTERED: _registered,
     Phase.CLOSING: _closing,
@@ -56,10 +56,10 @@ PATHS: dict[Phase, Callable[[ConnectionLife], object]] = {
 
 #: Every input, by name, called without arguments.
 INPUTS = (
-    "admitPlain",
-    "admitTls",
+    "admit_plain",
+    "admit_tls",
     "refuse",
-    "handshakeDone",
+    "handshake_done",
     "hold",
     "release",
     "attach",
@@ -70,13 +70,13 @@ INPUTS = (
 
 #: The inputs each state accepts; every other one is illegal there.
 LEGAL: dict[Phase, set[str]] = {
-    Phase.ACCEPTED: {"admitPlain", "admitTls", "refuse"},
-    Phase.HANDSHAKING: {"handshakeDone", "deadline", "close", "lost"},
+    Phase.ACCEPTED: {"admit_plain", "admit_tls", "refuse"},
+    Phase.HANDSHAKING: {"handshake_done", "deadline", "close", "lost"},
     Phase.REGISTERING: {"hold", "attach", "deadline", "close", "lost"},
     Phase.AUTHENTICATING: {"hold", "release", "attach", "deadline", "close", "lost"},
     Phase.REGISTERED: {"release", "deadline", "close", "lost"},
-    Phase.CLOSING: {"handshakeDone", "release", "attach", "deadline", "close", "lost"},
-    Phase.CLOSED: {"handshakeDone", "release", "attach", "deadline", "close"},
+    Phase.CLOSING: {"handshake_done", "release", "attach", "deadline", "close", "lost"},
+    Phase.CLOSED: {"handshake_done", "release", "attach", "deadline", "close"},
 }
 
 
@@ -120,14 +120,14 @@ class PhaseTests(SynchronousTestCase):
 class AdmissionTests(SynchronousTestCase):
     def test_a_plain_connection_registers_at_once(self) -> None:
         watched = Watched()
-        watched.life.admitPlain()
+        watched.life.admit_plain()
         self.assertIs(watched.phase, Phase.REGISTERING)
 
     def test_a_tls_connection_handshakes_first(self) -> None:
         watched = Watched()
-        watched.life.admitTls()
+        watched.life.admit_tls()
         self.assertIs(watched.phase, Phase.HANDSHAKING)
-        self.assertTrue(watched.life.handshakeDone())
+        self.assertTrue(watched.life.handshake_done())
         self.assertIs(watched.phase, Phase.REGISTERING)
 
     def test_a_refused_connection_is_closing(self) -> None:
@@ -139,7 +139,7 @@ class AdmissionTests(SynchronousTestCase):
     def test_a_handshake_that_completes_after_the_close_produces_nothing(self) -> None:
         watched = Watched(Phase.HANDSHAKING)
         watched.life.close()
-        self.assertFalse(watched.life.handshakeDone())
+        self.assertFalse(watched.life.handshake_done())
         self.assertIs(watched.phase, Phase.CLOSING)
 
 

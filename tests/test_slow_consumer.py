@@ -148,7 +148,7 @@ class Sampler:
             total += pending
             if protocol is self.watched:
                 self.maxWatched = max(self.maxWatched, pending)
-                self.congested = self.congested or self.factory.backpressure.isCongested(protocol)
+                self.congested = self.congested or self.factory.backpressure.is_congested(protocol)
         self.maxTotal = max(self.maxTotal, total)
 
     def stop(self) -> None:
@@ -503,7 +503,7 @@ class PacedSenderTests(SlowConsumerTestCase):
         held: list[float] = []
 
         def watch() -> None:
-            if factory.backpressure.isPaused(senderSide):
+            if factory.backpressure.is_paused(senderSide):
                 held.append(clock.seconds())
 
         watcher = LoopingCall(watch)

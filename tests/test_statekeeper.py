@@ -120,8 +120,8 @@ class RestartTests(SynchronousTestCase):
         self.first.advance(100)
         second = self.restart()
         second.advance(21)
-        self.assertIsNone(second.factory.chat.sessions.byNick(b"bob"))
-        self.assertIsNotNone(second.factory.chat.sessions.byNick(b"alice"))
+        self.assertIsNone(second.factory.chat.sessions.by_nick(b"bob"))
+        self.assertIsNotNone(second.factory.chat.sessions.by_nick(b"alice"))
 
     def test_a_shorter_history_keeps_the_latest_events(self) -> None:
         second = self.restart(history=1)
@@ -221,4 +221,4 @@ class FileTroubleTests(SynchronousTestCase):
         write_atomically(self.path, encode(state))
         restored, _ = self.restore()
         self.assertTrue(restored)
-        self.assertIsNotNone(self.server.factory.chat.sessions.byToken(b"tok"))
+        self.assertIsNotNone(self.server.factory.chat.sessions.by_token(b"tok"))

@@ -49,36 +49,36 @@ class ServerErrors:
     @property
     def _handlers(self) -> dict[ErrorAction, Callable[[ChatClientProtocol, int, str], None]]:
         return {
-            ErrorAction.REGISTER_AFRESH: self._registerAfresh,
-            ErrorAction.WAIT_FOR_OWN_NICK: self._waitForOwnNick,
-            ErrorAction.DROP_REFUSED: self._dropRefused,
-            ErrorAction.SLOW_DOWN: self._slowDown,
+            ErrorAction.REGISTER_AFRESH: self._register_afresh,
+            ErrorAction.WAIT_FOR_OWN_NICK: self._wait_for_own_nick,
+            ErrorAction.DROP_REFUSED: self._drop_refused,
+            ErrorAction.SLOW_DOWN: self._slow_down,
             ErrorAction.GIVE_UP: self._refused,
             ErrorAction.REPORT: self._report,
         }
 
-    def _registerAfresh(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
+    def _register_afresh(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
         self.session.forget()
         self.observer.historyLost()
         self.register(protocol)
 
-    def _waitForOwnNick(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
+    def _wait_for_own_nick(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
         # Most likely our own interrupted registration: wait for its grace to end,
         # without using up the retries (the server will let the nick go).
         protocol.problem = "the nick is still held, probably by our own interrupted registration"
-        self.life.ownNickHeld()
+        self.life.own_nick_held()
         protocol.link.loseConnection()
 
-    def _dropRefused(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
+    def _drop_refused(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
         # The server answers lines in order: the line it refused is the oldest one not
         # yet echoed.  Sending it again would only be refused again, for ever.
-        refused = self.session.refuseOldest()
+        refused = self.session.refuse_oldest()
         shown = refused.decode("utf-8", "replace")[:60] if refused is not None else "a line"
         protocol.problem = "the server refused a line as too long"
         self.observer.serverError(code, f"{text}: not sent again: {shown!r}")
 
-    def _slowDown(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
-        note = self.outbox.rateLimited(text)
+    def _slow_down(self, protocol: ChatClientProtocol, code: int, text: str) -> None:
+        note = self.outbox.rate_limited(text)
         self.observer.serverError(429, f"{text}: {note}")
         self.outbox.flush()
 

@@ -138,7 +138,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         self.giveUp("you quit")
 
     def _quitWithoutBye(self) -> None:
-        if not self.life.quitTimedOut():
+        if not self.life.quit_timed_out():
             return
         protocol = self.protocolInstance
         if protocol is not None and protocol.transport is not None:
@@ -220,7 +220,7 @@ class ChatClientFactory(ReconnectingClientFactory):
     # --- called by the protocol ---
 
     def helloOverdue(self, protocol: ChatClientProtocol) -> bool:
-        return protocol is self._current and self.life.helloOverdue()
+        return protocol is self._current and self.life.hello_overdue()
 
     def greeted(self, protocol: ChatClientProtocol, auth: bool, pace: Bucket | None = None) -> None:
         if not self.life.hello():
@@ -264,7 +264,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         self.observer.registered(nick.decode(), False)
 
     def replayEnded(self, protocol: ChatClientProtocol, count: int, complete: bool) -> None:
-        self.life.replayEnded()
+        self.life.replay_ended()
         protocol.resumedSession = True
         self._ready(protocol)
         self.observer.registered(self.session.nick.decode(), True)
@@ -273,11 +273,11 @@ class ChatClientFactory(ReconnectingClientFactory):
     def _ready(self, protocol: ChatClientProtocol) -> None:
         self._countdown.stop()
         session = self.session
-        session.outbox.extend(session.toResend())
+        session.outbox.extend(session.to_resend())
         self.outbox.ready(lambda line: protocol.sendLine(line + b"\n"))
 
     def event(self, seq: int, kind: bytes, nick: bytes, detail: bytes) -> None:
-        if not self.session.isNew(seq):
+        if not self.session.is_new(seq):
             return
         protocol = self.protocolInstance
         if kind != b"MSG" and nick == self.session.nick and protocol is not None and protocol.ownReturn(kind):
@@ -364,7 +364,7 @@ class ChatClientFactory(ReconnectingClientFactory):
 
     def _outOfTime(self) -> None:
         """``giveUpAfter`` seconds without a connection: give up, and end the attempt under way."""
-        if not self.life.outOfTime() or not self.continueTrying:
+        if not self.life.out_of_time() or not self.continueTrying:
             return
         self.giveUp(f"{self._lastProblem}; gave up after {self.giveUpAfter:g} s without a connection")
         protocol = self._current
@@ -376,7 +376,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         self._countdown.stop()
         self.stopTrying()
         self._quitDeadline.stop()
-        if self.life.giveUp():
+        if self.life.give_up():
             self.observer.gaveUp(reason)
 
     def _sendIfReady(self, line: bytes) -> bool:

@@ -135,7 +135,7 @@ class PacedOutbox:
         self._call = None
         self.flush()
 
-    def rateLimited(self, text: str) -> str:
+    def rate_limited(self, text: str) -> str:
         """
         ERR 429: the server refused a line.  A refused SAY is our oldest unechoed one (the
         server answers lines in order): it goes back to the front of the outbox; we slow
@@ -145,7 +145,7 @@ class PacedOutbox:
         """
         refused_verb = text.rpartition(": ")[2].split(" ")[0]
         if refused_verb == "SAY":
-            refused = self.session.refuseOldest()
+            refused = self.session.refuse_oldest()
             if refused is not None:
                 # Several refusals in a row go back in the order they were sent.
                 self.session.outbox.insert(self._requeued, b"SAY " + refused)

@@ -63,7 +63,7 @@ class ClientSession:
         """The server no longer knows our session (ERR 404): start over with NICK."""
         self.token = None
 
-    def isNew(self, seq: int) -> bool:
+    def is_new(self, seq: int) -> bool:
         """Whether an event is one we have not seen; remembers it if so."""
         if seq <= self.last_seq:
             return False
@@ -89,11 +89,11 @@ class ClientSession:
                 return True
         return False
 
-    def refuseOldest(self) -> bytes | None:
+    def refuse_oldest(self) -> bytes | None:
         """The server refused our oldest unechoed line (too long): forget it; return its text."""
         return self.unechoed.popleft() if self.unechoed else None
 
-    def toResend(self) -> list[bytes]:
+    def to_resend(self) -> list[bytes]:
         """
         After a replay (or a fresh registration): the lines to send now, in order.
 

@@ -53,7 +53,7 @@ class Chat:
         self.beforeClose: list[Callable[[], None]] = []
 
     def register(self, member: IChatMember, nick: bytes) -> Deferred[bool]:
-        if self.sessions.nickTaken(nick):
+        if self.sessions.nick_taken(nick):
             return succeed(False)
         session = self.sessions.open(nick, member)
         member.attached(session)
@@ -69,7 +69,7 @@ class Chat:
         did) is taken over quietly: the old connection gets ``BYE replaced`` and nobody is
         told anything left or joined.
         """
-        session = self.sessions.byToken(token)
+        session = self.sessions.by_token(token)
         if session is None:
             self.events.resumed("unknown")
             return succeed(False)
@@ -104,7 +104,7 @@ class Chat:
         return succeed(self.seq)
 
     def tell(self, member: IChatMember, nick: bytes, text: bytes) -> bool:
-        session = self.sessions.byNick(nick)
+        session = self.sessions.by_nick(nick)
         if session is None or session.connection is None:
             return False
         assert member.nick is not None
@@ -148,7 +148,7 @@ class Chat:
         hooks, self.beforeClose = self.beforeClose, []
         for hook in hooks:
             hook()
-        self.sessions.closeAll()
+        self.sessions.close_all()
 
     def exportState(self, wall_now: float) -> ChatState:
         """

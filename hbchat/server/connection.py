@@ -144,9 +144,9 @@ class ChatServerProtocol(ConnectionFlow):
         # The registration deadline; once registered, the same timer is the idle timeout.
         self.setTimeout(config.register_timeout)
         if self.tls:
-            self.life.admitTls()
+            self.life.admit_tls()
         else:
-            self.life.admitPlain()
+            self.life.admit_plain()
             self._produce()
         set_high_water(self.transport, config.sendq_soft)
         self._sendq = send_queue(self.transport, config.sendq_soft)
@@ -165,7 +165,7 @@ class ChatServerProtocol(ConnectionFlow):
         backpressure would take for a congested client (and stop reading the very
         handshake it waits for); from now on its pauses mean a backlog.
         """
-        if self.life.handshakeDone():
+        if self.life.handshake_done():
             self._produce()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -293,7 +293,7 @@ class ChatServerProtocol(ConnectionFlow):
             # late): the session is not held by this connection, so it is left at once.
             self.factory.chat.leave(self, CloseReason.ERROR)
             return
-        self.factory.admission.handshakeOver(self, registered=True)
+        self.factory.admission.handshake_over(self, registered=True)
         config = self.factory.config
         self.startHeartbeat(config.ping, config.timeout)
 
@@ -311,7 +311,7 @@ class ChatServerProtocol(ConnectionFlow):
             )
             self.closeWith(wire.ERR_REGISTRATION_TIMEOUT, CloseReason.REGISTER_TIMEOUT)
         elif deadline is Deadline.IDLE:
-            if self.factory.backpressure.isPaused(self):
+            if self.factory.backpressure.is_paused(self):
                 # We are not reading it, so we cannot have heard it: no verdict yet.
                 self.setTimeout(self.timeOut)
                 return
@@ -380,5 +380,5 @@ class ChatServerProtocol(ConnectionFlow):
             check, self.passwordCheck = self.passwordCheck, None
             check.cancel()
         if not registered:
-            self.factory.admission.handshakeOver(self, registered=False)
+            self.factory.admission.handshake_over(self, registered=False)
         self.factory.chat.leave(self, reason)

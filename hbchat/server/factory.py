@@ -123,7 +123,7 @@ class ChatFactory(ServerFactory):
         self.askedVerdicts = 0
 
     def _turnEnded(self) -> None:
-        self.backpressure.turnEnded()
+        self.backpressure.turn_ended()
 
     def stopFactory(self) -> None:
         self.admission.stop()
@@ -150,7 +150,7 @@ class ChatFactory(ServerFactory):
                 reason=protocol.closeReason,
                 why=protocol.closeWhy or reason.getErrorMessage(),
             )
-        self.drain.connectionGone()
+        self.drain.connection_gone()
 
     def shutdown(self, drain: float = 0.0) -> Deferred[None]:
         """Lame duck: BYE shutdown to every connection, spread over ``drain`` seconds (hbchat.server.drain)."""
@@ -158,4 +158,4 @@ class ChatFactory(ServerFactory):
 
     def closeNow(self) -> None:
         """Stop draining: every connection still open is closed at once (a second signal)."""
-        self.drain.closeNow()
+        self.drain.close_now()

@@ -5,9 +5,9 @@ each one means in the state it meets.
 ==============  ==========================================  ================
 state           input                                       next state
 ==============  ==========================================  ================
-accepted        admitPlain / admitTls                       registering / handshaking
+accepted        admit_plain / admit_tls                       registering / handshaking
 accepted        refuse (server full, too many from there)   closing
-handshaking     handshakeDone (TLS)                         registering
+handshaking     handshake_done (TLS)                         registering
 registering     hold (a password or the chat's answer is    authenticating
                 awaited: what arrives meanwhile is held)
 authenticating  release (the verdict is in)                 registering
@@ -105,16 +105,16 @@ class Ending(enum.Enum):
 class ConnectionLife(Protocol):
     """The inputs of a server connection's lifecycle."""
 
-    def admitPlain(self) -> None:
+    def admit_plain(self) -> None:
         """Admitted on a plain (or UNIX) socket: registration starts at once."""
 
-    def admitTls(self) -> None:
+    def admit_tls(self) -> None:
         """Admitted on an ssl: listener: its TLS handshake comes first."""
 
     def refuse(self) -> None:
         """Not admitted: the refusal is written and the connection closed."""
 
-    def handshakeDone(self) -> bool:
+    def handshake_done(self) -> bool:
         """The TLS handshake completed; whether the connection still lives to produce output."""
 
     def hold(self) -> bool:
@@ -172,12 +172,12 @@ LIVE = (*UNREGISTERED, registered)
 ENDED = (closing, closed)
 
 # --- admission and TLS ---
-_edge(accepted, ConnectionLife.admitPlain, registering, Phase.REGISTERING, None)
-_edge(accepted, ConnectionLife.admitTls, handshaking, Phase.HANDSHAKING, None)
+_edge(accepted, ConnectionLife.admit_plain, registering, Phase.REGISTERING, None)
+_edge(accepted, ConnectionLife.admit_tls, handshaking, Phase.HANDSHAKING, None)
 _edge(accepted, ConnectionLife.refuse, closing, Phase.CLOSING, None)
-_edge(handshaking, ConnectionLife.handshakeDone, registering, Phase.REGISTERING, True)
+_edge(handshaking, ConnectionLife.handshake_done, registering, Phase.REGISTERING, True)
 for _state in ENDED:
-    _state.upon(ConnectionLife.handshakeDone).loop().returns(False)
+    _state.upon(ConnectionLife.handshake_done).loop().returns(False)
 
 # --- registration ---
 _edge(registering, ConnectionLife.hold, authenticating, Phase.AUTHENTICATING, True)

@@ -87,7 +87,7 @@ class Listener(Factory):
         def doRead() -> Any:
             room = self.chat.admission.room()
             if room <= 0:  # e.g. the oldest's password check began: pause until one may make way
-                self.chat.admission.openGates()
+                self.chat.admission.open_gates()
                 return None
             port.numberAccepts = room
             return read()

@@ -157,5 +157,5 @@ def _release(connection: ChatServerProtocol) -> None:
     if not connection.life.release():
         return
     connection.handleLines(held, overflowed)
-    if not connection.factory.backpressure.isPaused(connection):
+    if not connection.factory.backpressure.is_paused(connection):
         connection.resumeReading()

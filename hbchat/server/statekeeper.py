@@ -61,7 +61,7 @@ class StateFile:
     def restore(self) -> bool:
         """Continue the saved chat, if there is one; whether there was.  Says whether a save will be possible."""
         state = self.read()
-        self._checkWritable()
+        self._check_writable()
         if state is None:
             return False
         sessions = self.chat.restoreState(state, self.wall())
@@ -85,7 +85,7 @@ class StateFile:
             )
         return True
 
-    def _checkWritable(self) -> None:
+    def _check_writable(self) -> None:
         directory = os.path.dirname(os.path.abspath(self.path))
         if not os.access(directory, os.W_OK | os.X_OK):
             self.log.error(
@@ -94,7 +94,7 @@ class StateFile:
                 directory=directory,
             )
 
-    def saveAtStop(self) -> None:
+    def save_at_stop(self) -> None:
         """The drain is over: save (what went wrong is logged)."""
         self.save()
 
@@ -161,5 +161,5 @@ def keep_state(chat: Chat, path: str, wall: Callable[[], float] = time.time) -> 
     """Restore ``chat`` from ``path`` now and save it there when the drain is over."""
     state = StateFile(path, chat, wall)
     state.restore()
-    chat.beforeClose.append(state.saveAtStop)
+    chat.beforeClose.append(state.save_at_stop)
     return state
