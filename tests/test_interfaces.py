@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
+import socket
 
-from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
+from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint, IStreamServerEndpoint
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyClass, verifyObject
@@ -12,6 +13,7 @@ from zope.interface.verify import verifyClass, verifyObject
 from hbchat.client.console import Console
 from hbchat.interfaces import IChatObserver
 from hbchat.server.connection import ChatServerProtocol
+from hbchat.server.reuseport import PortAddress, ReusePortEndpoint
 from hbchat.testing import FakeNetwork, FakeServer
 
 
@@ -26,3 +28,7 @@ class InterfaceTests(SynchronousTestCase):
 
     def test_fake_network_is_a_client_endpoint(self) -> None:
         self.assertTrue(verifyObject(IStreamClientEndpoint, FakeNetwork(FakeServer())))
+
+    def test_reuse_port_endpoint_is_a_server_endpoint(self) -> None:
+        endpoint = ReusePortEndpoint(Clock(), PortAddress(6464, "127.0.0.1", 50, socket.AF_INET))
+        self.assertTrue(verifyObject(IStreamServerEndpoint, endpoint))
