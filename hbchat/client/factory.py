@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from hbchat.client.backoff import DEFAULT_BACKOFF, IBackoff
-from hbchat.client.errors import ServerErrors
+from hbchat.client.errors import LoginAgain, ServerErrors
 from hbchat.client.lifecycle import Deadline, LifeCore, Loss, Phase, Quit, Welcome, client_life
 from hbchat.client.outbox import PacedOutbox, chat_text, tell_line
 from hbchat.client.owner import IConnectionOwner
@@ -101,7 +101,11 @@ class ChatClientFactory(ReconnectingClientFactory):
         self._quitDeadline = Deadline(clock, QUIT_WAIT, self._quitWithoutBye)
         #: The session's outbox, sent at the server's pace (hbchat.client.outbox).
         self.outbox = PacedOutbox(self.session, clock)
-        self._errors = ServerErrors(self.session, self.observer, self.outbox, self.life, self.register, self.giveUp)
+        #: A NICK or RESUME sent again on its connection after ERR 503 cluster unavailable.
+        self._loginAgain = LoginAgain(clock, self.session, self._nickLine, lambda p: p is self.protocolInstance)
+        self._errors = ServerErrors(
+            self.session, self.observer, self.outbox, self.life, self.register, self.giveUp, self.rng, self._loginAgain
+        )
 
     # --- what the embedding program calls ---
 
@@ -243,8 +247,11 @@ class ChatClientFactory(ReconnectingClientFactory):
     def register(self, protocol: ChatClientProtocol) -> None:
         """Send NICK (with our password, if any)."""
         self.life.register()
+        protocol.sendLine(self._nickLine())
+
+    def _nickLine(self) -> bytes:
         password = b" " + self.password.encode("utf-8") if self.password else b""
-        protocol.sendLine(b"NICK " + self.session.nick + password + b"\n")
+        return b"NICK " + self.session.nick + password + b"\n"
 
     def welcomed(self, protocol: ChatClientProtocol, nick: bytes, token: bytes, seq: int) -> None:
         meaning = self.life.welcome()
@@ -302,6 +309,10 @@ class ChatClientFactory(ReconnectingClientFactory):
         recent = lost_at is not None and self.timer.seconds() - lost_at < OWN_NICK_WAIT
         self._errors.handle(protocol, code, text, own_nick_recent=recent)
 
+    def told(self, protocol: ChatClientProtocol) -> None:
+        if protocol is self.protocolInstance:
+            self.outbox.told()
+
     def farewell(self, protocol: ChatClientProtocol, reason: str, retry: float | None, at: float | None = None) -> None:
         if reason in FINAL_BYES:
             self.giveUp(FINAL_BYES[reason])
@@ -318,6 +329,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         if self.protocolInstance is protocol:
             self.protocolInstance = None
             self.outbox.stop()
+            self._loginAgain.cancel()
         if loss is Loss.QUIT:
             self.giveUp("you quit")
             return
@@ -376,6 +388,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         self._countdown.stop()
         self.stopTrying()
         self._quitDeadline.stop()
+        self._loginAgain.cancel()
         if self.life.give_up():
             self.observer.gaveUp(reason)
 

@@ -43,5 +43,8 @@ class IConnectionOwner(Interface):
     def farewell(protocol: Any, reason: str, retry: float | None, at: float | None) -> None:  # noqa: N805 (zope: no self)
         """BYE reason, with the server's retry hint if it gave one."""
 
+    def told(protocol: Any) -> None:  # noqa: N805 (zope: no self)
+        """``PONG told``: the TELL sent before it was handled (hbchat.client.outbox)."""
+
     def lost(protocol: Any, reason: Failure) -> None:  # noqa: N805 (zope: no self)
         """The connection ended."""

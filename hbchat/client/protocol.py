@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 
 from hbchat import wire
 from hbchat.client.lifecycle import Deadline, Phase
-from hbchat.client.outbox import pace_for
+from hbchat.client.outbox import TELL_BARRIER_ANSWER, pace_for
 from hbchat.client.owner import IConnectionOwner
 from hbchat.client.plainprobe import PROBE, closed_unheard, silent_unheard, tls_address
 from hbchat.config import DEFAULT_BURST, DEFAULT_RATE
@@ -219,6 +219,9 @@ class ChatClientProtocol(HeartbeatProtocol):
         self.answerPing(b" " + rest if rest else b"")
 
     def line_PONG(self, rest: bytes) -> None:
+        if rest == TELL_BARRIER_ANSWER:
+            self.owner.told(self)
+            return
         self.pongReceived(rest)
         if self.rtt is not None:
             self.observer.rtt(self.rtt)

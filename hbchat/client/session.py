@@ -35,11 +35,15 @@ class ClientSession:
         self.outbox: deque[bytes] = deque()
         #: Texts of SAY lines sent on a connection whose MSG echo has not arrived yet.
         self.unechoed: deque[bytes] = deque()
+        #: The TELL line sent on this connection whose fate is not known yet (a TELL has no
+        #: echo: the PONG of the PING sent right after it tells that it was handled, an ERR
+        #: before that PONG that it was not).  One at a time (hbchat.client.outbox).
+        self.tellInFlight: bytes | None = None
 
     @property
     def idle(self) -> bool:
         """Everything the user said has been delivered."""
-        return not self.outbox and not self.unechoed
+        return not self.outbox and not self.unechoed and self.tellInFlight is None
 
     def queue(self, line: bytes) -> None:
         """Keep a line for when the connection is back."""
@@ -52,6 +56,13 @@ class ClientSession:
         verb, _, text = line.partition(b" ")
         if verb == b"SAY":
             self.unechoed.append(text)
+        elif verb == b"TELL":
+            self.tellInFlight = line
+
+    def tell_handled(self) -> bytes | None:
+        """The TELL in flight was handled (or refused for good): forget it; return it."""
+        line, self.tellInFlight = self.tellInFlight, None
+        return line
 
     def registered(self, nick: bytes, token: bytes, seq: int) -> None:
         """WELCOME to a new session (NICK): events up to ``seq`` are not ours to see."""
