@@ -152,15 +152,17 @@ class RecordTests(unittest.TestCase):
 
     def test_msg(self) -> None:
         self.assertEqual(
-            decode(b"5-0", [b"k", b"M", b"n", b"ann", b"t", b"hi there"]), Event(5, b"MSG 5 ann hi there\n")
+            decode(b"5-0", [b"k", b"M", b"n", b"ann", b"t", b"hi there"]),
+            Event(5, b"MSG 5 ann hi there\n", b"M", b"ann"),
         )
 
     def test_join(self) -> None:
-        self.assertEqual(decode(b"1-0", [b"k", b"J", b"n", b"ann"]), Event(1, b"JOIN 1 ann\n"))
+        self.assertEqual(decode(b"1-0", [b"k", b"J", b"n", b"ann"]), Event(1, b"JOIN 1 ann\n", b"J", b"ann"))
 
     def test_left(self) -> None:
         self.assertEqual(
-            decode(b"9-0", [b"k", b"L", b"n", b"ann", b"t", b"timeout"]), Event(9, b"LEFT 9 ann timeout\n")
+            decode(b"9-0", [b"k", b"L", b"n", b"ann", b"t", b"timeout"]),
+            Event(9, b"LEFT 9 ann timeout\n", b"L", b"ann"),
         )
 
     def test_control(self) -> None:

@@ -26,3 +26,15 @@ class InterfaceTests(SynchronousTestCase):
 
     def test_fake_network_is_a_client_endpoint(self) -> None:
         self.assertTrue(verifyObject(IStreamClientEndpoint, FakeNetwork(FakeServer())))
+
+    def test_cluster_chat_is_a_chat(self) -> None:
+        """The chat kept in Redis stands in for the in-memory one (nothing connects until start())."""
+        from hbchat.cluster.chat import ClusterChat
+        from hbchat.cluster.url import parse_redis_url
+        from hbchat.config import ServerConfig
+        from hbchat.server.factory import NoEvents
+        from hbchat.server.interfaces import IChat
+
+        url = parse_redis_url("unix:///nonexistent/redis.sock", {})
+        chat = ClusterChat(ServerConfig(), Clock(), NoEvents(), lambda: None, url, "hbchat", "node", 5.0)
+        self.assertTrue(verifyObject(IChat, chat))

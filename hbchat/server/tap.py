@@ -21,6 +21,7 @@ from twisted.python import usage
 import twisted
 from hbchat import __version__
 from hbchat.auth.authoption import AUTH_HELP, AuthError, make_checker
+from hbchat.cluster import options as cluster_options
 from hbchat.config import ConfigError, ServerConfig, parse_count, parse_rate, parse_seconds
 from hbchat.ops.observed import ObservedChatFactory
 from hbchat.ops.web import WithMetrics
@@ -230,6 +231,7 @@ class ServerOptions(AuthOptionMixin, usage.Options):
             "a second SIGTERM or SIGINT closes everything at once.",
             _coerce(lambda option, text: parse_seconds(option, text, allow_zero=True), "drain"),
         ],
+        *cluster_options.PARAMETERS,
     ]
 
     def __init__(self) -> None:
@@ -325,6 +327,7 @@ class ServerOptions(AuthOptionMixin, usage.Options):
                 tls_identity=bool(self["tls-identity"]),
             )
             self._checkTLS(self.config)
+            self.cluster = cluster_options.cluster_settings(self)
         except ConfigError as error:
             raise usage.UsageError(str(error)) from None
 
@@ -359,6 +362,12 @@ def makeService(options: ServerOptions, reactor: Any = None) -> IService:
 
         reactor = installed_reactor
     config: ServerConfig = options.config
+    cluster = getattr(options, "cluster", None)
+    if cluster is not None:
+        # Imported here: hbchat.cluster's client (txredisapi) installs the default reactor when imported.
+        from hbchat.cluster.build import cluster_service
+
+        return cluster_service(options, cluster, reactor)
     factory = ObservedChatFactory(config, reactor, options.checker, identity_refusal=identity_refusal)
     service = ChatService(factory, config.listen, reactor)
     if options["metrics"] is not None:
