@@ -87,11 +87,11 @@ local function hb_join(keys, args)
   return {epoch, seq, last_id, redis.call('HVALS', P .. 'present')}
 end
 
--- hb_tick(meta; incarnation, timeout_ms, candidate_epoch, floor, history)
+-- hb_tick(meta; incarnation, timeout_ms, candidate_epoch, floor, history, comeback_ms)
 -- Every second: renew this node's lease ('dead' if it was declared dead), then declare dead the
 -- nodes whose lease ran out, each exactly once (ZREM is the claim), announcing LEFT timeout for
 -- each of their users, whose sessions go into grace.  A node whose own lease had run out
--- (it was cut off, or Redis was down) declares nobody dead on this tick.
+-- (Redis was down) declares nobody dead on this tick.
 local function hb_tick(keys, args)
   local meta = keys[1]
   local P = prefix_of(meta)
@@ -101,7 +101,17 @@ local function hb_tick(keys, args)
   if not own then return {'dead'} end
   local epoch, seq = ensure(meta, args[3], tonumber(args[4]))
   if type(epoch) == 'table' then return epoch end
-  redis.call('ZADD', P .. 'nodes', 'XX', now + tonumber(args[2]), inc)
+  local timeout = tonumber(args[2])
+  if tonumber(own) < now then
+    -- Our lease ran out and nobody declared us dead: nobody was ticking, so Redis itself was
+    -- away (or every node was cut off).  Every lease that ran out meanwhile gets the time
+    -- its node needs to come back (args[6]: the longest reconnect wait) before it counts.
+    local expired = redis.call('ZRANGEBYSCORE', P .. 'nodes', '-inf', '(' .. now)
+    for _, node in ipairs(expired) do
+      redis.call('ZADD', P .. 'nodes', 'XX', now + timeout + tonumber(args[6]), node)
+    end
+  end
+  redis.call('ZADD', P .. 'nodes', 'XX', now + timeout, inc)
   local announced = 0
   if tonumber(own) >= now then
     local history = tonumber(args[5])

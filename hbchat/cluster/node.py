@@ -30,7 +30,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
-from hbchat.cluster.backoff import full_jitter
+from hbchat.cluster.backoff import CAP, full_jitter
 from hbchat.cluster.keys import Keys, parse_id
 from hbchat.cluster.link import Link, open_link
 from hbchat.cluster.membership import LifeCore, Phase, Reaction, node_life
@@ -301,6 +301,7 @@ class ClusterNode:
             os.urandom(8).hex(),
             self.owner.floor(),
             self.history,
+            int((CAP + TICK) * 1000),
         )
         ticking = cmd.call(b"FCALL", b"hb_tick", 1, self.keys.meta, *arguments)
         ticking.addCallbacks(
