@@ -24,8 +24,10 @@ from zope.interface import implementer
 
 from hbchat import wire
 from hbchat.closereasons import CloseReason
+from hbchat.cluster.batch import ClusterUnavailableError
 from hbchat.cluster.keys import BadRecordError, Control, Event, Keys, decode, events_in, replay
-from hbchat.cluster.node import ClusterNode, ClusterUnavailableError
+from hbchat.cluster.metrics import ClusterCollector
+from hbchat.cluster.node import ClusterNode
 from hbchat.cluster.url import RedisURL
 from hbchat.config import ServerConfig
 from hbchat.lognames import NamedLogger
@@ -97,6 +99,8 @@ class ClusterChat:
         #: Departures not yet told to Redis (it was unreachable): sent when it is back.
         self._unsentLeaves: list[list[bytes | int]] = []
         self._usersLine: bytes | None = None
+        #: For /metrics (hbchat.ops.metrics registers it).
+        self.collector = ClusterCollector(self)
 
     @property
     def available(self) -> bool:

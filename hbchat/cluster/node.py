@@ -31,11 +31,13 @@ from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from hbchat.cluster.backoff import CAP, full_jitter
+from hbchat.cluster.batch import Batch, ClusterUnavailableError
 from hbchat.cluster.keys import Keys, parse_id
 from hbchat.cluster.link import Link, open_link
 from hbchat.cluster.membership import LifeCore, Phase, Reaction, node_life
 from hbchat.cluster.url import RedisURL
 from hbchat.lognames import NamedLogger
+from hbchat.ops.histogram import Histogram
 
 #: The function library, loaded at every connect (FUNCTION LOAD REPLACE).
 LIBRARY = resources.files("hbchat.cluster").joinpath("library.lua").read_bytes()
@@ -48,10 +50,8 @@ TICK = 1.0
 #: Seconds a connection attempt, and any reply, may take before Redis counts as unreachable.
 CONNECT_TIMEOUT = 3.0
 REPLY_TIMEOUT = 3.0
-
-
-class ClusterUnavailableError(Exception):
-    """Redis cannot be reached now: the request was not handled (ERR 503)."""
+#: Buckets of the round-trip and append-latency histograms, in seconds.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 
 class NodeOwner(Protocol):
@@ -110,9 +110,7 @@ class ClusterNode:
         self._generation = 0
         self._attempt = 0
         self._retry: IDelayedCall | None = None
-        self._ops: list[bytes | int] = []
-        self._waiters: list[Deferred[Any]] = []
-        self._flushCall: IDelayedCall | None = None
+        self.batch = Batch(clock, self._sendBatch, self._batchDead, self._appended)
         self._ticker: LoopingCall | None = None
         self._tickOut = False
         self._leaseConfirmedAt: float | None = None
@@ -120,6 +118,8 @@ class ClusterNode:
         self.nodesAlive = 0
         self.roundTrip: float | None = None
         self.appendLatency: float | None = None
+        self.appendLatencies = Histogram(LATENCY_BUCKETS)
+        self.roundTrips = Histogram(LATENCY_BUCKETS)
         self.logSeq = 0
         self.reconnects = 0
         self.rejoins = 0
@@ -155,9 +155,7 @@ class ClusterNode:
         if self._ticker is not None and self._ticker.running:
             self._ticker.stop()
         cmd, inc = self._cmd, self.incarnation
-        if self._flushCall is not None and self._flushCall.active():
-            self._flushCall.cancel()
-            self._flush()
+        self.batch.flush()
         was_up = self.up
         self.life.stop()
         self._generation += 1
@@ -224,7 +222,7 @@ class ClusterNode:
                 link.abort()
         self._cmd = self._reader = None
         self._stopTicking()
-        self._failBatch()
+        self.batch.failAll()
         was_up = self.up
         if self.life.lost() is Reaction.RECONNECT:
             self.log.warn("{why}: not serving the chat until Redis is back", why=why)
@@ -322,6 +320,7 @@ class ClusterNode:
             return
         self._leaseConfirmedAt = sent
         self.roundTrip = self.clock.seconds() - sent
+        self.roundTrips.observe(self.roundTrip)
         self.nodesAlive = int(alive)
         self.logSeq = max(self.logSeq, int(seq))
         if int(announced):
@@ -333,7 +332,7 @@ class ClusterNode:
 
     def _declaredDead(self) -> None:
         self._stopTicking()
-        self._failBatch()
+        self.batch.failAll()
         if self.life.declaredDead() is not Reaction.REJOIN:
             return
         self.rejoins += 1
@@ -392,60 +391,27 @@ class ClusterNode:
     def submit(self, op: Sequence[bytes | int]) -> Deferred[Any]:
         """
         One operation of ``hb_batch`` (its letter and arguments), sent with everything else
-        asked in this reactor turn; fires with its reply, or fails with
+        asked in this reactor turn; fires with its answer, or fails with
         :class:`ClusterUnavailableError` (not sent, or its outcome unknown).
         """
         if not self.up:
             failed: Deferred[Any] = Deferred()
             failed.errback(ClusterUnavailableError())
             return failed
-        waiter: Deferred[Any] = Deferred()
-        self._ops.extend(op)
-        self._waiters.append(waiter)
-        if self._flushCall is None:
-            self._flushCall = self.clock.callLater(0, self._flush)
-        return waiter
+        return self.batch.submit(op)
 
-    def _flush(self) -> None:
-        self._flushCall = None
-        ops, waiters = self._ops, self._waiters
-        self._ops, self._waiters = [], []
-        cmd, generation = self._cmd, self._generation
-        if cmd is None or not waiters:
-            for waiter in waiters:
-                waiter.errback(ClusterUnavailableError())
-            return
-        sent = self.clock.seconds()
+    def _sendBatch(self, ops: list[bytes | int]) -> Deferred[Any] | None:
+        cmd = self._cmd
+        if cmd is None or not self.up:
+            return None
         head = (self.incarnation, os.urandom(8).hex(), self.owner.floor(), self.history)
-        batch = cmd.call(b"FCALL", b"hb_batch", 1, self.keys.meta, *head, *ops)
-        batch.addCallbacks(
-            self._batched,
-            self._batchFailed,
-            callbackArgs=(waiters, sent, generation),
-            errbackArgs=(waiters, generation),
-        )
+        sending: Deferred[Any] = cmd.call(b"FCALL", b"hb_batch", 1, self.keys.meta, *head, *ops)
+        return sending
 
-    def _batched(self, reply: Any, waiters: list[Deferred[Any]], sent: float, generation: int) -> None:
-        if reply[0] == b"dead":
-            for waiter in waiters:
-                waiter.errback(ClusterUnavailableError())
-            if generation == self._generation:
-                self._declaredDead()
-            return
-        self.appendLatency = self.clock.seconds() - sent
-        for waiter, answer in zip(waiters, reply[2:], strict=True):
-            waiter.callback(answer)
+    def _batchDead(self) -> None:
+        if self.up:
+            self._declaredDead()
 
-    def _batchFailed(self, failure: Failure, waiters: list[Deferred[Any]], generation: int) -> None:
-        for waiter in waiters:
-            waiter.errback(ClusterUnavailableError())
-        if generation == self._generation and not failure.check(ConnectionError):
-            self.log.failure("hb_batch failed", failure)
-
-    def _failBatch(self) -> None:
-        if self._flushCall is not None and self._flushCall.active():
-            self._flushCall.cancel()
-        self._flushCall = None
-        waiters, self._waiters, self._ops = self._waiters, [], []
-        for waiter in waiters:
-            waiter.errback(ClusterUnavailableError())
+    def _appended(self, seconds: float) -> None:
+        self.appendLatency = seconds
+        self.appendLatencies.observe(seconds)
