@@ -6,7 +6,7 @@ import random
 
 from twisted.trial import unittest
 
-from hbchat.cluster.backoff import full_jitter
+from hbchat.cluster.backoff import CAP, full_jitter
 from hbchat.cluster.keys import (
     BadRecordError,
     Control,
@@ -152,15 +152,17 @@ class RecordTests(unittest.TestCase):
 
     def test_msg(self) -> None:
         self.assertEqual(
-            decode(b"5-0", [b"k", b"M", b"n", b"ann", b"t", b"hi there"]), Event(5, b"MSG 5 ann hi there\n")
+            decode(b"5-0", [b"k", b"M", b"n", b"ann", b"t", b"hi there"]),
+            Event(5, b"MSG 5 ann hi there\n", b"M", b"ann"),
         )
 
     def test_join(self) -> None:
-        self.assertEqual(decode(b"1-0", [b"k", b"J", b"n", b"ann"]), Event(1, b"JOIN 1 ann\n"))
+        self.assertEqual(decode(b"1-0", [b"k", b"J", b"n", b"ann"]), Event(1, b"JOIN 1 ann\n", b"J", b"ann"))
 
     def test_left(self) -> None:
         self.assertEqual(
-            decode(b"9-0", [b"k", b"L", b"n", b"ann", b"t", b"timeout"]), Event(9, b"LEFT 9 ann timeout\n")
+            decode(b"9-0", [b"k", b"L", b"n", b"ann", b"t", b"timeout"]),
+            Event(9, b"LEFT 9 ann timeout\n", b"L", b"ann"),
         )
 
     def test_control(self) -> None:
@@ -212,11 +214,11 @@ class BackoffTests(unittest.TestCase):
     def test_capped(self) -> None:
         rng = random.Random(2)
         delays = [full_jitter(attempt, rng) for attempt in range(10, 1000)]
-        self.assertTrue(all(0 <= d <= 5.0 for d in delays))
+        self.assertTrue(all(0 <= d <= CAP for d in delays))
 
     def test_full_jitter_spreads_over_the_window(self) -> None:
         """Draws cover the window from near zero to near the cap, not a band near its end."""
         rng = random.Random(3)
         delays = [full_jitter(20, rng) for _ in range(500)]
-        self.assertLess(min(delays), 0.5)
-        self.assertGreater(max(delays), 4.5)
+        self.assertLess(min(delays), 0.1 * CAP)
+        self.assertGreater(max(delays), 0.9 * CAP)

@@ -61,6 +61,8 @@ from hbchat.client.console import Console
 from hbchat.client.factory import ChatClientFactory
 from hbchat.client.owner import IConnectionOwner
 from hbchat.client.tls import VerifyingCreator
+from hbchat.cluster.chat import ClusterChat
+from hbchat.cluster.url import parse_redis_url
 from hbchat.config import ServerConfig
 from hbchat.interfaces import IChatObserver
 from hbchat.ops.exposure import WarnIfExposed
@@ -112,6 +114,7 @@ VERIFIED: tuple[type, ...] = (
     ReusePortEndpoint,
     LineTransport,
     _WebRecordingEndpoint,
+    ClusterChat,
 )
 
 
@@ -167,6 +170,14 @@ class ServerTests(ProvidesTestCase):
         endpoint = service.endpoint
         assert isinstance(endpoint, _RecordingEndpoint)
         self.assertProvidesAll(endpoint.endpoint, ReusePortEndpoint, IStreamServerEndpoint)
+
+
+class ClusterTests(ProvidesTestCase):
+    def test_the_chat_kept_in_redis_provides_IChat(self) -> None:
+        """It stands in for the in-memory chat (nothing connects until start())."""
+        url = parse_redis_url("unix:///nonexistent/redis.sock", {})
+        chat = ClusterChat(ServerConfig(), Clock(), NoEvents(), lambda: None, url, "hbchat", "node", 5.0)
+        self.assertProvidesAll(chat, ClusterChat, IChat)
 
 
 class WebTests(ProvidesTestCase):

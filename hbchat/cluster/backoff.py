@@ -12,7 +12,7 @@ import random
 
 #: The first window, and the longest one, in seconds.
 BASE = 0.1
-CAP = 5.0
+CAP = 2.0
 
 
 def full_jitter(attempt: int, rng: random.Random, base: float = BASE, cap: float = CAP) -> float:

@@ -98,6 +98,9 @@ class Event:
 
     seq: int
     line: bytes
+    #: ``M``, ``J`` or ``L``, and whose it is.
+    kind: bytes = b""
+    nick: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -137,11 +140,11 @@ def decode(entry_id: bytes, flat: list[bytes]) -> Event | Control:
     text = fields.get(b"t", b"")
     if sub == 0:
         if kind == b"M":
-            return Event(seq, wire.msg(seq, nick, text))
+            return Event(seq, wire.msg(seq, nick, text), kind, nick)
         if kind == b"J":
-            return Event(seq, wire.join(seq, nick))
+            return Event(seq, wire.join(seq, nick), kind, nick)
         if kind == b"L":
-            return Event(seq, wire.left(seq, nick, text.decode("ascii", "replace")))
+            return Event(seq, wire.left(seq, nick, text.decode("ascii", "replace")), kind, nick)
         raise BadRecordError(f"event {seq} has unknown kind {kind!r}")
     if kind in (b"R", b"P") and fields.get(b"a"):
         return Control(kind, fields[b"a"], nick, text)

@@ -261,6 +261,10 @@ def chat_registry(factory: ChatFactory) -> CollectorRegistry:
     """A registry of its own for ``factory``'s metrics, with the process and Python ones."""
     registry = CollectorRegistry()
     registry.register(ChatCollector(factory))
+    # A chat kept elsewhere (--redis: hbchat.cluster) brings metrics of its own.
+    extra = getattr(factory.chat, "collector", None)
+    if extra is not None:
+        registry.register(extra)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)

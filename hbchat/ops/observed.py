@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IReactorTime
 from hbchat.config import ServerConfig
 from hbchat.ops.lag import ReactorLag
 from hbchat.ops.stats import ServerStats
-from hbchat.server.factory import ChatFactory
+from hbchat.server.factory import ChatFactory, ChatMaker
 from hbchat.server.host import IdentityRefusal
 
 
@@ -29,12 +29,15 @@ class ObservedChatFactory(ChatFactory):
         clock: IReactorTime,
         checker: ICredentialsChecker | None = None,
         identity_refusal: IdentityRefusal | None = None,
+        chat_maker: ChatMaker | None = None,
     ) -> None:
         #: The chat's counters (what the core tells, through IServerEvents).
         self.stats = ServerStats()
         #: Started and stopped with the listeners (startFactory, stopFactory).
         self.lag = ReactorLag(clock)
-        super().__init__(config, clock, checker, events=self.stats, identity_refusal=identity_refusal)
+        super().__init__(
+            config, clock, checker, events=self.stats, identity_refusal=identity_refusal, chat_maker=chat_maker
+        )
 
     def startFactory(self) -> None:
         super().startFactory()

@@ -46,6 +46,8 @@ def readiness(factory: ChatFactory) -> str | None:
     """None when ready to serve; otherwise why not, in a few words."""
     if factory.stopping:
         return "stopping"
+    if getattr(factory.chat, "available", True) is False:
+        return "cluster unavailable (Redis unreachable, or this node is rejoining)"
     listeners = factory.listeners
     if not listeners:
         return "no listener"
@@ -105,7 +107,7 @@ def _timestamp(seconds: float) -> str:
 def describe_connection(protocol: ChatServerProtocol, now: float) -> dict[str, Any]:
     """One entry of ``/connections``."""
     backpressure = protocol.factory.backpressure
-    return {
+    entry = {
         "nick": protocol.nick.decode("utf-8", "replace") if protocol.nick is not None else None,
         "peer": protocol.peer,
         "listener": protocol.listener,
@@ -120,6 +122,11 @@ def describe_connection(protocol: ChatServerProtocol, now: float) -> dict[str, A
         "received_bytes": protocol.bytesIn,
         "sent_bytes": protocol.bytesOut,
     }
+    node = getattr(protocol.factory.chat, "nodeName", None)
+    if node is not None:
+        # --redis: which node of the cluster holds it.
+        entry["node"] = node
+    return entry
 
 
 def _text(request: Request, status: int, body: str) -> bytes:

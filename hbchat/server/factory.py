@@ -7,7 +7,8 @@ the per-connection limits of the configuration.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred
@@ -66,6 +67,12 @@ class NoEvents:
         pass
 
 
+#: Builds the chat instead of the in-memory one (``--redis``: hbchat.cluster.chat.ClusterChat),
+#: from the configuration, the clock, the events and the end-of-turn hook; what it builds
+#: offers IChat and, for operations, ``fanout`` and ``sessions`` as :class:`Chat` does.
+ChatMaker = Callable[[ServerConfig, IReactorTime, IServerEvents, Callable[[], None]], Any]
+
+
 class ChatFactory(ServerFactory):
     """Builds the connections of one chat, and holds what they share."""
 
@@ -78,6 +85,7 @@ class ChatFactory(ServerFactory):
         checker: ICredentialsChecker | None = None,
         events: IServerEvents | None = None,
         identity_refusal: IdentityRefusal | None = None,
+        chat_maker: ChatMaker | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -105,7 +113,8 @@ class ChatFactory(ServerFactory):
         self.greeting = wire.hello(
             config.ping, config.timeout, auth_required=checker is not None, rate=config.rate, burst=config.burst
         )
-        self.chat = Chat(config, clock, self.events, self._turnEnded)
+        maker: ChatMaker = Chat if chat_maker is None else chat_maker
+        self.chat: Chat = maker(config, clock, self.events, self._turnEnded)
         self.admission: Admission[ChatServerProtocol] = Admission(
             config, clock, self.events, lambda: self.chat.stopping
         )

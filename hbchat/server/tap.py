@@ -22,6 +22,7 @@ from twisted.python import usage
 import twisted
 from hbchat import __version__
 from hbchat.auth.authoption import AUTH_HELP, AuthError, make_checker
+from hbchat.cluster import options as cluster_options
 from hbchat.config import ConfigError, ServerConfig, parse_count, parse_rate, parse_seconds
 from hbchat.ops.observed import ObservedChatFactory
 from hbchat.ops.web import WithMetrics
@@ -241,6 +242,7 @@ class ServerOptions(AuthOptionMixin, usage.Options):
             "a second SIGTERM or SIGINT closes everything at once.",
             _coerce(lambda option, text: parse_seconds(option, text, allow_zero=True), "drain"),
         ],
+        *cluster_options.PARAMETERS,
     ]
 
     def opt_state(self, path: str) -> None:
@@ -378,6 +380,7 @@ class ServerOptions(AuthOptionMixin, usage.Options):
             self._checkWeb()
             if self["reuse-port"]:
                 check_reuse_port(self.config.listen)
+            self.cluster = cluster_options.cluster_settings(self)
         except ConfigError as error:
             raise usage.UsageError(str(error)) from None
 
@@ -420,6 +423,12 @@ def makeService(options: ServerOptions, reactor: Any = None) -> IService:
 
         reactor = installed_reactor
     config: ServerConfig = options.config
+    cluster = getattr(options, "cluster", None)
+    if cluster is not None:
+        # Imported here: hbchat.cluster's client (txredisapi) installs the default reactor when imported.
+        from hbchat.cluster.build import cluster_service
+
+        return cluster_service(options, cluster, reactor)
     factory = ObservedChatFactory(config, reactor, options.checker, identity_refusal=identity_refusal)
     if options["state"] is not None:
         keep_state(factory.chat, options["state"])

@@ -1,0 +1,234 @@
+"""
+One chat across nodes: in-process cluster nodes (ClusterChat behind real loopback listeners)
+against a real redis-server started by each test.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, cast
+
+from twisted.internet.defer import inlineCallbacks
+
+from hbchat.cluster.chat import ClusterChat
+from tests.clusternodes import ClusterTestCase, until
+from tests.redisserver import RedisServer
+
+
+class ClusterChatTests(ClusterTestCase):
+    @inlineCallbacks
+    def twoNodes(self, **settings: Any) -> Any:
+        redis = RedisServer(self)
+        yield redis.start()
+        a, port_a = yield self.startNode(redis.url, "a", **settings)
+        b, port_b = yield self.startNode(redis.url, "b", **settings)
+        return redis, (a, port_a), (b, port_b)
+
+    @inlineCallbacks
+    def test_chat_across_nodes(self) -> Any:
+        """A MSG said on one node reaches a user on the other, with the same seq on both."""
+        _, (_, port_a), (_, port_b) = yield self.twoNodes()
+        ann, _, _ = yield self.join(port_a, "ann")
+        bob, _, _ = yield self.join(port_b, "bob")
+        ann.sendLine("SAY hello bob")
+        on_b = yield bob.waitForLine(r"MSG (\d+) ann hello bob")
+        on_a = yield ann.waitForLine(r"MSG (\d+) ann hello bob")
+        self.assertEqual(on_a.group(1), on_b.group(1))
+
+    @inlineCallbacks
+    def test_join_seen_across_nodes(self) -> Any:
+        """The JOIN of a user on one node reaches the users of the other, and WELCOME's seq is the cluster's."""
+        _, (_, port_a), (_, port_b) = yield self.twoNodes()
+        ann, _, seq = yield self.join(port_a, "ann")
+        _, _, bob_seq = yield self.join(port_b, "bob")
+        yield ann.waitForLine(rf"JOIN {bob_seq + 1} bob")
+        self.assertEqual(bob_seq, seq + 1)
+
+    @inlineCallbacks
+    def test_who_lists_every_node(self) -> Any:
+        """WHO on either node lists the users of both, sorted."""
+        _, (_, port_a), (_, port_b) = yield self.twoNodes()
+        ann, _, _ = yield self.join(port_a, "ann")
+        bob, _, _ = yield self.join(port_b, "bob")
+        yield self.join(port_a, "Carl")
+        yield bob.waitForLine(r"JOIN \d+ Carl")
+        bob.sendLine("WHO")
+        yield bob.waitForLine("USERS ann bob Carl")
+        yield ann.waitForLine(r"JOIN \d+ Carl")
+        ann.sendLine("WHO")
+        yield ann.waitForLine("USERS ann bob Carl")
+
+    @inlineCallbacks
+    def test_nick_unique_across_nodes(self) -> Any:
+        """A nick held on one node is ERR 433 on the other, regardless of letter case."""
+        _, (_, port_a), (_, port_b) = yield self.twoNodes()
+        yield self.join(port_a, "ann")
+        other = yield self.connect(port_b, "other")
+        yield other.waitForLine("HELLO .*")
+        other.sendLine("NICK ANN")
+        yield other.waitForLine("ERR 433 nick in use")
+
+    @inlineCallbacks
+    def test_tell_reaches_another_node(self) -> Any:
+        _, (_, port_a), (_, port_b) = yield self.twoNodes()
+        ann, _, _ = yield self.join(port_a, "ann")
+        bob, _, _ = yield self.join(port_b, "bob")
+        yield ann.waitForLine(r"JOIN \d+ bob")
+        ann.sendLine("TELL bob psst")
+        yield bob.waitForLine("PRIV ann psst")
+
+    @inlineCallbacks
+    def test_tell_unknown_nick(self) -> Any:
+        _, (_, port_a), _ = yield self.twoNodes()
+        ann, _, _ = yield self.join(port_a, "ann")
+        ann.sendLine("TELL nobody psst")
+        yield ann.waitForLine("ERR 406 no such nick")
+
+    @inlineCallbacks
+    def test_same_order_on_every_node(self) -> Any:
+        """Three nodes, two senders on each, all at once: every client gets the same events, no gap, no duplicate."""
+        redis = RedisServer(self)
+        yield redis.start()
+        ports = []
+        for name in ("a", "b", "c"):
+            _, port = yield self.startNode(redis.url, name)
+            ports.append(port)
+        clients = []
+        for index in range(6):
+            client, _, _ = yield self.join(ports[index % 3], f"u{index}")
+            clients.append(client)
+        for client in clients:
+            yield client.waitForLine(r"JOIN \d+ u5")
+        count = 50
+        for client in clients:
+            client.sendLines([f"SAY {client.name} {n}" for n in range(count)])
+        for client in clients:
+            yield client.waitForLines(r"MSG \d+ u\d \S+ \d+", count * 6)
+        streams = []
+        for client in clients:
+            events = [line for line in client.lines if re.match(r"(MSG|JOIN|LEFT) \d+ ", line)]
+            start = next(i for i, line in enumerate(events) if line.startswith("MSG "))
+            streams.append(events[start:])
+            seqs = [int(line.split()[1]) for line in events]
+            self.assertEqual(seqs, list(range(seqs[0], seqs[0] + len(seqs))), f"{client.name}: a gap or a duplicate")
+        for stream in streams[1:]:
+            self.assertEqual(stream, streams[0])
+
+    @inlineCallbacks
+    def test_resume_on_another_node(self) -> Any:
+        """A session whose connection dropped on one node resumes on the other: what it missed, complete."""
+        _, (_, port_a), (_, port_b) = yield self.twoNodes()
+        ann, token, _ = yield self.join(port_a, "ann")
+        bob, _, _ = yield self.join(port_b, "bob")
+        yield ann.waitForLine(r"JOIN \d+ bob")
+        last = int(ann.lines[-1].split()[1])
+        yield ann.disconnect()
+        yield bob.waitForLine(r"LEFT \d+ ann error")
+        bob.sendLines(["SAY one", "SAY two"])
+        yield bob.waitForLine(r"MSG \d+ bob two")
+        again = yield self.connect(port_b, "ann-again")
+        yield again.waitForLine("HELLO .*")
+        again.sendLine(f"RESUME {token} {last}")
+        yield again.waitForLine(r"RESUMED 3 complete")
+        self.assertEqual(
+            [re.sub(r" \d+ ", " N ", line) for line in again.lines[2:5]],
+            ["LEFT N ann error", "MSG N bob one", "MSG N bob two"],
+        )
+        yield bob.waitForLine(r"JOIN \d+ ann")
+
+    @inlineCallbacks
+    def test_resume_takes_over_a_connection_on_another_node(self) -> Any:
+        """RESUME of a session still attached elsewhere: BYE replaced there, and nobody is told LEFT or JOIN."""
+        _, (_, port_a), (_, port_b) = yield self.twoNodes()
+        ann, token, seq = yield self.join(port_a, "ann")
+        bob, _, _ = yield self.join(port_b, "bob")
+        again = yield self.connect(port_b, "ann-again")
+        yield again.waitForLine("HELLO .*")
+        again.sendLine(f"RESUME {token} {seq + 2}")
+        yield again.waitForLine(r"RESUMED 0 complete")
+        yield ann.waitForLine("BYE replaced")
+        bob.sendLine("SAY after")
+        yield bob.waitForLine(r"MSG \d+ bob after")
+        self.assertEqual([line for line in bob.lines if re.match(r"(LEFT|JOIN) \d+ ann", line)], [])
+
+    @inlineCallbacks
+    def test_unknown_session(self) -> Any:
+        _, (_, port_a), _ = yield self.twoNodes()
+        client = yield self.connect(port_a, "x")
+        yield client.waitForLine("HELLO .*")
+        client.sendLine("RESUME nosuchtoken 0")
+        yield client.waitForLine("ERR 404 unknown session")
+
+    @inlineCallbacks
+    def test_quit_frees_the_nick_everywhere(self) -> Any:
+        _, (_, port_a), (_, port_b) = yield self.twoNodes()
+        ann, _, _ = yield self.join(port_a, "ann")
+        ann.sendLine("QUIT")
+        yield ann.waitForLine("BYE quit")
+        again, _, _ = yield self.join(port_b, "ann")
+        self.assertIsNotNone(again)
+
+
+class RedisUnavailableTests(ClusterTestCase):
+    @inlineCallbacks
+    def test_verbs_answered_503_and_connection_kept(self) -> Any:
+        """Redis gone: NICK, SAY, TELL get ERR 503 cluster unavailable; PING still answered; the connection stays."""
+        redis = RedisServer(self)
+        yield redis.start()
+        factory, port = yield self.startNode(redis.url, "a")
+        ann, _, _ = yield self.join(port, "ann")
+        newcomer = yield self.connect(port, "new")
+        yield newcomer.waitForLine("HELLO .*")
+        yield redis.stop()
+        chat = cast(ClusterChat, factory.chat)
+        yield until(lambda: not chat.available, "the node noticing Redis is gone")
+        start = ann.mark()
+        ann.sendLines(["SAY hello", "TELL ann hi", "PING x"])
+        yield ann.waitForLine("ERR 503 cluster unavailable: SAY not handled", start)
+        yield ann.waitForLine("ERR 503 cluster unavailable: TELL not handled", start)
+        yield ann.waitForLine("PONG x", start)
+        newcomer.sendLines(["NICK newcomer", "RESUME sometoken 0"])
+        yield newcomer.waitForLine("ERR 503 cluster unavailable: NICK not handled")
+        yield newcomer.waitForLine("ERR 503 cluster unavailable: RESUME not handled")
+        self.assertIsNone(ann.lostReason)
+
+    @inlineCallbacks
+    def test_back_where_it_was(self) -> Any:
+        """Redis stopped and started again (with its data): the log goes on from where it was, nothing echoed lost."""
+        redis = RedisServer(self, persist=True)
+        yield redis.start()
+        factory, port = yield self.startNode(redis.url, "a")
+        chat = cast(ClusterChat, factory.chat)
+        ann, _, _ = yield self.join(port, "ann")
+        ann.sendLine("SAY before")
+        before = yield ann.waitForLine(r"MSG (\d+) ann before")
+        yield redis.stop()
+        yield until(lambda: not chat.available, "the node noticing Redis is gone")
+        yield redis.start()
+        yield until(lambda: chat.available, "the node back in the cluster")
+        ann.sendLine("SAY after")
+        after = yield ann.waitForLine(r"MSG (\d+) ann after")
+        self.assertEqual(int(after.group(1)), int(before.group(1)) + 1)
+        self.assertIsNone(ann.lostReason)
+
+    @inlineCallbacks
+    def test_flushed_redis_seqs_keep_rising(self) -> Any:
+        """Redis lost its data: the node closes its connections, their sessions are unknown, seqs go on above."""
+        redis = RedisServer(self)
+        yield redis.start()
+        factory, port = yield self.startNode(redis.url, "a")
+        chat = cast(ClusterChat, factory.chat)
+        ann, token, _ = yield self.join(port, "ann")
+        ann.sendLine("SAY before")
+        before = yield ann.waitForLine(r"MSG (\d+) ann before")
+        yield redis.stop()
+        yield redis.start()
+        yield ann.waitForLine(r"BYE shutdown.*")
+        yield until(lambda: chat.available, "the node back in the cluster")
+        again = yield self.connect(port, "again")
+        yield again.waitForLine("HELLO .*")
+        again.sendLine(f"RESUME {token} {before.group(1)}")
+        yield again.waitForLine("ERR 404 unknown session")
+        again.sendLine("NICK ann")
+        welcome = yield again.waitForLine(r"WELCOME ann \S+ (\d+)")
+        self.assertGreaterEqual(int(welcome.group(1)), int(before.group(1)))
