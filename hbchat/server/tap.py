@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import IService
@@ -23,32 +22,15 @@ import twisted
 from hbchat import __version__
 from hbchat.auth.authoption import AUTH_HELP, AuthError, make_checker
 from hbchat.cluster import options as cluster_options
-from hbchat.config import ConfigError, ServerConfig, parse_count, parse_rate, parse_seconds
+from hbchat.config import ConfigError, ServerConfig
 from hbchat.ops.observed import ObservedChatFactory
 from hbchat.ops.web import WithMetrics
+from hbchat.server.optiontable import DEFAULTS, FLAGS, PARAMETERS
 from hbchat.server.reuseport import check_reuse_port
 from hbchat.server.service import ChatService
 from hbchat.server.statekeeper import keep_state
 from hbchat.server.tls import identity_refusal, is_ssl, load_certificates, load_options, parse_ssl
 from hbchat.web.origins import OriginError, parse_origin
-
-DEFAULTS = ServerConfig()
-
-
-def _coerce(parse: Callable[[str, str], Any], option: str) -> Callable[[str], Any]:
-    def coerce(text: str) -> Any:
-        try:
-            return parse(option, text)
-        except ConfigError as error:
-            raise usage.UsageError(str(error)) from None
-
-    coerce.coerceDoc = ""  # type: ignore[attr-defined]
-    return coerce
-
-
-def _plain(seconds: float) -> float:
-    """Show whole-number defaults in --help as ``30``, not ``30.0``."""
-    return int(seconds) if seconds == int(seconds) else seconds
 
 
 class ServerOptions(AuthOptionMixin, usage.Options):
@@ -69,181 +51,8 @@ class ServerOptions(AuthOptionMixin, usage.Options):
         "The protocol is described in docs/protocol.md; TLS setup in docs/security.md."
     )
 
-    optFlags = [
-        [
-            "reuse-port",
-            None,
-            "tcp: and ssl: listeners set SO_REUSEPORT, so several hbchat processes on one host serve one port (the "
-            "kernel spreads new connections among them; with --redis they are one chat, without it each process is a "
-            "chat of its own). Not for unix: or systemd: listeners.",
-        ],
-        [
-            "tls-identity",
-            None,
-            "With --tls-client-ca: NICK must be the common name of the client's certificate, exactly (letter case "
-            "included), or it is ERR 401. Connections through non-TLS listeners have no certificate, so every NICK "
-            "of theirs is ERR 401 (RESUME, with its token, still works).",
-        ],
-    ]
-
-    optParameters = [
-        [
-            "ping",
-            None,
-            _plain(DEFAULTS.ping),
-            "Seconds between the server's PINGs to each client.",
-            _coerce(parse_seconds, "ping"),
-        ],
-        [
-            "timeout",
-            None,
-            _plain(DEFAULTS.timeout),
-            "Seconds of silence after which a client is cut (must be greater than --ping).",
-            _coerce(parse_seconds, "timeout"),
-        ],
-        [
-            "register-timeout",
-            None,
-            _plain(DEFAULTS.register_timeout),
-            "Seconds a new connection has to register with NICK.",
-            _coerce(parse_seconds, "register-timeout"),
-        ],
-        [
-            "max-line",
-            None,
-            DEFAULTS.max_line,
-            "Longest line accepted, in bytes without its line ending.",
-            _coerce(parse_count, "max-line"),
-        ],
-        [
-            "max-clients",
-            None,
-            DEFAULTS.max_clients,
-            "Most connections served at once; more are told ERR 503.",
-            _coerce(parse_count, "max-clients"),
-        ],
-        [
-            "max-per-ip",
-            None,
-            DEFAULTS.max_per_ip,
-            "Most connections from one IP address; more are told ERR 503 (loopback and UNIX sockets are exempt;"
-            " an IPv4 client of a dual-stack listener, ::ffff:a.b.c.d, counts as a.b.c.d).",
-            _coerce(parse_count, "max-per-ip"),
-        ],
-        [
-            "sendq-max",
-            None,
-            DEFAULTS.sendq_max,
-            "A client whose unsent output, in the server's buffer and the kernel's send queue together, grows past "
-            "this many bytes while it lags is cut (LEFT ... slow).",
-            _coerce(parse_count, "sendq-max"),
-        ],
-        [
-            "sendq-soft",
-            None,
-            DEFAULTS.sendq_soft,
-            "When a client's unsent output passes this many bytes, the server stops reading from it (and from the "
-            "clients talking to it) until it drains. 4096 to 67108864, less than --sendq-max; it is also the most "
-            "the server reads from a connection at once, and the most the kernel's send buffer holds for one.",
-            _coerce(parse_count, "sendq-soft"),
-        ],
-        [
-            "rate",
-            None,
-            _plain(DEFAULTS.rate),
-            "Lines a second each connection may send on average (0: no limit); more are answered ERR 429, and a "
-            "client that keeps going after 10 of them is cut (BYE kicked).",
-            _coerce(parse_rate, "rate"),
-        ],
-        [
-            "burst",
-            None,
-            DEFAULTS.burst,
-            "Lines a connection may send at once, above --rate, before ERR 429.",
-            _coerce(parse_count, "burst"),
-        ],
-        [
-            "max-handshakes",
-            None,
-            DEFAULTS.max_handshakes,
-            "Most connections between accept and registration (TLS handshake included) at once; further ones wait "
-            "in the listen queue, and once the oldest unregistered one has had its grace (twice the 90th percentile "
-            "of recent registration times, 0.25 s to --register-timeout x --max-handshakes / 2048 s), each one "
-            "accepted closes it "
-            "(ERR 503 too many connections registering; never one whose password is being checked).",
-            _coerce(parse_count, "max-handshakes"),
-        ],
-        [
-            "history",
-            None,
-            DEFAULTS.history,
-            "Events (MSG, JOIN, LEFT) kept for clients that resume.",
-            _coerce(parse_count, "history"),
-        ],
-        [
-            "grace",
-            None,
-            _plain(DEFAULTS.grace),
-            "Seconds a dropped client's session stays resumable (its nick reserved).",
-            _coerce(parse_seconds, "grace"),
-        ],
-        [
-            "max-grace",
-            None,
-            DEFAULTS.max_grace,
-            "Most sessions in grace at once; at the bound the oldest one ends early (its nick is freed).",
-            _coerce(parse_count, "max-grace"),
-        ],
-        [
-            "max-grace-per-ip",
-            None,
-            DEFAULTS.max_grace_per_ip,
-            "Most sessions in grace from one IP address; at the bound that address's oldest one ends early "
-            "(loopback and UNIX sockets are exempt).",
-            _coerce(parse_count, "max-grace-per-ip"),
-        ],
-        [
-            "auth-checks",
-            None,
-            DEFAULTS.auth_checks,
-            "With --auth: password checks run at once, each in a thread (an hbpasswd check takes 16 MiB and tens of "
-            "milliseconds of CPU); no more than the cores the server may use.",
-            _coerce(parse_count, "auth-checks"),
-        ],
-        [
-            "auth-queue",
-            None,
-            DEFAULTS.auth_queue,
-            "With --auth: password checks that may wait for --auth-checks; a NICK beyond them is answered "
-            "ERR 503 busy checking passwords, try again later, and closed.",
-            _coerce(parse_count, "auth-queue"),
-        ],
-        [
-            "auth-failures",
-            None,
-            DEFAULTS.auth_failures,
-            "With --auth or --tls-identity: failed logins one IP address (loopback included) may have at once, "
-            "refilled at this many a minute; beyond, its NICK is answered ERR 503 too many failed logins from your "
-            "address, try again later (after up to 5 seconds), and closed, unchecked.",
-            _coerce(parse_count, "auth-failures"),
-        ],
-        [
-            "retry-hint",
-            None,
-            _plain(DEFAULTS.retry_hint),
-            "On shutdown, clients are told to reconnect within this many seconds (BYE shutdown retry=S).",
-            _coerce(parse_seconds, "retry-hint"),
-        ],
-        [
-            "drain",
-            None,
-            _plain(DEFAULTS.drain),
-            "On SIGTERM, say BYE to the clients in batches spread over this many seconds (0: all at once); "
-            "a second SIGTERM or SIGINT closes everything at once.",
-            _coerce(lambda option, text: parse_seconds(option, text, allow_zero=True), "drain"),
-        ],
-        *cluster_options.PARAMETERS,
-    ]
+    optFlags = FLAGS
+    optParameters = [*PARAMETERS, *cluster_options.PARAMETERS]
 
     def opt_state(self, path: str) -> None:
         """File the chat is kept in across a graceful restart: at SIGTERM, once the drain is over, its seq, history
