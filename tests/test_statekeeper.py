@@ -9,10 +9,12 @@ import os
 import stat
 
 from twisted.logger import LogLevel, capturedLogs
+from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from hbchat.server.statefile import ChatState, SessionRecord, decode, encode
 from hbchat.server.statekeeper import StateFile, keep_state, write_atomically
+from hbchat.server.tap import ServerOptions
 from hbchat.testing import FakePeer, FakeServer
 
 #: Wall-clock time of the first server's stop.
@@ -222,3 +224,20 @@ class FileTroubleTests(SynchronousTestCase):
         restored, _ = self.restore()
         self.assertTrue(restored)
         self.assertIsNotNone(self.server.factory.chat.sessions.byToken(b"tok"))
+
+
+class OptionTests(SynchronousTestCase):
+    def parse(self, *arguments: str) -> ServerOptions:
+        options = ServerOptions()
+        options.parseOptions(list(arguments))
+        return options
+
+    def test_off_by_default(self) -> None:
+        self.assertIsNone(self.parse()["state"])
+
+    def test_a_relative_path_is_made_absolute_at_once(self) -> None:
+        # twistd may change directory (--rundir) between the start and the stop.
+        self.assertEqual(self.parse("--state", "chat.state")["state"], os.path.abspath("chat.state"))
+
+    def test_a_directory_is_not_a_file_name(self) -> None:
+        self.assertRaises(UsageError, self.parse, "--state", "/var/lib/hbchat/")
