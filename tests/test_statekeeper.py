@@ -195,11 +195,12 @@ class FileTroubleTests(SynchronousTestCase):
         with open(self.path, "rb") as file:
             self.assertEqual(file.read(), b"garbage")
 
-    def test_a_directory_that_is_not_there_is_said_at_the_start(self) -> None:
+    def test_a_directory_that_is_not_there_is_said_at_the_start_in_the_same_line(self) -> None:
         path = os.path.join(self.directory, "missing", "chat.state")
         _, events = self.restore(path)
-        self.assertEqual([event["log_level"] for event in events], [LogLevel.info, LogLevel.error])
-        self.assertIn("not writable", str(events[1]["log_format"]))
+        self.assertEqual([event["log_level"] for event in events], [LogLevel.error])
+        self.assertIn("no state file", str(events[0]["log_format"]))
+        self.assertIn("is not writable: the chat will not be saved at the stop", str(events[0]["note"]))
 
     def test_a_state_that_cannot_be_written_is_one_error_line(self) -> None:
         path = os.path.join(self.directory, "missing", "chat.state")
