@@ -227,6 +227,15 @@ class FileTroubleTests(SynchronousTestCase):
         self.assertIsNotNone(self.server.factory.chat.sessions.byToken(b"tok"))
 
 
+class OtherChatTests(SynchronousTestCase):
+    def test_a_chat_not_kept_in_memory_is_left_alone_with_a_warning(self) -> None:
+        with capturedLogs() as events:
+            self.assertIsNone(keep_state(object(), "chat.state"))
+        [event] = [event for event in events if event.get("log_namespace") == "hbchat.server.state"]
+        self.assertEqual(event["log_level"], LogLevel.warn)
+        self.assertIn("is ignored", str(event["log_format"]))
+
+
 class OptionTests(SynchronousTestCase):
     def parse(self, *arguments: str) -> ServerOptions:
         options = ServerOptions()

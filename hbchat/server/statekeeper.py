@@ -164,8 +164,17 @@ def write_atomically(path: str, data: bytes) -> None:
         os.close(handle)
 
 
-def keep_state(chat: Chat, path: str, wall: Callable[[], float] = time.time) -> StateFile:
-    """Restore ``chat`` from ``path`` now and save it there when the drain is over."""
+def keep_state(chat: object, path: str, wall: Callable[[], float] = time.time) -> StateFile | None:
+    """
+    Restore ``chat`` from ``path`` now and save it there when the drain is over; ``None`` (and
+    a warning) for a chat not kept in this process's memory (a cluster's, in Redis), which a
+    state file cannot hold.
+    """
+    if not isinstance(chat, Chat):
+        StateFile.log.warn(
+            "--state {path} is ignored: the chat is not kept in this process (with --redis it is in Redis)", path=path
+        )
+        return None
     state = StateFile(path, chat, wall)
     state.restore()
     chat.beforeClose.append(state.saveAtStop)
