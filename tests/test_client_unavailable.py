@@ -157,7 +157,6 @@ class SayTests(Scripted):
         self.server(b"MSG 2 ida a\n")
         self.assertEqual(self.factory.outbox.unavailable, 0)
 
-
     def test_a_new_connection_is_held_afresh(self) -> None:
         self.ready()
         self.factory.say("a")
