@@ -27,6 +27,7 @@ from hbchat.client.cli import parse_arguments
 from hbchat.client.connector import EndpointConnector, EndpointRing, connect
 from hbchat.client.factory import ChatClientFactory
 from hbchat.client.protocol import ChatClientProtocol
+from tests.test_cli import CliTestCase
 from tests.test_client import RecordingObserver
 from tests.test_client_integration import (
     QUICK,
@@ -35,6 +36,7 @@ from tests.test_client_integration import (
     TrackingEndpoint,
     WatchingObserver,
 )
+from tests.test_twistd import freePort
 
 
 @implementer(IStreamClientEndpoint)
@@ -191,3 +193,17 @@ class TwoServersTests(ClientTestCase):
         # Without a shared chat the second node does not know the session: ERR 404, then NICK.
         self.assertIn("history lost", observer.events, observer.transcript())
         self.assertIsNotNone(second.chat.sessions.by_nick(b"ida"))
+
+
+class CommandLineProcessTests(CliTestCase):
+    @inlineCallbacks
+    def test_hbchat_client_goes_on_to_the_next_endpoint(self) -> Any:
+        """``hbchat-client DEAD LIVE``: the first is refused, the second takes the piped lines."""
+        _, port = self.startServer(ping=5, timeout=30)
+        process = self.spawnClient(f"tcp:127.0.0.1:{freePort()}", f"tcp:127.0.0.1:{port}", "--nick", "bot")
+        process.process.write(b"over here\n")
+        process.process.closeStdin()
+        yield self.waitEnded(process)
+        self.assertEqual(process.exitCode(), 0, process.output())
+        self.assertEqual(sum(1 for line in process.outLines() if line.endswith("<bot> over here")), 1, process.output())
+        self.assertEqual(sum(1 for line in process.outLines() if "connection refused" in line), 1, process.output())

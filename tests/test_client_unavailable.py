@@ -157,6 +157,25 @@ class SayTests(Scripted):
         self.server(b"MSG 2 ida a\n")
         self.assertEqual(self.factory.outbox.unavailable, 0)
 
+    def test_a_new_connection_is_held_afresh(self) -> None:
+        self.ready()
+        self.factory.say("a")
+        self.sent()
+        self.server(unavailable("SAY"))
+        self.protocol.connectionLost()
+        self.factory.connecting()
+        self.transport = StringTransport()
+        self.protocol = self.factory.buildProtocol(None)
+        self.protocol.makeConnection(self.transport)
+        self.server(HELLO)
+        self.assertEqual(self.sent(), [b"RESUME tok 1"])
+        self.server(b"WELCOME ida tok 1\nRESUMED 0 complete\n")
+        self.assertEqual(self.sent(), [b"SAY a"])
+        self.server(unavailable("SAY"))
+        self.assertEqual(self.sent(), [])
+        self.wait()
+        self.assertEqual(self.sent(), [b"SAY a"])
+
 
 class TellTests(Scripted):
     def test_a_tell_is_followed_by_a_ping_and_the_next_waits_for_its_pong(self) -> None:

@@ -9,10 +9,12 @@ import os
 import stat
 
 from twisted.logger import LogLevel, capturedLogs
+from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from hbchat.server.statefile import ChatState, SessionRecord, decode, encode
 from hbchat.server.statekeeper import StateFile, keep_state, write_atomically
+from hbchat.server.tap import ServerOptions
 from hbchat.testing import FakePeer, FakeServer
 
 #: Wall-clock time of the first server's stop.
@@ -193,11 +195,12 @@ class FileTroubleTests(SynchronousTestCase):
         with open(self.path, "rb") as file:
             self.assertEqual(file.read(), b"garbage")
 
-    def test_a_directory_that_is_not_there_is_said_at_the_start(self) -> None:
+    def test_a_directory_that_is_not_there_is_said_at_the_start_in_the_same_line(self) -> None:
         path = os.path.join(self.directory, "missing", "chat.state")
         _, events = self.restore(path)
-        self.assertEqual([event["log_level"] for event in events], [LogLevel.info, LogLevel.error])
-        self.assertIn("not writable", str(events[1]["log_format"]))
+        self.assertEqual([event["log_level"] for event in events], [LogLevel.error])
+        self.assertIn("no state file", str(events[0]["log_format"]))
+        self.assertIn("is not writable: the chat will not be saved at the stop", str(events[0]["note"]))
 
     def test_a_state_that_cannot_be_written_is_one_error_line(self) -> None:
         path = os.path.join(self.directory, "missing", "chat.state")
@@ -222,3 +225,29 @@ class FileTroubleTests(SynchronousTestCase):
         restored, _ = self.restore()
         self.assertTrue(restored)
         self.assertIsNotNone(self.server.factory.chat.sessions.by_token(b"tok"))
+
+
+class OtherChatTests(SynchronousTestCase):
+    def test_a_chat_not_kept_in_memory_is_left_alone_with_a_warning(self) -> None:
+        with capturedLogs() as events:
+            self.assertIsNone(keep_state(object(), "chat.state"))
+        [event] = [event for event in events if event.get("log_namespace") == "hbchat.server.state"]
+        self.assertEqual(event["log_level"], LogLevel.warn)
+        self.assertIn("is ignored", str(event["log_format"]))
+
+
+class OptionTests(SynchronousTestCase):
+    def parse(self, *arguments: str) -> ServerOptions:
+        options = ServerOptions()
+        options.parseOptions(list(arguments))
+        return options
+
+    def test_off_by_default(self) -> None:
+        self.assertIsNone(self.parse()["state"])
+
+    def test_a_relative_path_is_made_absolute_at_once(self) -> None:
+        # twistd may change directory (--rundir) between the start and the stop.
+        self.assertEqual(self.parse("--state", "chat.state")["state"], os.path.abspath("chat.state"))
+
+    def test_a_directory_is_not_a_file_name(self) -> None:
+        self.assertRaises(UsageError, self.parse, "--state", "/var/lib/hbchat/")

@@ -75,7 +75,10 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         "our client certificate, ends the client at once with one line on stderr and exit status 1: retrying would "
         "fail the same way. A TLS file that cannot be used is reported the same way, before connecting. "
         "A tcp: ENDPOINT that is a TLS port ends the same way, naming the tls: ENDPOINT to use (the client starts "
-        "plain TCP with three empty lines, which an hbchat server ignores and a TLS port closes the connection on).",
+        "plain TCP with three empty lines, which an hbchat server ignores and a TLS port closes the connection on). "
+        "A cluster node that cannot reach its Redis answers ERR 503 cluster unavailable: <VERB> not handled and keeps "
+        "the connection: the refused line (SAY, TELL, NICK or RESUME) is kept and sent again after a jittered wait "
+        "(0.25 s, doubling up to 5 s), in order, once.",
     )
     parser.add_argument(
         "endpoints",

@@ -129,6 +129,7 @@ class PacedOutbox:
             if call is not None and call.active():
                 call.cancel()
         self._call = self._barrierCall = None
+        self._heldUntil = -math.inf  # the next connection (perhaps another node) starts unheld
 
     def submit(self, line: bytes) -> None:
         """Keep a line (raises OutboxFullError) and send what may go now."""

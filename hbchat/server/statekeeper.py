@@ -20,10 +20,22 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+
+from twisted.logger import LogLevel
 
 from hbchat.lognames import NamedLogger
 from hbchat.server.chat import Chat
 from hbchat.server.statefile import MAX_BYTES, ChatState, StateFileError, decode, encode
+
+
+@dataclass(frozen=True)
+class _Fresh:
+    """Why the chat starts afresh: the log line's format, its ``error`` field, and whether there was simply no file."""
+
+    text: str
+    error: str | None
+    missing: bool = False
 
 
 class StateFile:
@@ -37,42 +49,46 @@ class StateFile:
         #: Wall-clock time: grace periods are saved as moments, so the downtime counts.
         self.wall = wall
 
-    def read(self) -> ChatState | None:
-        """The saved state, or ``None`` (logged): no file, or none this server can use."""
+    def read(self) -> ChatState | _Fresh:
+        """The saved state, or why there is none this server can use (not logged here)."""
         try:
             with open(self.path, "rb") as file:
                 data = file.read(MAX_BYTES + 1)
         except FileNotFoundError:
-            self.log.info("no state file {path}: a fresh chat", path=self.path)
-            return None
+            return _Fresh("no state file {path}: a fresh chat", None, missing=True)
         except OSError as error:
-            self.log.error(
-                "cannot read state file {path}: {error}; starting a fresh chat", path=self.path, error=_why(error)
-            )
-            return None
+            return _Fresh("cannot read state file {path}: {error}; starting a fresh chat", _why(error))
         try:
             return decode(data)
         except StateFileError as error:
-            self.log.error(
-                "state file {path} is unusable ({error}); starting a fresh chat", path=self.path, error=error
-            )
-            return None
+            return _Fresh("state file {path} is unusable ({error}); starting a fresh chat", str(error))
 
     def restore(self) -> bool:
-        """Continue the saved chat, if there is one; whether there was.  Says whether a save will be possible."""
+        """
+        Continue the saved chat, if there is one; whether there was.  Whatever happened is
+        one log line, which also says when the chat cannot be saved at the stop.
+        """
         state = self.read()
-        self._check_writable()
-        if state is None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        writable = os.access(directory, os.W_OK | os.X_OK)
+        note = (
+            "" if writable else f"; its directory {directory} is not writable: the chat will not be saved at the stop"
+        )
+        if isinstance(state, _Fresh):
+            level = LogLevel.info if state.missing and writable else LogLevel.error
+            self.log.emit(level, state.text + "{note}", path=self.path, error=state.error, note=note)
             return False
         sessions = self.chat.restoreState(state, self.wall())
-        self.log.info(
+        self.log.emit(
+            LogLevel.info if writable else LogLevel.error,
             "chat restored from {path}: seq {seq}, {events} events of history, "
-            "{sessions} of {saved} sessions resumable",
+            "{sessions} of {saved} sessions resumable{note}",
             path=self.path,
             seq=state.seq,
             events=len(self.chat.history),
             sessions=sessions,
             saved=len(state.sessions),
+            note=note,
         )
         try:
             os.unlink(self.path)
@@ -84,15 +100,6 @@ class StateFile:
                 error=_why(error),
             )
         return True
-
-    def _check_writable(self) -> None:
-        directory = os.path.dirname(os.path.abspath(self.path))
-        if not os.access(directory, os.W_OK | os.X_OK):
-            self.log.error(
-                "state file {path}: its directory {directory} is not writable: the chat will not be saved at the stop",
-                path=self.path,
-                directory=directory,
-            )
 
     def save_at_stop(self) -> None:
         """The drain is over: save (what went wrong is logged)."""
@@ -157,8 +164,17 @@ def write_atomically(path: str, data: bytes) -> None:
         os.close(handle)
 
 
-def keep_state(chat: Chat, path: str, wall: Callable[[], float] = time.time) -> StateFile:
-    """Restore ``chat`` from ``path`` now and save it there when the drain is over."""
+def keep_state(chat: object, path: str, wall: Callable[[], float] = time.time) -> StateFile | None:
+    """
+    Restore ``chat`` from ``path`` now and save it there when the drain is over; ``None`` (and
+    a warning) for a chat not kept in this process's memory (a cluster's, in Redis), which a
+    state file cannot hold.
+    """
+    if not isinstance(chat, Chat):
+        StateFile.log.warn(
+            "--state {path} is ignored: the chat is not kept in this process (with --redis it is in Redis)", path=path
+        )
+        return None
     state = StateFile(path, chat, wall)
     state.restore()
     chat.beforeClose.append(state.save_at_stop)

@@ -62,7 +62,8 @@ class ServerOptions(AuthOptionMixin, usage.Options):
         [default: off]"""
         if not path or path.endswith(os.sep):
             raise usage.UsageError(f"--state {path!r} is not a file name")
-        self["state"] = path
+        # As of now: twistd may change directory (--rundir) between reading it and writing it.
+        self["state"] = os.path.abspath(path)
 
     def __init__(self) -> None:
         super().__init__()
