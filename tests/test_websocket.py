@@ -284,6 +284,14 @@ class HTTPTests(WebSocketTestCase):
             self.assertEqual(answer.headers["x-content-type-options"], "nosniff")
 
     @inlineCallbacks
+    def test_a_large_request_body_closes_the_connection(self) -> Any:
+        _service, _tcpPort, webPort = self.startWeb()
+        failure = yield self.assertFailure(
+            httpRequest(webPort, "POST", "/", {"Content-Length": str(10**9)}), ConnectionError
+        )
+        self.assertIn("closed before a whole answer", str(failure))
+
+    @inlineCallbacks
     def test_plain_get_of_ws_is_426(self) -> Any:
         _service, _tcpPort, webPort = self.startWeb()
         answer = yield httpRequest(webPort, "GET", "/ws")
