@@ -6,15 +6,22 @@ TCP, the same heartbeat, the same limits, and what only a WebSocket can get wron
 from __future__ import annotations
 
 import re
-from typing import Any
+import socket
+from pathlib import Path
+from typing import Any, cast
 
+from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.interfaces import IReactorSocket
+from twisted.internet.ssl import Certificate, optionsForClientTLS
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.python import usage
 from twisted.trial import unittest
 
 from hbchat.server.tap import ServerOptions
-from tests.test_integration import DEADLINE, ChatTestCase, msgs, tcpPortOf, within
-from tests.wsclient import UPGRADE, connectWS, httpRequest, webPortOf
+from tests.test_integration import DEADLINE, ChatTestCase, Flood, LineClient, msgs, tcpPortOf, within
+from tests.tlscerts import CertificateAuthority
+from tests.wsclient import UPGRADE, connectWS, httpRequest, webPortOf, wsFactory
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
 
@@ -277,6 +284,14 @@ class HTTPTests(WebSocketTestCase):
             self.assertEqual(answer.headers["x-content-type-options"], "nosniff")
 
     @inlineCallbacks
+    def test_a_large_request_body_closes_the_connection(self) -> Any:
+        _service, _tcpPort, webPort = self.startWeb()
+        failure = yield self.assertFailure(
+            httpRequest(webPort, "POST", "/", {"Content-Length": str(10**9)}), ConnectionError
+        )
+        self.assertIn("closed before a whole answer", str(failure))
+
+    @inlineCallbacks
     def test_plain_get_of_ws_is_426(self) -> Any:
         _service, _tcpPort, webPort = self.startWeb()
         answer = yield httpRequest(webPort, "GET", "/ws")
@@ -318,3 +333,97 @@ class OptionTests(unittest.SynchronousTestCase):
         self.assertIn("--web=", text)
         self.assertIn("--web-origin=", text)
         self.assertIn("hbchat.v1", text)
+
+
+class SecureTests(WebSocketTestCase):
+    @inlineCallbacks
+    def test_wss_uses_the_tls_of_listen_ssl_and_sighup_reloads_it(self) -> Any:
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        ca = CertificateAuthority()
+        cert, key = ca.server("localhost").write(directory, "server")
+        service = self.startService(
+            "--listen", LOOPBACK, "--web", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+        )
+        port = webPortOf(service)
+        options = optionsForClientTLS("localhost", trustRoot=Certificate.loadPEM(ca.cert_pem))
+        old, _ = yield self.connectWeb(port, "old", tls=options)
+        yield self.register(old, "old")
+        second = ca.server("localhost")
+        second.write(directory, "server")
+        self.assertIn("reloaded", service.reloadTLS())
+        new, newSocket = yield self.connectWeb(port, "new", tls=options)
+        yield self.register(new, "new")
+        served = Certificate.peerFromTransport(newSocket.transport).original.to_cryptography()
+        self.assertEqual(served, second.certificate)
+        old.sendLine("SAY still here")
+        yield new.waitForLine(r"MSG \d+ old still here")
+
+
+class HandshakeLimitTests(WebSocketTestCase):
+    @inlineCallbacks
+    def test_an_unregistered_websocket_counts_in_max_handshakes(self) -> Any:
+        _service, _tcpPort, webPort = self.startWeb("--max-handshakes", "1")
+        first, _ = yield self.connectWeb(webPort, "first")
+        yield first.waitForLine(r"HELLO .*")
+        deadline = reactor.seconds() + DEADLINE
+        while True:  # a full room answers 503 until the first has had its grace, then makes way
+            try:
+                second, _ = yield self.connectWeb(webPort, "second")
+                break
+            except ConnectionError as error:
+                self.assertIn("503", str(error))
+                self.assertLess(reactor.seconds(), deadline, "the room never made way")
+                yield deferLater(reactor, 0.05, lambda: None)
+        yield first.waitForLine(r"ERR 503 too many connections registering")
+        yield second.waitForLine(r"HELLO .*")
+
+
+class SlowConsumerTests(WebSocketTestCase):
+    @inlineCallbacks
+    def test_a_websocket_that_never_reads_is_cut_as_slow(self) -> Any:
+        _service, tcpPort, webPort = self.startWeb(
+            "--sendq-soft", "4096", "--sendq-max", "65536", "--ping", "1", "--timeout", "5", "--rate", "0"
+        )
+        stuck = yield self.connectNotReading(webPort, "stuck")
+        yield self.register(stuck.lines, "stuck")
+        watcher = yield self.connect(tcpPort, "watcher", maxStored=80)
+        yield self.register(watcher, "watcher")
+        flooder = yield self.connect(tcpPort, "flooder", maxStored=80)
+        yield self.register(flooder, "flooder")
+        stuck.transport.pauseProducing()
+        flood = Flood(flooder, 4000, 16)
+        loop = LoopingCall(flood.tick)
+        loop.start(0.005)
+        try:
+            yield watcher.waitForLine(r"LEFT \d+ stuck slow")
+        finally:
+            loop.stop()
+
+    @inlineCallbacks
+    def connectNotReading(self, port: int, name: str) -> Any:
+        """A WebSocket client whose socket has a small receive buffer from the start."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(DEADLINE)
+            sock.connect(("127.0.0.1", port))
+            sock.setblocking(False)
+            factory = wsFactory(f"ws://127.0.0.1:{port}/ws")
+            built: list[Any] = []
+            original = factory.buildProtocol
+
+            def buildProtocol(addr: Any) -> Any:
+                protocol = original(addr)
+                protocol.lines = LineClient(name, answerPings=True, maxStored=80)
+                built.append(protocol)
+                return protocol
+
+            factory.buildProtocol = buildProtocol
+            cast(IReactorSocket, reactor).adoptStreamConnection(sock.fileno(), socket.AF_INET, factory)
+        finally:
+            sock.close()
+        socket_ = built[0]
+        yield within(socket_.opened, DEADLINE, f"{name}: the WebSocket handshake")
+        self.clients.append(socket_.lines)
+        return socket_

@@ -12,7 +12,7 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, wrapClientTLS
 from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
@@ -78,14 +78,30 @@ class WSClient(WebSocketClientProtocol):
             self.lines.connectionLost(reason)
 
 
+def wsFactory(url: str, origin: str | None = None, protocols: tuple[str, ...] = ("hbchat.v1",)) -> Any:
+    factory = WebSocketClientFactory(url, origin=origin, protocols=list(protocols))
+    factory.protocol = WSClient
+    return factory
+
+
 @inlineCallbacks
 def connectWS(
-    port: int, name: str, origin: str | None = None, protocols: tuple[str, ...] = ("hbchat.v1",), **kwargs: Any
+    port: int,
+    name: str,
+    origin: str | None = None,
+    protocols: tuple[str, ...] = ("hbchat.v1",),
+    tls: Any = None,
+    **kwargs: Any,
 ) -> Any:
-    """A LineClient on a WebSocket to 127.0.0.1:``port``/ws; fires with (LineClient, WSClient)."""
-    factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}/ws", origin=origin, protocols=list(protocols))
-    factory.protocol = WSClient
-    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=DEADLINE)
+    """
+    A LineClient on a WebSocket to 127.0.0.1:``port``/ws (``tls``: client TLS options, for
+    wss://localhost); fires with (LineClient, WSClient).
+    """
+    url = f"wss://localhost:{port}/ws" if tls is not None else f"ws://127.0.0.1:{port}/ws"
+    factory = wsFactory(url, origin, protocols)
+    endpoint: Any = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=DEADLINE)
+    if tls is not None:
+        endpoint = wrapClientTLS(tls, endpoint)
     socket = yield within(endpoint.connect(factory), DEADLINE, f"{name}: connecting")
     socket.lines = LineClient(name, **kwargs)
     yield within(socket.opened, DEADLINE, f"{name}: the WebSocket handshake")

@@ -186,7 +186,7 @@ class ServerOptions(AuthOptionMixin, usage.Options):
                 tls_client_ca=self["tls-client-ca"],
                 tls_identity=bool(self["tls-identity"]),
             )
-            self._checkTLS(self.config)
+            self._checkTLS(self.config, self["web"])
             self._checkWeb()
             if self["reuse-port"]:
                 check_reuse_port(self.config.listen)
@@ -203,11 +203,11 @@ class ServerOptions(AuthOptionMixin, usage.Options):
                 load_options(parse_ssl(description, self.config.tls_client_ca))
 
     @staticmethod
-    def _checkTLS(config: ServerConfig) -> None:
+    def _checkTLS(config: ServerConfig, web: list[str] | None = None) -> None:
         """Every ssl: listener's files make a context now, so a mistake is a usage error, not a traceback."""
         ssl_listeners = [description for description in config.listen if is_ssl(description)]
-        if config.tls_client_ca is not None and not ssl_listeners:
-            raise ConfigError("--tls-client-ca needs an ssl: --listen endpoint to apply to")
+        if config.tls_client_ca is not None and not ssl_listeners and not any(map(is_ssl, web or [])):
+            raise ConfigError("--tls-client-ca needs an ssl: --listen (or --web) endpoint to apply to")
         for description in ssl_listeners:
             load_options(parse_ssl(description, config.tls_client_ca))
 

@@ -78,6 +78,41 @@ def plain(request: Request, code: int, text: str) -> bytes:
     return (text + "\n").encode("utf-8")
 
 
+#: The longest request body taken (the page has no forms: a body is never needed); a
+#: longer one, or one of unknown length (chunked), closes the connection unread.
+MAX_BODY = 16384
+
+
+class PageRequest(Request):
+    """A request whose body is bounded by :data:`MAX_BODY` (twisted.web would spool any size to disk)."""
+
+    _bodyTaken = 0
+
+    def gotLength(self, length: int | None) -> None:
+        if length is None or length > MAX_BODY:
+            self._refuseBody()
+            length = 0
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self._bodyTaken += len(data)
+        if self._bodyTaken > MAX_BODY:
+            self._refuseBody()
+            return
+        super().handleContentChunk(data)
+
+    def _refuseBody(self) -> None:
+        channel: Any = self.channel
+        transport = None if channel is None else channel.transport
+        if transport is not None:
+            log.info(
+                "closed an HTTP connection from {peer}: request body over {limit} bytes",
+                peer=str(self.client),
+                limit=MAX_BODY,
+            )
+            transport.abortConnection()
+
+
 class NotFound(Resource):
     isLeaf = True
 

@@ -27,7 +27,7 @@ from hbchat.server.connection import ChatServerProtocol
 from hbchat.server.factory import ChatFactory
 from hbchat.server.tls import ServerTLS
 from hbchat.web.origins import OriginPolicy
-from hbchat.web.pages import Root, Upgrade
+from hbchat.web.pages import PageRequest, Root, Upgrade
 from hbchat.web.socket import ChatSocketFactory
 
 #: Seconds an HTTP connection may stay idle between requests (the WebSocket has its own timers).
@@ -75,7 +75,7 @@ class WebSite(Site):
     displayTracebacks = False
 
     def __init__(self, listener: WebListener, root: Root) -> None:
-        super().__init__(root, timeout=HTTP_IDLE_TIMEOUT)
+        super().__init__(root, requestFactory=PageRequest, timeout=HTTP_IDLE_TIMEOUT)
         self.listener = listener
 
     def startFactory(self) -> None:
