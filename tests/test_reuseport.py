@@ -149,7 +149,9 @@ class TemplateUnitTests(SynchronousTestCase):
     """docs/systemd/hbchat@.service: N instances on one port, each with its --state."""
 
     def unitText(self) -> str:
-        unit = Path(__file__).resolve().parent.parent / "docs" / "systemd" / "hbchat@.service"
+        # tox runs a copy of tests/ and names the checkout in HBCHAT_CHECKOUT.
+        checkout = Path(os.environ.get("HBCHAT_CHECKOUT") or Path(__file__).resolve().parent.parent)
+        unit = checkout / "docs" / "systemd" / "hbchat@.service"
         if not unit.is_file():
             if os.environ.get("CI") == "true":
                 raise AssertionError(f"no {unit}")
