@@ -6,6 +6,7 @@
 // The user interface is told everything through `observer` (app.js).
 
 import { fullJitter, hinted } from "./backoff.js";
+import { refusedVerb, retryWait } from "./unavailable.js";
 import { byeHints, parseHello, words } from "./wire.js";
 
 export const SUBPROTOCOL = "hbchat.v1";
@@ -36,6 +37,11 @@ export class ChatLink {
     // Pacing (hbchat/client/outbox.py): 80 % of the advertised rate, a smaller burst.
     this.paceFullAt = 0;
     this.oneAtATime = false;
+    // ERR 503 cluster unavailable (unavailable.js): refusals in a row (0 once a line got
+    // through), until when the outbox holds, refused lines put back since one was sent.
+    this.unavailable = 0;
+    this.heldUntil = -Infinity;
+    this.requeued = 0;
   }
 
   // --- the user's side ---
@@ -142,7 +148,10 @@ export class ChatLink {
     this.clearTimer("hello");
     this.clearTimer("quit");
     this.clearTimer("pace");
+    this.clearTimer("login");
     this.oneAtATime = false;
+    this.heldUntil = -Infinity; // the next connection (perhaps another node) starts unheld
+    this.requeued = 0;
     if (this.stopped || this.state === "quitting" || this.state === "gave_up") {
       this.setState("gave_up");
       this.observer.gaveUp(why);
@@ -208,6 +217,7 @@ export class ChatLink {
     const [, nick, token, seqText] = words(line, 3);
     const seq = Number(seqText);
     this.attempt = 0;
+    this.unavailable = 0;
     if (this.state === "resuming") {
       this.session.nick = nick;
       this.session.token = token;
@@ -225,6 +235,7 @@ export class ChatLink {
   onRESUMED(line) {
     const [, , how] = words(line, 2);
     const complete = how === "complete";
+    this.unavailable = 0;
     this.observer.resumed(this.missed, complete);
     this.ready();
   }
@@ -244,7 +255,10 @@ export class ChatLink {
     const seq = Number(seqText);
     if (!this.session.isNew(seq)) return;
     const own = nick === this.session.nick;
-    if (own && this.session.echoed(nick, text) && this.oneAtATime) this.flush();
+    if (own && this.session.echoed(nick, text)) {
+      this.unavailable = 0;
+      if (this.oneAtATime) this.flush();
+    }
     if (this.state === "resuming" && !own) this.missed += 1;
     this.observer.message(seq, nick, text ?? "", own, this.state === "resuming");
   }
@@ -286,6 +300,11 @@ export class ChatLink {
   onERR(line) {
     const [, codeText, text] = words(line, 2);
     const code = Number(codeText);
+    const unavailable = code === 503 ? refusedVerb(text || "") : null;
+    if (unavailable !== null) {
+      this.clusterUnavailable(unavailable, `ERR ${code} ${text}`);
+      return;
+    }
     if (code === 404 && this.state === "resuming") {
       // The server no longer knows our session (a restart, or --grace ran out): what
       // happened meanwhile is lost; register afresh with the same nick.
@@ -358,6 +377,7 @@ export class ChatLink {
         }
         this.paceFullAt = Math.max(this.paceFullAt, now) + interval;
       }
+      this.requeued = 0;
       const line = session.outbox.shift();
       session.sending(line);
       if (!this.send(line)) return; // lost meanwhile: it is unechoed, sent again after the replay
@@ -369,14 +389,61 @@ export class ChatLink {
     const verb = text.split(": ").pop().split(" ")[0];
     if (verb === "SAY") {
       const refused = this.session.refuseOldest();
-      if (refused !== null) {
-        this.session.outbox.unshift("SAY " + refused);
-        this.session.save();
-      }
+      if (refused !== null) this.requeue("SAY " + refused);
+    } else if (verb === "NICK" || verb === "RESUME") {
+      // Not handled: without it the page would wait for a WELCOME or RESUMED for ever.
+      // Sent again once the server's budget has room (a second: its PING budget's pace).
+      this.timer("login", 1, () => this.loginAgain(verb));
     }
     this.oneAtATime = true;
     if (this.hello) this.hello.rate = Math.max(1, this.hello.rate / 2);
     this.observer.notice("the server asked us to slow down");
+  }
+
+  // A refused line goes back to the front of the outbox, after those refused before it (in the order sent).
+  requeue(line) {
+    this.session.outbox.splice(this.requeued, 0, line);
+    this.requeued += 1;
+    this.session.save();
+  }
+
+  // ERR 503 cluster unavailable: <VERB> not handled (docs/protocol.md section 8): the refused
+  // line is kept and sent again after a jittered wait, on this connection; the user is told
+  // once per outage. A refused SAY is our oldest unechoed one (lines are answered in order).
+  clusterUnavailable(verb, text) {
+    if (verb === "SAY") {
+      const refused = this.session.refuseOldest();
+      if (refused !== null) this.requeue("SAY " + refused);
+    }
+    const first = this.unavailable === 0;
+    const wait = this.holdFor();
+    if (verb === "NICK" || verb === "RESUME") this.timer("login", wait, () => this.loginAgain(verb));
+    if (first) this.observer.notice(`server says: ${text}: kept, sent again in ${wait.toFixed(1)} s`);
+  }
+
+  // Send nothing for a jittered wait that doubles with each refusal in a row, then go on one
+  // SAY at a time; refusals of lines already in flight meanwhile do not lengthen it. The wait
+  // (what is left of it, if one is under way).
+  holdFor() {
+    const now = this.clock.now();
+    if (this.heldUntil > now) return this.heldUntil - now;
+    this.unavailable += 1;
+    const wait = retryWait(this.unavailable);
+    this.heldUntil = now + wait;
+    this.oneAtATime = true;
+    this.timer("pace", wait, () => this.flush());
+    return wait;
+  }
+
+  // A NICK or RESUME that was not handled, sent again as it was (if still waited for).
+  loginAgain(verb) {
+    const session = this.session;
+    if (verb === "NICK" && this.state === "registering") {
+      this.register();
+    } else if (verb === "RESUME" && this.state === "resuming" && session.token) {
+      this.missed = 0;
+      this.send(`RESUME ${session.token} ${session.lastSeq}`);
+    }
   }
 
   // --- the heartbeat ---

@@ -1,0 +1,119 @@
+"""
+The page's ChatLink (hbchat/web/static/link.js) in real headless Chromium, driven line by
+line: the modules are loaded from a real ``twistd -n hbchat --web`` into its own page, a
+ChatLink is given a scripted socket (what it sends is recorded, what the server would say
+is handed to it), so that answers the in-memory server never gives (``ERR 503 cluster
+unavailable``) can be tested.  Timers are the browser's own: waits are polled with deadlines.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.browser import Page
+from tests.test_browser import BrowserTestCase
+
+#: Loads the modules and builds ``window.t``: a ChatLink on a scripted socket and an in-memory storage.
+HARNESS = """
+const done = arguments[arguments.length - 1];
+Promise.all([import("/link.js"), import("/session.js")]).then(([linkModule, sessionModule]) => {
+  const items = new Map();
+  const storage = {
+    getItem: (key) => (items.has(key) ? items.get(key) : null),
+    setItem: (key, value) => items.set(key, String(value)),
+    removeItem: (key) => items.delete(key),
+  };
+  const calls = [];
+  const observer = new Proxy({}, { get: (target, name) => (...args) => { calls.push([String(name), ...args]); } });
+  const sent = [];
+  const socket = { readyState: WebSocket.OPEN, send: (line) => sent.push(line), close: () => {} };
+  const session = new sessionModule.Session(storage);
+  session.nick = arguments[0];
+  session.token = arguments[1];
+  session.lastSeq = arguments[2];
+  const link = new linkModule.ChatLink("ws://127.0.0.1:9/ws", session, observer);
+  link.ws = socket;
+  link.state = "connecting";
+  window.t = { link, session, sent, calls, socket, storage, items };
+  done(true);
+}, (error) => done(String(error)));
+"""
+
+HELLO = "HELLO hbchat/1 ping=30 timeout=90 rate=0 burst=0"
+
+
+class ScriptedLink:
+    """One ChatLink in a page, on a socket the test speaks for."""
+
+    def __init__(self, page: Page, nick: str, token: str | None = None, last_seq: int = 0) -> None:
+        self.page = page
+        result = page.driver.execute_async_script(HARNESS, nick, token, last_seq)
+        if result is not True:
+            raise AssertionError(f"the harness did not load: {result}")
+
+    def hear(self, line: str) -> None:
+        self.page.js("window.t.link.received(arguments[0])", line)
+
+    def sent(self) -> list[str]:
+        return [str(line) for line in self.page.js("return window.t.sent.filter(l => !l.startsWith('PING'))")]
+
+    def value(self, expression: str) -> Any:
+        return self.page.js("return " + expression)
+
+    def notices(self) -> list[str]:
+        return [str(c[1]) for c in self.page.js("return window.t.calls.filter(c => c[0] === 'notice')")]
+
+    def waitForSent(self, line: str, times: int) -> None:
+        self.page.waitFor(lambda: self.sent().count(line) >= times, f"{line!r} sent {times} times: {self.sent()}")
+
+
+class ClusterUnavailableTests(BrowserTestCase):
+    def scripted(self, token: str | None = None, last_seq: int = 0) -> ScriptedLink:
+        page = Page(self, "alice")
+        page.open(self.server.url)
+        return ScriptedLink(page, "alice", token, last_seq)
+
+    def test_refused_says_are_sent_again_in_order_one_at_a_time(self) -> None:
+        link = self.scripted()
+        link.hear(HELLO)
+        link.hear("WELCOME alice tok1 0")
+        link.value("window.t.link.submit('SAY one') && window.t.link.submit('SAY two')")
+        self.assertEqual(link.sent(), ["NICK alice", "WHO", "SAY one", "SAY two"])
+        link.hear("ERR 503 cluster unavailable: SAY not handled")
+        link.hear("ERR 503 cluster unavailable: SAY not handled")
+        self.assertEqual(link.value("window.t.session.outbox"), ["SAY one", "SAY two"])
+        self.assertEqual(link.value("window.t.session.unechoed"), [])
+        link.waitForSent("SAY one", 2)
+        # One SAY in flight while the cluster is unavailable: "two" waits for "one"'s echo.
+        self.assertEqual(link.sent().count("SAY two"), 1)
+        link.hear("MSG 1 alice one")
+        link.waitForSent("SAY two", 2)
+        link.hear("MSG 2 alice two")
+        self.assertTrue(link.value("window.t.session.idle"))
+        told = [text for text in link.notices() if "503" in text]
+        self.assertEqual(len(told), 1, link.notices())
+        self.assertIn("cluster unavailable: SAY not handled: kept, sent again in", told[0])
+
+    def test_refused_resume_is_sent_again(self) -> None:
+        link = self.scripted(token="tok1", last_seq=7)
+        link.hear(HELLO)
+        self.assertEqual(link.sent(), ["RESUME tok1 7"])
+        link.hear("ERR 503 cluster unavailable: RESUME not handled")
+        link.waitForSent("RESUME tok1 7", 2)
+        link.hear("WELCOME alice tok1 7")
+        link.hear("RESUMED 0 complete")
+        self.assertEqual(link.value("window.t.link.state"), "ready")
+
+    def test_refused_nick_is_sent_again(self) -> None:
+        link = self.scripted()
+        link.hear(HELLO)
+        link.hear("ERR 503 cluster unavailable: NICK not handled")
+        link.waitForSent("NICK alice", 2)
+        link.hear("WELCOME alice tok1 0")
+        self.assertEqual(link.value("window.t.link.state"), "ready")
+
+    def test_resume_refused_for_the_rate_is_sent_again(self) -> None:
+        link = self.scripted(token="tok1", last_seq=3)
+        link.hear(HELLO)
+        link.hear("ERR 429 too many requests: RESUME not handled")
+        link.waitForSent("RESUME tok1 3", 2)
