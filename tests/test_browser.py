@@ -1,12 +1,14 @@
 """
 The chat page end to end, in real headless Chromium (selenium) against a real ``twistd -n
 hbchat``: two pages chat; a page whose connection is cut resumes with every missed message
-shown once; a reload resumes; a graceful restart is survived by the pages on their own; a
-line typed while the server is down arrives once.  Never skipped under ``CI=true``.
+shown once; a reload resumes; a graceful restart is survived by the pages on their own (and,
+with ``--state``, resumed with no history gap); a line typed while the server is down
+arrives once.  Never skipped under ``CI=true``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import Counter
 
@@ -18,6 +20,9 @@ MISSING = missing_tools()
 
 
 class BrowserTestCase(unittest.TestCase):
+    #: More arguments for the server (after the common ones).
+    serverArguments: tuple[str, ...] = ()
+
     def setUp(self) -> None:
         if MISSING is not None:
             if os.environ.get("CI") == "true":
@@ -26,7 +31,8 @@ class BrowserTestCase(unittest.TestCase):
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
         # --drain 0: everyone is told BYE at once; --retry-hint 2: pages come back within 2 s.
-        self.server = Server(directory, "--drain", "0", "--retry-hint", "2")
+        self.directory = directory
+        self.server = Server(directory, "--drain", "0", "--retry-hint", "2", *self.serverArguments)
         self.server.start()
         self.addCleanup(self.server.stop)
 
@@ -132,3 +138,40 @@ class RestartTests(BrowserTestCase):
         alice.waitForText("a line after it")
         self.assertOnce(bob, ["typed while down", "a line after it"])
         self.assertOnce(alice, ["typed while down", "a line after it"])
+
+
+def resumed(page: Page) -> bool:
+    return page.connected() and "resumed: " in page.status()
+
+
+class StateRestartTests(BrowserTestCase):
+    # #8's --state: the chat outlives a graceful restart, so the pages resume.
+    serverArguments = ("--state", "chat.state")
+
+    def gaps(self, page: Page) -> list[str]:
+        return [
+            str(text)
+            for text in page.js("return [...document.querySelectorAll('#log li.gap')].map(li => li.textContent)")
+        ]
+
+    def test_pages_resume_after_a_graceful_restart_with_state(self) -> None:
+        alice, bob = self.page("alice"), self.page("bob")
+        alice.login("alice")
+        bob.login("bob")
+        bob.say("before the restart")
+        alice.waitForText("before the restart")
+        self.server.stop()
+        alice.waitFor(lambda: "reconnecting in" in alice.status(), "reconnecting while the server is down")
+        alice.say("said meanwhile")
+        self.assertFalse(alice.idle())
+        self.server.start()
+        for page in (alice, bob):
+            page.waitFor(functools.partial(resumed, page), "resumed")
+        bob.waitForText("said meanwhile")
+        poll(alice.idle, "alice's line sent and echoed")
+        bob.say("after the restart")
+        alice.waitForText("after the restart")
+        for page in (alice, bob):
+            self.assertNotIn("history gap", page.status())
+            self.assertEqual(self.gaps(page), [], page.transcript())
+            self.assertOnce(page, ["before the restart", "said meanwhile", "after the restart"])
