@@ -117,3 +117,46 @@ class ClusterUnavailableTests(BrowserTestCase):
         link.hear(HELLO)
         link.hear("ERR 429 too many requests: RESUME not handled")
         link.waitForSent("RESUME tok1 3", 2)
+
+
+class OutboxTests(BrowserTestCase):
+    def ready(self) -> ScriptedLink:
+        page = Page(self, "alice")
+        page.open(self.server.url)
+        link = ScriptedLink(page, "alice")
+        link.hear(HELLO)
+        link.hear("WELCOME alice tok1 0")
+        return link
+
+    def test_a_line_stays_in_the_outbox_while_the_socket_is_closing(self) -> None:
+        link = self.ready()
+        link.value("window.t.socket.readyState = WebSocket.CLOSING")
+        link.value("window.t.link.submit('TELL bob are you there')")
+        self.assertEqual(link.value("window.t.session.outbox"), ["TELL bob are you there"])
+        self.assertNotIn("TELL bob are you there", link.sent())
+
+    def test_one_tell_in_flight_until_its_ping_told_comes_back(self) -> None:
+        link = self.ready()
+        link.value("window.t.link.submit('TELL bob one') && window.t.link.submit('TELL bob two')")
+        self.assertEqual(link.value("window.t.sent.slice(-2)"), ["TELL bob one", "PING told"])
+        self.assertNotIn("TELL bob two", link.sent())
+        link.hear("PONG told")
+        self.assertEqual(link.value("window.t.sent.slice(-2)"), ["TELL bob two", "PING told"])
+        link.hear("PONG told")
+        self.assertTrue(link.value("window.t.session.idle"))
+
+    def test_a_tell_refused_for_an_unavailable_cluster_is_sent_again(self) -> None:
+        link = self.ready()
+        link.value("window.t.link.submit('TELL bob one')")
+        link.hear("ERR 503 cluster unavailable: TELL not handled")
+        link.hear("PONG told")
+        link.waitForSent("TELL bob one", 2)
+        link.hear("PONG told")
+        self.assertTrue(link.value("window.t.session.idle"))
+
+    def test_a_tell_to_no_such_nick_is_not_sent_again(self) -> None:
+        link = self.ready()
+        link.value("window.t.link.submit('TELL nobody one') && window.t.link.submit('SAY after')")
+        link.hear("ERR 406 no such nick")
+        self.assertIn("SAY after", link.sent())
+        self.assertEqual(link.sent().count("TELL nobody one"), 1)

@@ -12,6 +12,12 @@ import { byeHints, parseHello, words } from "./wire.js";
 export const SUBPROTOCOL = "hbchat.v1";
 const HELLO_TIMEOUT = 10; // seconds to wait for HELLO before the server is taken for dead
 const QUIT_WAIT = 5;
+// The PING sent right after a TELL: its PONG says the TELL was handled (the server answers a
+// connection's lines in order), as hbchat-client's (hbchat/client/outbox.py); no faster
+// than BARRIER_RATE a second, BARRIER_BURST at once (the server's PING budget is one a second).
+export const TELL_BARRIER = "PING told";
+const BARRIER_RATE = 0.8;
+const BARRIER_BURST = 5;
 
 export class ChatLink {
   constructor(url, session, observer, clock = { now: () => performance.now() / 1000 }) {
@@ -42,6 +48,7 @@ export class ChatLink {
     this.unavailable = 0;
     this.heldUntil = -Infinity;
     this.requeued = 0;
+    this.barriersFullAt = 0;
   }
 
   // --- the user's side ---
@@ -149,6 +156,7 @@ export class ChatLink {
     this.clearTimer("quit");
     this.clearTimer("pace");
     this.clearTimer("login");
+    this.clearTimer("barrier");
     this.oneAtATime = false;
     this.heldUntil = -Infinity; // the next connection (perhaps another node) starts unheld
     this.requeued = 0;
@@ -192,6 +200,9 @@ export class ChatLink {
     }
     this.clearTimer("hello");
     this.hello = hello;
+    // A TELL in flight when the last connection ended may or may not have arrived (it has
+    // no echo): it is not sent again, as hbchat-client does.
+    this.session.tellHandled();
     this.paceFullAt = 0;
     this.startHeartbeat();
     this.setState("greeted");
@@ -290,6 +301,10 @@ export class ChatLink {
 
   onPONG(line) {
     const token = line.slice(5);
+    if (token === "told") {
+      this.told();
+      return;
+    }
     if (this.pingToken !== null && token === this.pingToken) {
       this.rtt = this.clock.now() - this.pingSentAt;
       this.pingToken = null;
@@ -332,6 +347,7 @@ export class ChatLink {
       return;
     }
     this.observer.notice(`server: ERR ${code} ${text ?? ""}`);
+    if (code === 406) this.told(); // no such nick: the TELL in flight was handled, for good
   }
 
   onBYE(line) {
@@ -363,16 +379,26 @@ export class ChatLink {
     const rate = hello && hello.rate > 0 ? hello.rate * 0.8 : 0;
     const burst = hello ? Math.max(1, (hello.burst * 0.8) / 2) : 1;
     while (session.outbox.length) {
+      // A line is taken out of the outbox only when it can go: a socket already closing
+      // (its close not reported yet) would drop it, and a TELL has no echo to bring it back.
+      if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
       if (this.oneAtATime && session.unechoed.length) return;
+      const tell = session.outbox[0].startsWith("TELL ");
+      if (tell) {
+        // One TELL in flight, its fate learnt from the PING told after it (hbchat/client/outbox.py).
+        if (session.tellInFlight !== null) return;
+        const wait = this.barrierWait();
+        if (wait > 0) {
+          this.timer("pace", wait, () => this.flush());
+          return;
+        }
+      }
       if (rate > 0) {
         const now = this.clock.now();
         const interval = 1 / rate;
         const debt = this.paceFullAt - now;
         if (debt > (burst - 0.5) * interval) {
-          this.timer("pace", Math.max(0.001, debt - (burst - 1) * interval), () => {
-            delete this.timers.pace;
-            this.flush();
-          });
+          this.timer("pace", Math.max(0.001, debt - (burst - 1) * interval), () => this.flush());
           return;
         }
         this.paceFullAt = Math.max(this.paceFullAt, now) + interval;
@@ -380,16 +406,42 @@ export class ChatLink {
       this.requeued = 0;
       const line = session.outbox.shift();
       session.sending(line);
-      if (!this.send(line)) return; // lost meanwhile: it is unechoed, sent again after the replay
+      this.send(line);
+      if (tell) {
+        this.barriersFullAt = Math.max(this.barriersFullAt, this.clock.now()) + 1 / BARRIER_RATE;
+        this.send(TELL_BARRIER);
+      }
     }
     session.save();
   }
+
+  // Seconds until a PING told may go (at most BARRIER_RATE a second, BARRIER_BURST at once: under the PING budget).
+  barrierWait() {
+    const interval = 1 / BARRIER_RATE;
+    const debt = this.barriersFullAt - this.clock.now();
+    return debt > (BARRIER_BURST - 0.5) * interval ? Math.max(0.001, debt - (BARRIER_BURST - 1) * interval) : 0;
+  }
+
+  // PONG told: the TELL in flight was handled; the next may go.
+  told() {
+    if (this.session.tellHandled() !== null) this.unavailable = 0;
+    this.flush();
+  }
+
 
   rateLimited(text) {
     const verb = text.split(": ").pop().split(" ")[0];
     if (verb === "SAY") {
       const refused = this.session.refuseOldest();
       if (refused !== null) this.requeue("SAY " + refused);
+    } else if (verb === "TELL") {
+      const refused = this.session.tellHandled();
+      if (refused !== null) this.requeue(refused);
+    } else if (verb === "PING" && this.session.tellInFlight !== null) {
+      // Perhaps the PING after our TELL: ask again, later, whether the TELL was handled.
+      this.timer("barrier", 1, () => {
+        if (this.state === "ready" && this.session.tellInFlight !== null) this.send(TELL_BARRIER);
+      });
     } else if (verb === "NICK" || verb === "RESUME") {
       // Not handled: without it the page would wait for a WELCOME or RESUMED for ever.
       // Sent again once the server's budget has room (a second: its PING budget's pace).
@@ -414,6 +466,9 @@ export class ChatLink {
     if (verb === "SAY") {
       const refused = this.session.refuseOldest();
       if (refused !== null) this.requeue("SAY " + refused);
+    } else if (verb === "TELL") {
+      const refused = this.session.tellHandled();
+      if (refused !== null) this.requeue(refused);
     }
     const first = this.unavailable === 0;
     const wait = this.holdFor();

@@ -21,6 +21,7 @@ export class Session {
     this.lastSeq = 0;
     this.outbox = []; // lines ("SAY ...", "TELL ...") not sent yet
     this.unechoed = []; // texts of SAYs sent whose MSG has not come back
+    this.tellInFlight = null; // the TELL sent whose PONG told has not come back (not kept across reloads)
     this.load();
   }
 
@@ -56,7 +57,7 @@ export class Session {
   }
 
   get idle() {
-    return this.outbox.length === 0 && this.unechoed.length === 0;
+    return this.outbox.length === 0 && this.unechoed.length === 0 && this.tellInFlight === null;
   }
 
   queue(line) {
@@ -70,8 +71,17 @@ export class Session {
   sending(line) {
     if (line.startsWith("SAY ")) {
       this.unechoed.push(line.slice(4));
+    } else if (line.startsWith("TELL ")) {
+      this.tellInFlight = line;
     }
     this.save();
+  }
+
+  // The TELL in flight was handled (or refused for good, or its fate cannot be known): forget it; return it.
+  tellHandled() {
+    const line = this.tellInFlight;
+    this.tellInFlight = null;
+    return line;
   }
 
   registered(nick, token, seq) {
@@ -126,6 +136,7 @@ export class Session {
     this.token = null;
     this.outbox = [];
     this.unechoed = [];
+    this.tellInFlight = null;
     this.save();
   }
 }
