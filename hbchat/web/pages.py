@@ -182,6 +182,9 @@ class Upgrade(Resource):
         # out nor stays the producer registered with the transport (the chat connection
         # registers itself there).
         channel.setTimeout(None)
+        upgrading = getattr(channel, "upgrading", None)
+        if upgrading is not None:
+            upgrading()  # no longer an HTTP connection of hbchat.web.httproom's
         producer = getattr(channel, "_networkProducer", None)
         if producer is not None:
             producer.unregisterProducer()
