@@ -19,6 +19,7 @@ from twisted.python import usage
 from twisted.trial import unittest
 
 from hbchat.server.tap import ServerOptions
+from hbchat.web.pages import SECURITY_HEADERS
 from tests.test_integration import DEADLINE, ChatTestCase, Flood, LineClient, msgs, tcpPortOf, within
 from tests.tlscerts import CertificateAuthority
 from tests.wsclient import UPGRADE, connectWS, httpRequest, webPortOf, wsFactory
@@ -290,6 +291,23 @@ class HTTPTests(WebSocketTestCase):
             httpRequest(webPort, "POST", "/", {"Content-Length": str(10**9)}), ConnectionError
         )
         self.assertIn("closed before a whole answer", str(failure))
+
+    @inlineCallbacks
+    def test_every_answer_carries_the_security_headers(self) -> Any:
+        _service, _tcpPort, webPort = self.startWeb()
+        answers = {
+            405: ("POST", "/", {"Content-Length": "0"}),
+            404: ("GET", "/nope", {}),
+            426: ("GET", "/ws", {}),
+            403: ("GET", "/ws", {**UPGRADE, "Origin": "http://evil.example"}),
+        }
+        for status, (method, path, headers) in answers.items():
+            answer = yield httpRequest(webPort, method, path, headers)
+            self.assertEqual(answer.status, status)
+            for name, value in SECURITY_HEADERS.items():
+                self.assertEqual(
+                    (status, answer.headers.get(name.decode().lower())), (status, value.decode()), answer.headers
+                )
 
     @inlineCallbacks
     def test_plain_get_of_ws_is_426(self) -> Any:

@@ -84,9 +84,17 @@ MAX_BODY = 16384
 
 
 class PageRequest(Request):
-    """A request whose body is bounded by :data:`MAX_BODY` (twisted.web would spool any size to disk)."""
+    """
+    A request whose answer carries the security headers whatever answers it, and whose body
+    is bounded by :data:`MAX_BODY` (twisted.web would spool any size to disk).
+    """
 
     _bodyTaken = 0
+
+    def process(self) -> None:
+        # Every answer carries the security headers, Twisted's own too (405, 500, ...).
+        secure(self)
+        super().process()
 
     def gotLength(self, length: int | None) -> None:
         if length is None or length > MAX_BODY:
