@@ -19,8 +19,12 @@ const done = arguments[arguments.length - 1];
 Promise.all([import("/link.js"), import("/session.js")]).then(([linkModule, sessionModule]) => {
   const items = new Map();
   const storage = {
+    written: 0,
     getItem: (key) => (items.has(key) ? items.get(key) : null),
-    setItem: (key, value) => items.set(key, String(value)),
+    setItem: (key, value) => {
+      storage.written += String(value).length;
+      items.set(key, String(value));
+    },
     removeItem: (key) => items.delete(key),
   };
   const calls = [];
@@ -160,3 +164,46 @@ class OutboxTests(BrowserTestCase):
         link.hear("ERR 406 no such nick")
         self.assertIn("SAY after", link.sent())
         self.assertEqual(link.sent().count("TELL nobody one"), 1)
+
+
+class StorageTests(BrowserTestCase):
+    def test_an_event_writes_only_the_small_parts_of_the_session(self) -> None:
+        page = Page(self, "alice")
+        page.open(self.server.url)
+        link = ScriptedLink(page, "alice")
+        link.value("[...Array(100).keys()].forEach(i => window.t.link.submit('SAY ' + 'x'.repeat(4000) + i))")
+        self.assertEqual(link.value("window.t.session.outbox.length"), 100)
+        link.value("window.t.storage.written = 0")
+        for seq in range(1, 51):
+            link.hear(f"JOIN {seq} bob{seq}")
+        self.assertEqual(link.value("window.t.session.lastSeq"), 50)
+        # The outbox is 400 KB: written with each event, 20 MB; now a few bytes each.
+        self.assertLess(link.value("window.t.storage.written"), 50 * 20)
+        self.assertEqual(link.value("JSON.parse(window.t.items.get('hbchat.lastSeq'))"), 50)
+
+    def test_a_session_that_cannot_be_saved_is_said_in_the_status_line(self) -> None:
+        alice = Page(self, "alice")
+        alice.open(self.server.url)
+        alice.login("alice")
+        self.server.stop()
+        alice.waitFor(lambda: "reconnecting in" in alice.status(), "reconnecting while the server is down")
+        alice.js(FILL_STORAGE)
+        self.assertNotIn("not saved", alice.status())
+        alice.say("typed while the storage is full")
+        alice.waitFor(lambda: "not saved for a reload: storage full" in alice.status(), "the status saying so")
+
+
+#: Fills the page's sessionStorage to its quota.
+FILL_STORAGE = """
+let size = 1 << 22;
+let index = 0;
+while (size >= 1) {
+  try {
+    sessionStorage.setItem("fill" + index, "x".repeat(size));
+    index += 1;
+  } catch (error) {
+    size = Math.floor(size / 2);
+  }
+}
+return index;
+"""

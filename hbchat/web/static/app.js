@@ -26,7 +26,8 @@ class Page {
     this.silentFor = 0;
     this.lastEvent = "";
     this.countdown = null;
-    this.session = new Session(window.sessionStorage);
+    this.storageProblem = "";
+    this.session = new Session(window.sessionStorage, (why) => this.storageTrouble(why));
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     this.link = new ChatLink(`${scheme}//${location.host}/ws`, this.session, this);
     $("login").addEventListener("submit", (event) => this.onLogin(event));
@@ -195,6 +196,13 @@ class Page {
     this.render();
   }
 
+  // The session could not be written to sessionStorage (why), or can again (null).
+  storageTrouble(why) {
+    this.storageProblem = why ? `not saved for a reload: ${why}` : "";
+    if (why) this.system(`this tab could not save its session (${why}): a reload may lose what is not sent yet`);
+    this.render();
+  }
+
   // --- the page ---
 
   showChat() {
@@ -241,6 +249,7 @@ class Page {
       text = "connecting";
     }
     if (this.lastEvent && (state === "ready" || state === "backing_off")) text += ` · ${this.lastEvent}`;
+    if (this.storageProblem) text += ` · ${this.storageProblem}`;
     if (this.status.textContent !== text) this.status.textContent = text;
     this.status.dataset.state = state;
   }

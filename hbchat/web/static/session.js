@@ -10,12 +10,24 @@
 // arrived; a line about which nothing can be known is sent again (a possible duplicate is
 // preferred to a possible loss, and the user is told of the gap).
 
-const KEY = "hbchat.session";
+// Each part under its own key: the small ones (nick, token, last seq) are written with every
+// event; the lists (up to OUTBOX_LIMIT lines of 4 KB) only when they change. A write that
+// fails (the 5 MB quota) is reported through `trouble`: a reload could lose lines.
+export const KEYS = {
+  nick: "hbchat.nick",
+  token: "hbchat.token",
+  lastSeq: "hbchat.lastSeq",
+  outbox: "hbchat.outbox",
+  unechoed: "hbchat.unechoed",
+};
 export const OUTBOX_LIMIT = 1000;
 
 export class Session {
-  constructor(storage) {
+  // trouble(why): a write failed (why), or null: the writes succeed again.
+  constructor(storage, trouble = () => {}) {
     this.storage = storage;
+    this.trouble = trouble;
+    this.failing = new Set(); // the keys whose last write failed
     this.nick = null;
     this.token = null;
     this.lastSeq = 0;
@@ -26,33 +38,49 @@ export class Session {
   }
 
   load() {
-    let saved = null;
-    try {
-      saved = JSON.parse(this.storage.getItem(KEY) || "null");
-    } catch (error) {
-      saved = null;
-    }
-    if (saved && typeof saved === "object") {
-      this.nick = typeof saved.nick === "string" ? saved.nick : null;
-      this.token = typeof saved.token === "string" ? saved.token : null;
-      this.lastSeq = Number.isSafeInteger(saved.lastSeq) ? saved.lastSeq : 0;
-      this.outbox = Array.isArray(saved.outbox) ? saved.outbox.filter((x) => typeof x === "string") : [];
-      this.unechoed = Array.isArray(saved.unechoed) ? saved.unechoed.filter((x) => typeof x === "string") : [];
-    }
+    const read = (key) => {
+      try {
+        return JSON.parse(this.storage.getItem(key) || "null");
+      } catch (error) {
+        return null;
+      }
+    };
+    const strings = (value) => (Array.isArray(value) ? value.filter((x) => typeof x === "string") : []);
+    const nick = read(KEYS.nick);
+    const token = read(KEYS.token);
+    const lastSeq = read(KEYS.lastSeq);
+    this.nick = typeof nick === "string" ? nick : null;
+    this.token = typeof token === "string" ? token : null;
+    this.lastSeq = Number.isSafeInteger(lastSeq) ? lastSeq : 0;
+    this.outbox = strings(read(KEYS.outbox));
+    this.unechoed = strings(read(KEYS.unechoed));
   }
 
+  // Everything: after the lists changed.
   save() {
-    const state = {
-      nick: this.nick,
-      token: this.token,
-      lastSeq: this.lastSeq,
-      outbox: this.outbox,
-      unechoed: this.unechoed,
-    };
+    this.saveProgress();
+    this.write(KEYS.outbox, this.outbox);
+    this.write(KEYS.unechoed, this.unechoed);
+  }
+
+  // The small parts only: after each event.
+  saveProgress() {
+    this.write(KEYS.nick, this.nick);
+    this.write(KEYS.token, this.token);
+    this.write(KEYS.lastSeq, this.lastSeq);
+  }
+
+  write(key, value) {
+    const wasFailing = this.failing.size > 0;
     try {
-      this.storage.setItem(KEY, JSON.stringify(state));
+      this.storage.setItem(key, JSON.stringify(value));
+      this.failing.delete(key);
+      if (wasFailing && this.failing.size === 0) this.trouble(null);
     } catch (error) {
-      // Storage full or refused: the session still works until the page is closed.
+      // Storage full or refused: the session still works until the page is closed, but a
+      // reload would not find what could not be written; the person is told.
+      this.failing.add(key);
+      if (!wasFailing) this.trouble(error && error.name === "QuotaExceededError" ? "storage full" : String(error));
     }
   }
 
@@ -88,12 +116,12 @@ export class Session {
     this.nick = nick;
     this.token = token;
     this.lastSeq = seq;
-    this.save();
+    this.saveProgress();
   }
 
   forget() {
     this.token = null;
-    this.save();
+    this.saveProgress();
   }
 
   isNew(seq) {
@@ -101,7 +129,7 @@ export class Session {
       return false;
     }
     this.lastSeq = seq;
-    this.save();
+    this.write(KEYS.lastSeq, this.lastSeq);
     return true;
   }
 
