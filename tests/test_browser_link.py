@@ -166,6 +166,20 @@ class OutboxTests(BrowserTestCase):
         self.assertEqual(link.sent().count("TELL nobody one"), 1)
 
 
+class RateLimitTests(BrowserTestCase):
+    def test_the_only_say_refused_for_the_rate_is_sent_again(self) -> None:
+        page = Page(self, "alice")
+        page.open(self.server.url)
+        link = ScriptedLink(page, "alice")
+        link.hear("HELLO hbchat/1 ping=30 timeout=90 rate=10 burst=20")
+        link.hear("WELCOME alice tok1 0")
+        link.value("window.t.link.submit('SAY only')")
+        link.hear("ERR 429 too many requests: SAY not handled")
+        link.waitForSent("SAY only", 2)
+        link.hear("MSG 1 alice only")
+        self.assertTrue(link.value("window.t.session.idle"))
+
+
 class StorageTests(BrowserTestCase):
     def test_an_event_writes_only_the_small_parts_of_the_session(self) -> None:
         page = Page(self, "alice")

@@ -450,6 +450,7 @@ export class ChatLink {
     this.oneAtATime = true;
     if (this.hello) this.hello.rate = Math.max(1, this.hello.rate / 2);
     this.observer.notice("the server asked us to slow down");
+    this.flush(); // the refused line, at the slower pace (nothing else may come to send it)
   }
 
   // A refused line goes back to the front of the outbox, after those refused before it (in the order sent).
