@@ -111,6 +111,19 @@ class HTTPBoundTests(WebSocketTestCase):
         yield self.waitForCount(site, 0)
 
     @inlineCallbacks
+    def test_an_idle_keep_alive_connection_is_closed_at_register_timeout(self) -> Any:
+        service, _tcpPort, webPort = self.startWeb("--register-timeout", "1")
+        site = webSiteOf(service)
+        idle = yield connectRaw(webPort)
+        idle.transport.write(f"GET /app.js HTTP/1.1\r\nHost: 127.0.0.1:{webPort}\r\n\r\n".encode())
+        answered = reactor.seconds()
+        ended = yield within(idle.lost, DEADLINE, "the idle connection closing")
+        self.assertTrue(idle.received.startswith(b"HTTP/1.1 200 "), idle.received[:100])
+        self.assertGreaterEqual(ended - answered, 0.9)
+        self.assertLess(ended - answered, 10)  # not the 60 s idle timeout
+        yield self.waitForCount(site, 0)
+
+    @inlineCallbacks
     def test_an_upgraded_websocket_is_no_longer_counted(self) -> Any:
         service, _tcpPort, webPort = self.startWeb()
         site = webSiteOf(service)

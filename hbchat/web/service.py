@@ -102,6 +102,8 @@ class GuardedChannel(HTTPChannel):
     host: str | None = None
     _headCall: IDelayedCall | None = None
     _counted = False
+    #: Part of a request has come since the connection began waiting for one.
+    _partial = False
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -110,6 +112,7 @@ class GuardedChannel(HTTPChannel):
 
     def _awaitRequest(self) -> None:
         self._cancelDeadline()
+        self._partial = False
         deadline = self.site.listener.chat.config.register_timeout
         self._headCall = self.site.reactor.callLater(deadline, self._late, deadline)
 
@@ -121,13 +124,22 @@ class GuardedChannel(HTTPChannel):
     def _late(self, deadline: float) -> None:
         self._headCall = None
         transport: Any = self.transport
-        if transport is not None:
-            log.info(
-                "closed an HTTP connection from {peer}: no whole request within {deadline} s",
-                peer=describe_peer(transport.getPeer()),
-                deadline=deadline,
-            )
-            transport.abortConnection()
+        if transport is None:
+            return
+        if not self._partial:
+            transport.loseConnection()  # an idle keep-alive connection: closed quietly
+            return
+        log.info(
+            "closed an HTTP connection from {peer}: no whole request within {deadline} s",
+            peer=describe_peer(transport.getPeer()),
+            deadline=deadline,
+        )
+        transport.abortConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._headCall is not None:
+            self._partial = True
+        super().dataReceived(data)
 
     def allContentReceived(self) -> None:
         self._cancelDeadline()
