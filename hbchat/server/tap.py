@@ -57,7 +57,7 @@ class ServerOptions(AuthOptionMixin, usage.Options):
     def opt_state(self, path: str) -> None:
         """File the chat is kept in across a graceful restart: at SIGTERM, once the drain is over, its seq, history
         and sessions (tokens, nicks, grace left) are written to it atomically (mode 0600: it holds session tokens), and
-        at start they are read back and the file removed, so clients RESUME with nothing lost. A missing file is a
+        at start they are read back (and the file removed once the server serves), so clients RESUME with nothing lost. A missing file is a
         fresh chat; a damaged, foreign or unreadable one is logged and a fresh chat; a failure to write it is logged
         [default: off]"""
         if not path or path.endswith(os.sep):
@@ -241,7 +241,7 @@ def makeService(options: ServerOptions, reactor: Any = None) -> IService:
         return cluster_service(options, cluster, reactor)
     factory = ObservedChatFactory(config, reactor, options.checker, identity_refusal=identity_refusal)
     if options["state"] is not None:
-        keep_state(factory.chat, options["state"])
+        keep_state(factory.chat, options["state"], once_serving=reactor.callWhenRunning)
     service = ChatService(
         factory,
         config.listen,
