@@ -6,6 +6,7 @@ import io
 
 from twisted.internet.interfaces import IConsumer, IPushProducer, IStreamClientEndpoint, ITransport
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyClass, verifyObject
 
@@ -31,7 +32,7 @@ class InterfaceTests(SynchronousTestCase):
 
     def test_websocket_line_transport_is_a_transport_consumer_and_producer(self) -> None:
         class Socket:
-            transport = None
+            transport = StringTransport()
 
             def isOpen(self) -> bool:
                 return True

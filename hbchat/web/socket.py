@@ -29,7 +29,6 @@ from twisted.python.failure import Failure
 
 from hbchat import wire
 from hbchat.closereasons import CloseReason
-from hbchat.lognames import NamedLogger
 from hbchat.server.connection import ChatServerProtocol
 from hbchat.web.frames import (
     POLICY_VIOLATION,
@@ -42,13 +41,23 @@ from hbchat.web.linetransport import LineTransport
 #: The WebSocket subprotocol of hbchat's line protocol, version 1.
 SUBPROTOCOL = "hbchat.v1"
 
+#: autobahn's records of the opening handshake, done with once the WebSocket is open.
+_HANDSHAKE_LEFTOVERS = (
+    "http_headers",
+    "http_request_data",
+    "http_response_data",
+    "http_status_line",
+    "http_request_params",
+)
+
 ERR_BINARY = wire.err(400, "binary frames are not accepted, send text frames")
 
 
 class ChatSocket(WebSocketServerProtocol):
     """One WebSocket connection and the chat connection on top of it."""
 
-    log = NamedLogger("hbchat.web.ChatSocket")
+    # (its ``log`` stays autobahn's txaio logger, which drops its many debug events unless
+    # asked for them; what hbchat says about a connection goes to the connection's log)
     factory: ChatSocketFactory
 
     chat: ChatServerProtocol | None = None
@@ -69,6 +78,11 @@ class ChatSocket(WebSocketServerProtocol):
         return SUBPROTOCOL
 
     def onOpen(self) -> None:
+        # What the opening handshake left behind is not read again: thousands of idle
+        # connections need not keep their request's headers (about 2 KB each).
+        for name in _HANDSHAKE_LEFTOVERS:
+            if hasattr(self, name):
+                setattr(self, name, None)
         self.line = line = LineTransport(self, self.factory.cache)
         assert self.transport is not None
         chat = self.factory.listener.buildProtocol(self.transport.getPeer())
