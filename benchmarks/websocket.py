@@ -282,9 +282,54 @@ def fanout_round(server: Server, kind: str, receivers: int, messages: int, round
     }
 
 
+def parts(count: int = 20000) -> dict[str, float]:
+    """
+    The reasons, in this process: the server's protocol objects over in-memory transports,
+    timed per PONG received (a masked frame through autobahn's parser, unmasking and UTF-8
+    check, against a line through the line splitter) and per PING sent (framed against not).
+    """
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+
+    from hbchat.config import ServerConfig
+    from hbchat.server.factory import ChatFactory
+    from hbchat.web.service import WebListener
+    from hbchat.web.socket import ChatSocketFactory
+
+    chat = ChatFactory(ServerConfig(rate=0, ping=30, timeout=90), reactor)
+    ws = ChatSocketFactory(WebListener(chat, "tcp:0"), reactor, False).buildProtocol(None)
+    ws.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000)))
+    ws.dataReceived(
+        (
+            "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: hbchat.v1\r\n\r\n"
+        ).encode()
+    )
+    ws.dataReceived(mask(b"NICK wsuser"))
+    tcp = chat.buildProtocol(None)
+    tcp.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40001)))
+    tcp.dataReceived(b"NICK tcpuser\n")
+    assert ws.chat is not None and ws.chat.nick == b"wsuser" and tcp.nick == b"tcpuser"
+    out: dict[str, float] = {}
+    for name, feed, data in (("tcp", tcp.dataReceived, b"PONG 1\n"), ("websocket", ws.dataReceived, mask(b"PONG 1"))):
+        start = time.perf_counter()
+        for _ in range(count):
+            feed(data)
+        out[f"{name}_receive_pong_us"] = round((time.perf_counter() - start) / count * 1e6, 2)
+    for name, proto in (("tcp", tcp), ("websocket", ws.chat)):
+        start = time.perf_counter()
+        for index in range(count):
+            proto.deliver(b"PING %d\n" % index)
+        out[f"{name}_send_ping_us"] = round((time.perf_counter() - start) / count * 1e6, 2)
+        ws.transport.clear()
+        tcp.transport.clear()
+    return out
+
+
 @inlineCallbacks
 def main(options: argparse.Namespace) -> Any:
     results: dict[str, Any] = {"load": os.getloadavg(), "cores": os.cpu_count()}
+    results["parts"] = parts()
     results["idle"] = []
     for kind in ("tcp", "websocket"):
         results["idle"].append((yield idle(kind, options.idle, options.window, options.ping)))
