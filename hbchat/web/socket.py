@@ -110,7 +110,7 @@ class ChatSocket(WebSocketServerProtocol):
         # this one has none.
         if not self.failedByMe:
             self._onMessage(b"".join(self.message_data), self.message_is_binary)
-        self.message_data = None
+        self.message_data = None  # type: ignore[assignment]  # as autobahn itself does
 
     def onMessageBegin(self, isBinary: bool) -> None:  # noqa: N803
         super().onMessageBegin(isBinary)
