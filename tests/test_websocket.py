@@ -131,6 +131,14 @@ class FrameTests(WebSocketTestCase):
         self.assertEqual([text for _, _, text in msgs(client)], ["three"])
 
     @inlineCallbacks
+    def test_a_fragmented_message_is_one_line(self) -> Any:
+        _service, _tcpPort, webPort = self.startWeb()
+        client, socket = yield self.connectWeb(webPort, "pieces")
+        yield self.register(client, "pieces")
+        socket.sendMessage(b"SAY in three pieces", isBinary=False, fragmentSize=7)
+        yield client.waitForLine(r"MSG \d+ pieces in three pieces")
+
+    @inlineCallbacks
     def test_shutdown_is_bye_then_close_1001(self) -> Any:
         service, _tcpPort, webPort = self.startWeb("--retry-hint", "3")
         client, socket = yield self.connectWeb(webPort, "bye")
