@@ -5,6 +5,7 @@ TCP, the same heartbeat, the same limits, and what only a WebSocket can get wron
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from pathlib import Path
@@ -20,6 +21,7 @@ from twisted.trial import unittest
 
 from hbchat.server.tap import ServerOptions
 from tests.test_integration import DEADLINE, ChatTestCase, Flood, LineClient, msgs, tcpPortOf, within
+from tests.test_web import httpPortOf
 from tests.tlscerts import CertificateAuthority
 from tests.wsclient import UPGRADE, connectWS, httpRequest, webPortOf, wsFactory
 
@@ -127,6 +129,14 @@ class FrameTests(WebSocketTestCase):
         client.sendLine("SAY three")
         yield client.waitForLine(r"MSG \d+ two three", start)
         self.assertEqual([text for _, _, text in msgs(client)], ["three"])
+
+    @inlineCallbacks
+    def test_a_fragmented_message_is_one_line(self) -> Any:
+        _service, _tcpPort, webPort = self.startWeb()
+        client, socket = yield self.connectWeb(webPort, "pieces")
+        yield self.register(client, "pieces")
+        socket.sendMessage(b"SAY in three pieces", isBinary=False, fragmentSize=7)
+        yield client.waitForLine(r"MSG \d+ pieces in three pieces")
 
     @inlineCallbacks
     def test_shutdown_is_bye_then_close_1001(self) -> Any:
@@ -427,3 +437,20 @@ class SlowConsumerTests(WebSocketTestCase):
         yield within(socket_.opened, DEADLINE, f"{name}: the WebSocket handshake")
         self.clients.append(socket_.lines)
         return socket_
+
+
+class OperationsTests(WebSocketTestCase):
+    @inlineCallbacks
+    def test_connections_and_metrics_show_websockets_with_their_listener(self) -> Any:
+        service = self.startService("--listen", LOOPBACK, "--web", LOOPBACK, "--metrics", LOOPBACK)
+        client, _ = yield self.connectWeb(webPortOf(service), "shown")
+        yield self.register(client, "shown")
+        metricsPort = httpPortOf(service)
+        answer = yield httpRequest(metricsPort, "GET", "/connections")
+        [row] = json.loads(answer.body)
+        self.assertEqual((row["nick"], row["listener"]), ("shown", "web:" + LOOPBACK))
+        self.assertIsInstance(row["kernel_send_queue_bytes"], int)
+        answer = yield httpRequest(metricsPort, "GET", "/metrics")
+        self.assertIn(f'hbchat_connections_open{{listener="web:{LOOPBACK}"}} 1.0', answer.body.decode())
+        answer = yield httpRequest(metricsPort, "GET", "/readyz")
+        self.assertEqual(answer.status, 200)
