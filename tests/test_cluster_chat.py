@@ -160,6 +160,17 @@ class ClusterChatTests(ClusterTestCase):
         yield client.waitForLine("ERR 404 unknown session")
 
     @inlineCallbacks
+    def test_resume_ahead_of_the_chat_is_unknown(self) -> Any:
+        """A RESUME whose last seq is ahead of the cluster's is ERR 404 (it belongs to a chat that was lost)."""
+        _, (_, port_a), (_, port_b) = yield self.twoNodes()
+        ann, token, seq = yield self.join(port_a, "ann")
+        yield ann.disconnect()
+        again = yield self.connect(port_b, "again")
+        yield again.waitForLine("HELLO .*")
+        again.sendLine(f"RESUME {token} {seq + 1000}")
+        yield again.waitForLine("ERR 404 unknown session")
+
+    @inlineCallbacks
     def test_quit_frees_the_nick_everywhere(self) -> Any:
         _, (_, port_a), (_, port_b) = yield self.twoNodes()
         ann, _, _ = yield self.join(port_a, "ann")

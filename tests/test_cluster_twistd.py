@@ -130,6 +130,27 @@ class NodeDeathTests(ClusterTwistdTestCase):
         self.assertEqual(len(self.events(carl, r"LEFT \d+ ann timeout")), 1)
 
     @inlineCallbacks
+    def test_sigterm_node_resumed_on_another_complete(self) -> Any:
+        """A node stopped with SIGTERM: BYE shutdown retry=S, LEFT error for the others, RESUMED complete elsewhere."""
+        redis = RedisServer(self)
+        yield redis.start()
+        process_a, node_a, port_a = yield self.node(redis, "a", "--drain", "0")
+        _, _, port_b = yield self.node(redis, "b")
+        ann, token = yield self.join(port_a, "ann")
+        bob, _ = yield self.join(port_b, "bob")
+        yield ann.waitForLine(r"JOIN \d+ bob")
+        last = self.lastSeq(ann)
+        node_a.signalProcess("TERM")
+        yield ann.waitForLine(r"BYE shutdown retry=\S+.*")
+        yield bob.waitForLine(r"LEFT \d+ ann error")
+        bob.sendLine("SAY during the restart")
+        yield bob.waitForLine(r"MSG \d+ bob during the restart")
+        yield within(process_a.whenEnded(), DEADLINE, "node a exiting")
+        again = yield self.client(port_b, "ann-again")
+        again.sendLine(f"RESUME {token} {last}")
+        yield again.waitForLine(r"RESUMED 2 complete")
+
+    @inlineCallbacks
     def test_frozen_node_declared_dead_closes_and_rejoins(self) -> Any:
         """
         SIGSTOP of a node for twice --node-timeout: its user is announced gone; woken, it
