@@ -171,6 +171,18 @@ class ClusterChatTests(ClusterTestCase):
         yield again.waitForLine("ERR 404 unknown session")
 
     @inlineCallbacks
+    def test_one_round_trip_per_turn(self) -> Any:
+        """Twenty SAYs read in one reactor turn go to Redis in one batch (one round trip), in order."""
+        _, (a, port_a), _ = yield self.twoNodes()
+        chat = cast(ClusterChat, a.chat)
+        ann, _, _ = yield self.join(port_a, "ann")
+        batches = chat.node.batch.sent
+        ann.sendLines([f"SAY line {n}" for n in range(20)])
+        lines = yield ann.waitForLines(r"MSG \d+ ann line (\d+)", 20)
+        self.assertEqual([int(match.group(1)) for match in lines], list(range(20)))
+        self.assertEqual(chat.node.batch.sent - batches, 1)
+
+    @inlineCallbacks
     def test_quit_frees_the_nick_everywhere(self) -> Any:
         _, (_, port_a), (_, port_b) = yield self.twoNodes()
         ann, _, _ = yield self.join(port_a, "ann")
