@@ -225,8 +225,8 @@ class ClusterNode:
         self.batch.failAll()
         was_up = self.up
         if self.life.lost() is Reaction.RECONNECT:
-            self.log.warn("{why}: not serving the chat until Redis is back", why=why)
             if was_up:
+                self.log.warn("{why}: not serving the chat until Redis is back", why=why)
                 self.owner.availability(False)
             self._unreachable(why)
 
