@@ -4,6 +4,7 @@ What Redis adds to hbchat, measured on this machine (docs/cluster.md, "Measureme
 
     python benchmarks/cluster.py order      # events one cluster orders per second (hb_batch, pipelined)
     python benchmarks/cluster.py latency    # fanout p50/p99: one node without Redis vs a node of two
+    python benchmarks/cluster.py heartbeat  # 2000 idle connections: server CPU without and with --redis
     python benchmarks/cluster.py all
 
 Starts its own redis-server (UNIX socket in a temporary directory, no persistence) and its
@@ -244,13 +245,52 @@ def latency() -> dict[str, list[dict[str, float]]]:
     return runs
 
 
+def server_cpu(document: dict[str, Any]) -> float:
+    server = document.get("server") or {}
+    if "cpu_util_window" in server:
+        return 100.0 * float(server["cpu_util_window"])
+    raise SystemExit(f"no server CPU in the idle results: {sorted(server)}")
+
+
+def idle(port: int, pid: int) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        subprocess.run(
+            [str(BIN / "hbchat-bench"), "idle", "--clients", "2000", "--period", "1", "--duration", "10",
+             "--server-pid", str(pid), "--json", out.name, f"tcp:127.0.0.1:{port}"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300,
+        )
+        document = json.loads(Path(out.name).read_text())
+    return {"server_cpu": server_cpu(document), "p99_ms": document["idle"]["pong_rtt"]["p99_ms"]}
+
+
+def heartbeat() -> dict[str, list[dict[str, float]]]:
+    """2000 idle connections PINGing every second: the server's CPU, without and with --redis."""
+    runs: dict[str, list[dict[str, float]]] = {"single": [], "cluster": []}
+    for _ in range(REPEATS):
+        port = free_port()
+        single = twistd(port)
+        try:
+            runs["single"].append(idle(port, single.pid))
+        finally:
+            stop(single)
+        redis = Redis()
+        port_a = free_port()
+        a = twistd(port_a, "--redis", redis.url, "--node-name", "a")
+        try:
+            runs["cluster"].append(idle(port_a, a.pid))
+        finally:
+            stop(a)
+            redis.stop()
+    return runs
+
+
 def summary(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["order", "latency", "all"])
+    parser.add_argument("what", choices=["order", "latency", "heartbeat", "all"])
     what = parser.parse_args().what
     if what in ("order", "all"):
         results = [order() for _ in range(REPEATS)]
@@ -271,6 +311,12 @@ def main() -> None:
                 "| loss",
                 summary([r["loss"] for r in results]),
             )
+
+
+    if what in ("heartbeat", "all"):
+        for name, results in heartbeat().items():
+            print(f"heartbeat {name}: server CPU %", summary([r["server_cpu"] for r in results]),
+                  "| PONG p99 ms", summary([r["p99_ms"] for r in results]))
 
 
 if __name__ == "__main__":
