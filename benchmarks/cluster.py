@@ -255,9 +255,25 @@ def server_cpu(document: dict[str, Any]) -> float:
 def idle(port: int, pid: int) -> dict[str, float]:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         subprocess.run(
-            [str(BIN / "hbchat-bench"), "idle", "--clients", "2000", "--period", "1", "--duration", "10",
-             "--server-pid", str(pid), "--json", out.name, f"tcp:127.0.0.1:{port}"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300,
+            [
+                str(BIN / "hbchat-bench"),
+                "idle",
+                "--clients",
+                "2000",
+                "--period",
+                "1",
+                "--duration",
+                "10",
+                "--server-pid",
+                str(pid),
+                "--json",
+                out.name,
+                f"tcp:127.0.0.1:{port}",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=300,
         )
         document = json.loads(Path(out.name).read_text())
     return {"server_cpu": server_cpu(document), "p99_ms": document["idle"]["pong_rtt"]["p99_ms"]}
@@ -293,13 +309,14 @@ def main() -> None:
     parser.add_argument("what", choices=["order", "latency", "heartbeat", "all"])
     what = parser.parse_args().what
     if what in ("order", "all"):
-        results = [order() for _ in range(REPEATS)]
-        print(
-            "order: events/s",
-            summary([r["events_per_second"] for r in results]),
-            "| Redis CPU us/event",
-            summary([r["redis_cpu_us_per_event"] for r in results]),
-        )
+        for batch in (100, 1):
+            results = [order(batch=batch) for _ in range(REPEATS)]
+            print(
+                f"order, {batch} per batch: events/s",
+                summary([r["events_per_second"] for r in results]),
+                "| Redis CPU us/event",
+                summary([r["redis_cpu_us_per_event"] for r in results]),
+            )
     if what in ("latency", "all"):
         runs = latency()
         for name, results in runs.items():
@@ -312,11 +329,14 @@ def main() -> None:
                 summary([r["loss"] for r in results]),
             )
 
-
     if what in ("heartbeat", "all"):
         for name, results in heartbeat().items():
-            print(f"heartbeat {name}: server CPU %", summary([r["server_cpu"] for r in results]),
-                  "| PONG p99 ms", summary([r["p99_ms"] for r in results]))
+            print(
+                f"heartbeat {name}: server CPU %",
+                summary([r["server_cpu"] for r in results]),
+                "| PONG p99 ms",
+                summary([r["p99_ms"] for r in results]),
+            )
 
 
 if __name__ == "__main__":
