@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
+import hbchat
 from hbchat.cluster.batch import Batch, ClusterUnavailableError
 from hbchat.cluster.membership import LifeCore, Phase, Reaction, node_life
+from tests.test_house import cycles, imported, module_graph
 
 
 class MembershipTests(unittest.SynchronousTestCase):
@@ -130,3 +133,25 @@ class BatchTests(unittest.SynchronousTestCase):
         self.failureResultOf(answer, ClusterUnavailableError)
         self.clock.advance(0)
         self.assertEqual(self.sent, [])
+
+
+class ShapeTests(unittest.SynchronousTestCase):
+    def test_no_import_cycle_through_the_cluster(self) -> None:
+        """hbchat.cluster, the server, operations and the shared modules import nothing that imports them back."""
+        graph = module_graph(Path(hbchat.__file__).parent, "hbchat")
+        ours = {
+            name
+            for name in graph
+            if name.startswith(("hbchat.cluster", "hbchat.server", "hbchat.ops")) or name.count(".") == 1
+        }
+        self.assertEqual(cycles({name: graph[name] & ours if name in ours else set() for name in graph}), [])
+
+    def test_the_server_core_imports_nothing_from_the_cluster(self) -> None:
+        """Only the tap (lazily, with --redis) names hbchat.cluster: the core knows only IChat."""
+        server = Path(hbchat.__file__).parent / "server"
+        offenders = {
+            path.name
+            for path in server.glob("*.py")
+            if any(name.startswith("hbchat.cluster") for name in imported(path))
+        }
+        self.assertEqual(offenders, {"tap.py"})
