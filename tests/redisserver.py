@@ -89,13 +89,15 @@ class RedisServer:
     socket and, with ``persist``, the same append-only file).
     """
 
-    def __init__(self, case: unittest.TestCase, persist: bool = False) -> None:
+    def __init__(self, case: unittest.TestCase, persist: bool = False, tcp_port: int = 0) -> None:
         self.executable = require_redis()
         # A UNIX socket's path has at most 107 bytes: trial's test directories are too deep.
         self.directory = tempfile.mkdtemp(prefix="hbchat-redis-")
         case.addCleanup(shutil.rmtree, self.directory, True)
         self.socket = os.path.join(self.directory, "redis.sock")
         self.persist = persist
+        #: Also listen on this loopback TCP port (0: the UNIX socket only).
+        self.tcpPort = tcp_port
         self.process: _RedisProcess | None = None
         self._transport: Any = None
         case.addCleanup(self.stop)
@@ -115,7 +117,9 @@ class RedisServer:
         argv = [
             self.executable,
             "--port",
-            "0",
+            str(self.tcpPort),
+            "--bind",
+            "127.0.0.1",
             "--unixsocket",
             self.socket,
             "--unixsocketperm",

@@ -8,11 +8,14 @@ from __future__ import annotations
 import re
 from typing import Any, cast
 
+from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.protocols.portforward import ProxyFactory
 
 from hbchat.cluster.chat import ClusterChat
 from tests.clusternodes import ClusterTestCase, until
 from tests.redisserver import RedisServer
+from tests.test_twistd import freePort
 
 
 class ClusterChatTests(ClusterTestCase):
@@ -255,3 +258,64 @@ class RedisUnavailableTests(ClusterTestCase):
         again.sendLine("NICK ann")
         welcome = yield again.waitForLine(r"WELCOME ann \S+ (\d+)")
         self.assertGreaterEqual(int(welcome.group(1)), int(before.group(1)))
+
+
+class _CuttableProxy(ProxyFactory):
+    """A TCP proxy to Redis whose connections the test can cut (a network partition)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(host, port)
+        self.servers: list[Any] = []
+
+    def buildProtocol(self, addr: Any) -> Any:
+        server = super().buildProtocol(addr)
+        self.servers.append(server)
+        return server
+
+    def cut(self) -> None:
+        for server in self.servers:
+            for transport in (server.transport, server.peer and server.peer.transport):
+                if transport is not None:
+                    cast(Any, transport).abortConnection()
+        self.servers = []
+
+
+class PartitionTests(ClusterTestCase):
+    @inlineCallbacks
+    def test_node_cut_off_from_redis(self) -> Any:
+        """
+        A node cut off from Redis (Redis itself up) longer than --node-timeout: its user gets
+        ERR 503, the others see LEFT timeout; back, it finds itself declared dead, closes its
+        connections and rejoins; the user resumes elsewhere, complete.
+        """
+        redis_port = freePort()
+        redis = RedisServer(self, tcp_port=redis_port)
+        yield redis.start()
+        proxy = _CuttableProxy("127.0.0.1", redis_port)
+        listening = reactor.listenTCP(0, cast(Any, proxy), interface="127.0.0.1")
+        proxy_port = cast(Any, listening.getHost()).port
+        a, port_a = yield self.startNode(f"redis://127.0.0.1:{proxy_port}", "a")
+        _, port_b = yield self.startNode(redis.url, "b")
+        ann, token, _ = yield self.join(port_a, "ann")
+        bob, _, _ = yield self.join(port_b, "bob")
+        yield ann.waitForLine(r"JOIN \d+ bob")
+        last = int(ann.lines[-1].split()[1])
+        yield listening.stopListening()
+        proxy.cut()
+        chat_a = cast(ClusterChat, a.chat)
+        yield until(lambda: not chat_a.available, "node a noticing it is cut off")
+        start = ann.mark()
+        ann.sendLine("SAY anyone?")
+        yield ann.waitForLine("ERR 503 cluster unavailable: SAY not handled", start)
+        yield bob.waitForLine(r"LEFT \d+ ann timeout")
+        bob.sendLine("SAY ann is gone")
+        yield bob.waitForLine(r"MSG \d+ bob ann is gone")
+        listening = reactor.listenTCP(proxy_port, cast(Any, proxy), interface="127.0.0.1")
+        self.addCleanup(listening.stopListening)
+        yield ann.waitForLine(r"BYE shutdown.*")
+        yield until(lambda: chat_a.available, "node a rejoining")
+        self.assertEqual(chat_a.node.rejoins, 1)
+        again = yield self.connect(port_b, "again")
+        yield again.waitForLine("HELLO .*")
+        again.sendLine(f"RESUME {token} {last}")
+        yield again.waitForLine("RESUMED 2 complete")
