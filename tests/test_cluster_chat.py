@@ -10,11 +10,14 @@ from typing import Any, cast
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.protocols.portforward import ProxyFactory
+from txredisapi import UnixConnection
 
 from hbchat.cluster.chat import ClusterChat
 from tests.clusternodes import ClusterTestCase, until
 from tests.redisserver import RedisServer
+from tests.test_integration import DEADLINE, within
 from tests.test_twistd import freePort
 
 
@@ -186,6 +189,62 @@ class ClusterChatTests(ClusterTestCase):
         self.assertEqual(chat.node.batch.sent - batches, 1)
 
     @inlineCallbacks
+    def test_resume_beyond_the_history_is_partial(self) -> Any:
+        """More missed than --history holds: the events still held, then RESUMED n partial."""
+        _, (_, port_a), (_, port_b) = yield self.twoNodes(history=3)
+        ann, token, _ = yield self.join(port_a, "ann")
+        bob, _, _ = yield self.join(port_b, "bob")
+        yield ann.waitForLine(r"JOIN \d+ bob")
+        last = int(ann.lines[-1].split()[1])
+        yield ann.disconnect()
+        bob.sendLines([f"SAY {n}" for n in range(5)])
+        yield bob.waitForLine(r"MSG \d+ bob 4")
+        again = yield self.connect(port_b, "again")
+        yield again.waitForLine("HELLO .*")
+        again.sendLine(f"RESUME {token} {last}")
+        yield again.waitForLine("RESUMED 3 partial")
+
+    @inlineCallbacks
+    def test_takeover_on_the_same_node(self) -> Any:
+        _, (_, port_a), _ = yield self.twoNodes()
+        ann, token, seq = yield self.join(port_a, "ann")
+        again = yield self.connect(port_a, "again")
+        yield again.waitForLine("HELLO .*")
+        again.sendLine(f"RESUME {token} {seq + 1}")
+        yield again.waitForLine("RESUMED 0 complete")
+        yield ann.waitForLine("BYE replaced")
+        again.sendLine("SAY still me")
+        yield again.waitForLine(r"MSG \d+ ann still me")
+
+    @inlineCallbacks
+    def test_grace_runs_out(self) -> Any:
+        """After --grace the session is gone everywhere (ERR 404) and its nick is free."""
+        _, (_, port_a), (_, port_b) = yield self.twoNodes(grace=0.5)
+        ann, token, _ = yield self.join(port_a, "ann")
+        yield ann.disconnect()
+        yield deferLater(reactor, 1.0, lambda: None)
+        again = yield self.connect(port_b, "again")
+        yield again.waitForLine("HELLO .*")
+        again.sendLine(f"RESUME {token} 0")
+        yield again.waitForLine("ERR 404 unknown session")
+        again.sendLine("NICK ann")
+        yield again.waitForLine(r"WELCOME ann .*")
+
+    @inlineCallbacks
+    def test_counter_behind_is_moved_ahead(self) -> Any:
+        """Redis's seq set back (it lost data): the next event still comes after the last one delivered."""
+        redis, (_, port_a), _ = yield self.twoNodes()
+        ann, _, _ = yield self.join(port_a, "ann")
+        ann.sendLine("SAY before")
+        before = yield ann.waitForLine(r"MSG (\d+) ann before")
+        connection = yield within(UnixConnection(redis.socket, reconnect=False), DEADLINE, "connecting")
+        self.addCleanup(connection.disconnect)
+        yield connection.execute_command("HSET", "{test}:meta", "seq", "0")
+        ann.sendLine("SAY after")
+        after = yield ann.waitForLine(r"MSG (\d+) ann after")
+        self.assertEqual(int(after.group(1)), int(before.group(1)) + 1)
+
+    @inlineCallbacks
     def test_quit_frees_the_nick_everywhere(self) -> Any:
         _, (_, port_a), (_, port_b) = yield self.twoNodes()
         ann, _, _ = yield self.join(port_a, "ann")
@@ -251,6 +310,7 @@ class RedisUnavailableTests(ClusterTestCase):
         yield redis.start()
         yield ann.waitForLine(r"BYE shutdown.*")
         yield until(lambda: chat.available, "the node back in the cluster")
+        self.assertEqual(chat.node.dataLosses, 1)
         again = yield self.connect(port, "again")
         yield again.waitForLine("HELLO .*")
         again.sendLine(f"RESUME {token} {before.group(1)}")
