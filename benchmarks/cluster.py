@@ -120,6 +120,7 @@ def order(seconds: float = 5.0, batch: int = 100, depth: int = 8) -> dict[str, f
                 b"e",
                 b"0",
                 b"1000",
+                b"10000",
                 b"N",
                 b"ann",
                 b"ann",
@@ -130,7 +131,7 @@ def order(seconds: float = 5.0, batch: int = 100, depth: int = 8) -> dict[str, f
         )
         ask(sock, reader)
         text = b"x" * 64
-        ops = [b"FCALL", b"hb_batch", b"1", meta, b"n/1", b"e", b"0", b"1000"]
+        ops = [b"FCALL", b"hb_batch", b"1", meta, b"n/1", b"e", b"0", b"1000", b"10000"]
         for _ in range(batch):
             ops += [b"M", b"tok", b"n/1/1", text]
         one = command(*ops)

@@ -379,3 +379,30 @@ class PartitionTests(ClusterTestCase):
         yield again.waitForLine("HELLO .*")
         again.sendLine(f"RESUME {token} {last}")
         yield again.waitForLine("RESUMED 2 complete")
+
+
+class GraceBoundTests(ClusterTestCase):
+    @inlineCallbacks
+    def test_max_grace_across_the_cluster(self) -> Any:
+        """--max-grace holds across nodes: beyond it the oldest session in grace ends (404, its nick free)."""
+        redis = RedisServer(self)
+        yield redis.start()
+        _, port_a = yield self.startNode(redis.url, "a", max_grace=2)
+        _, port_b = yield self.startNode(redis.url, "b", max_grace=2)
+        watcher, _, _ = yield self.join(port_b, "watcher")
+        tokens = []
+        for index, port in enumerate((port_a, port_b, port_a)):
+            client, token, _ = yield self.join(port, f"u{index}")
+            tokens.append(token)
+            yield client.disconnect()
+            yield watcher.waitForLine(rf"LEFT \d+ u{index} error")
+        again = yield self.connect(port_b, "again")
+        yield again.waitForLine("HELLO .*")
+        again.sendLine(f"RESUME {tokens[0]} 0")
+        yield again.waitForLine("ERR 404 unknown session")
+        again.sendLine(f"RESUME {tokens[1]} 0")
+        yield again.waitForLine(r"RESUMED \d+ partial|RESUMED \d+ complete")
+        other = yield self.connect(port_a, "other")
+        yield other.waitForLine("HELLO .*")
+        other.sendLine("NICK u0")
+        yield other.waitForLine(r"WELCOME u0 .*")
