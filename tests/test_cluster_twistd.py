@@ -91,6 +91,35 @@ class NodeDeathTests(ClusterTwistdTestCase):
         yield bob.waitForLine(r"MSG \d+ ann hi bob")
 
     @inlineCallbacks
+    def test_same_order_on_three_processes_while_all_send(self) -> Any:
+        """Three node processes, two clients on each sending at once: one sequence for all, no gap, no duplicate."""
+        redis = RedisServer(self)
+        yield redis.start()
+        ports = []
+        for name in ("a", "b", "c"):
+            _, _, port = yield self.node(redis, name)
+            ports.append(port)
+        clients = []
+        for index in range(6):
+            client, _ = yield self.join(ports[index % 3], f"u{index}")
+            clients.append(client)
+        for client in clients:
+            yield client.waitForLine(r"JOIN \d+ u5")
+        count = 100
+        for client in clients:
+            client.sendLines([f"SAY {client.name} {n}" for n in range(count)])
+        for client in clients:
+            yield client.waitForLines(r"MSG \d+ u\d \S+ \d+", count * 6)
+        streams = []
+        for client in clients:
+            events = self.events(client, r"(MSG|JOIN|LEFT) \d+ .*")
+            seqs = [int(line.split()[1]) for line in events]
+            self.assertEqual(seqs, list(range(seqs[0], seqs[0] + len(seqs))), f"{client.name}: a gap or a duplicate")
+            streams.append([line for line in events if line.startswith("MSG ")])
+        for stream in streams[1:]:
+            self.assertEqual(stream, streams[0])
+
+    @inlineCallbacks
     def test_killed_node_announced_once_and_resumed_elsewhere(self) -> Any:
         """
         kill -9 of a node: within --node-timeout + 1 s the others announce LEFT timeout for its
