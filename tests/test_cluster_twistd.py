@@ -18,7 +18,7 @@ from txredisapi import UnixConnection
 
 from tests.clusternodes import until
 from tests.redisserver import RedisServer, require_redis
-from tests.test_integration import DEADLINE, LineClient, within
+from tests.test_integration import DEADLINE, LineClient, log, within
 from tests.test_twistd import TwistdProcess, TwistdTestCase, freePort
 
 NODE_TIMEOUT = 2.0
@@ -142,6 +142,11 @@ class NodeDeathTests(ClusterTwistdTestCase):
         elapsed = reactor.seconds() - killed_at
         on_c = yield carl.waitForLine(r"LEFT (\d+) ann timeout")
         self.assertEqual(on_b.group(1), on_c.group(1))
+        log.info(
+            "cluster: LEFT timeout {elapsed:.2f}s after kill -9 (--node-timeout {timeout})",
+            elapsed=elapsed,
+            timeout=NODE_TIMEOUT,
+        )
         # Bound: --node-timeout + 1 s (the survivors' tick), plus 0.5 s for scheduling on a busy machine.
         self.assertLessEqual(elapsed, NODE_TIMEOUT + 1 + 0.5, f"LEFT timeout after {elapsed:.2f}s")
         bob.sendLine("SAY while ann was away")
