@@ -161,6 +161,11 @@ class RedisServer:
         self._transport = reactor.spawnProcess(self.process, self.executable, argv, env={}, path=self.directory)
         yield within(self.process.whenReady(), DEADLINE, "redis-server starting")
 
+    def signal(self, number: int) -> None:
+        """Send it a signal (SIGSTOP, SIGCONT) by its PID."""
+        if self._transport is not None and self.process is not None and self.process.reason is None:
+            self._transport.signalProcess(number)
+
     @inlineCallbacks
     def stop(self, signal: str = "TERM") -> Any:
         """Stop it (by its PID) and wait until it has exited; nothing if it is not running."""

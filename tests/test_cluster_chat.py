@@ -6,6 +6,7 @@ against a real redis-server started by each test.
 from __future__ import annotations
 
 import re
+import signal
 from typing import Any, cast
 
 from twisted.internet import reactor
@@ -295,6 +296,28 @@ class RedisUnavailableTests(ClusterTestCase):
         after = yield ann.waitForLine(r"MSG (\d+) ann after")
         self.assertEqual(int(after.group(1)), int(before.group(1)) + 1)
         self.assertIsNone(ann.lostReason)
+
+    @inlineCallbacks
+    def test_redis_hung(self) -> Any:
+        """Redis frozen (SIGSTOP) past --node-timeout: the nodes stop serving, then go on; nobody is declared dead."""
+        redis = RedisServer(self)
+        yield redis.start()
+        a, port_a = yield self.startNode(redis.url, "a")
+        b, port_b = yield self.startNode(redis.url, "b")
+        ann, _, _ = yield self.join(port_a, "ann")
+        bob, _, _ = yield self.join(port_b, "bob")
+        yield ann.waitForLine(r"JOIN \d+ bob")
+        redis.signal(signal.SIGSTOP)
+        self.addCleanup(redis.signal, signal.SIGCONT)
+        chats = [cast(ClusterChat, a.chat), cast(ClusterChat, b.chat)]
+        yield until(lambda: not any(chat.available for chat in chats), "both nodes noticing Redis hangs")
+        yield deferLater(reactor, 1.0, lambda: None)
+        redis.signal(signal.SIGCONT)
+        yield until(lambda: all(chat.available for chat in chats), "both nodes serving again")
+        ann.sendLine("SAY after the freeze")
+        yield bob.waitForLine(r"MSG \d+ ann after the freeze")
+        self.assertEqual([line for line in bob.lines if line.startswith("LEFT ")], [])
+        self.assertEqual([chat.node.rejoins for chat in chats], [0, 0])
 
     @inlineCallbacks
     def test_flushed_redis_seqs_keep_rising(self) -> Any:
