@@ -79,7 +79,9 @@ class ClusterChat:
         self.events = events
         self._turnEnded = turn_ended
         self.graceMs = int(config.grace * 1000)
-        self.node = ClusterNode(url, Keys(cluster_name), node_name, node_timeout, config.history, clock, self)
+        self.node = ClusterNode(
+            url, Keys(cluster_name), node_name, node_timeout, config.history, clock, self, max_grace=config.max_grace
+        )
         self.nodeName = node_name
         #: The latest event delivered here.
         self.seq = 0

@@ -46,7 +46,7 @@ class Reaction(enum.Enum):
     REJOIN = "rejoin"
     #: Stop serving the chat (503) and try Redis again after a backoff.
     RECONNECT = "reconnect"
-    #: Nothing new (a second report of one loss, or we are stopping).
+    #: Nothing new (we are stopping, or a report that changes nothing).
     NOTHING = "nothing"
 
 
@@ -92,7 +92,7 @@ _edge(up, NodeLife.declaredDead, joining, Phase.JOINING, Reaction.REJOIN)
 up.upon(NodeLife.joined).loop().returns(Reaction.NOTHING)
 _edge(cut_off, NodeLife.joined, up, Phase.UP, Reaction.SERVE)
 _edge(cut_off, NodeLife.declaredDead, joining, Phase.JOINING, Reaction.REJOIN)
-cut_off.upon(NodeLife.lost).loop().returns(Reaction.NOTHING)
+cut_off.upon(NodeLife.lost).loop().returns(Reaction.RECONNECT)
 for _state in (joining, up, cut_off):
     _edge(_state, NodeLife.stop, stopped, Phase.STOPPED, Reaction.NOTHING)
 for _input in (NodeLife.joined, NodeLife.lost, NodeLife.declaredDead, NodeLife.stop):

@@ -88,12 +88,15 @@ class ClusterNode:
         clock: IReactorTime,
         owner: NodeOwner,
         rng: random.Random | None = None,
+        max_grace: int = 10000,
     ) -> None:
         self.url = url
         self.keys = keys
         self.name = name
         self.nodeTimeout = node_timeout
         self.history = history
+        #: --max-grace: sessions in grace across the cluster.
+        self.maxGrace = max_grace
         self.clock = clock
         self.owner = owner
         self.rng = rng or random.Random()
@@ -225,8 +228,8 @@ class ClusterNode:
         self.batch.failAll()
         was_up = self.up
         if self.life.lost() is Reaction.RECONNECT:
-            self.log.warn("{why}: not serving the chat until Redis is back", why=why)
             if was_up:
+                self.log.warn("{why}: not serving the chat until Redis is back", why=why)
                 self.owner.availability(False)
             self._unreachable(why)
 
@@ -300,6 +303,7 @@ class ClusterNode:
             self.owner.floor(),
             self.history,
             int((CAP + TICK) * 1000),
+            self.maxGrace,
         )
         ticking = cmd.call(b"FCALL", b"hb_tick", 1, self.keys.meta, *arguments)
         ticking.addCallbacks(
@@ -404,7 +408,7 @@ class ClusterNode:
         cmd = self._cmd
         if cmd is None or not self.up:
             return None
-        head = (self.incarnation, os.urandom(8).hex(), self.owner.floor(), self.history)
+        head = (self.incarnation, os.urandom(8).hex(), self.owner.floor(), self.history, self.maxGrace)
         sending: Deferred[Any] = cmd.call(b"FCALL", b"hb_batch", 1, self.keys.meta, *head, *ops)
         return sending
 
