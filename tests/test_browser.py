@@ -8,6 +8,7 @@ line typed while the server is down arrives once.  Never skipped under ``CI=true
 from __future__ import annotations
 
 import os
+import signal
 from collections import Counter
 
 from twisted.trial import unittest
@@ -18,6 +19,9 @@ MISSING = missing_tools()
 
 
 class BrowserTestCase(unittest.TestCase):
+    #: More options for the server (--drain 0 and --retry-hint 2 come first).
+    serverArguments: tuple[str, ...] = ()
+
     def setUp(self) -> None:
         if MISSING is not None:
             if os.environ.get("CI") == "true":
@@ -26,7 +30,7 @@ class BrowserTestCase(unittest.TestCase):
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
         # --drain 0: everyone is told BYE at once; --retry-hint 2: pages come back within 2 s.
-        self.server = Server(directory, "--drain", "0", "--retry-hint", "2")
+        self.server = Server(directory, "--drain", "0", "--retry-hint", "2", *self.serverArguments)
         self.server.start()
         self.addCleanup(self.server.stop)
 
@@ -132,3 +136,51 @@ class RestartTests(BrowserTestCase):
         alice.waitForText("a line after it")
         self.assertOnce(bob, ["typed while down", "a line after it"])
         self.assertOnce(alice, ["typed while down", "a line after it"])
+
+
+class AuthPageTests(BrowserTestCase):
+    serverArguments: tuple[str, ...] = ()
+
+    def setUp(self) -> None:
+        self.passwords = os.path.abspath(self.mktemp())
+        with open(self.passwords, "w") as handle:
+            handle.write("alice:wonderland\nbob:builder\n")
+        self.serverArguments = ("--auth", f"file:{self.passwords}")
+        super().setUp()
+
+    def test_password_asked_then_tell_and_who(self) -> None:
+        alice, bob = self.page("alice"), self.page("bob")
+        for page, nick, password in ((alice, "alice", "wrong"), (bob, "bob", "builder")):
+            page.waitFor(lambda page=page: page.js("return !document.getElementById('password-row').hidden"), "asked")
+            page.fill("password", password)
+            page.fill("nick", nick, submit=True)
+        alice.waitFor(lambda: "invalid nick or password" in alice.js("return document.body.textContent"), "ERR 401")
+        alice.fill("password", "wonderland", submit=True)
+        alice.waitFor(alice.connected, "connected with the right password")
+        bob.waitFor(bob.connected, "connected")
+        alice.say("/tell bob only for you")
+        bob.waitFor(
+            lambda: "only for you" in bob.js("return document.querySelector('#log .priv')?.textContent || ''"), "PRIV"
+        )
+        bob.say("/who")
+        bob.waitFor(lambda: bob.users() == ["alice", "bob"], "WHO's answer in the user list")
+        alice.say("/quit")
+        bob.waitFor(lambda: "alice left (quit)" in bob.js("return document.body.textContent"), "alice's LEFT")
+        alice.waitFor(lambda: alice.status() == "disconnected", "alice's page says so")
+
+
+class SilentServerTests(BrowserTestCase):
+    serverArguments = ("--ping", "1", "--timeout", "3")
+
+    def test_a_silent_server_is_noticed_and_the_page_resumes_when_it_wakes(self) -> None:
+        alice = self.page("alice")
+        alice.login("alice")
+        process = self.server.process
+        assert process is not None
+        process.send_signal(signal.SIGSTOP)
+        try:
+            alice.waitFor(lambda: "server silent for" in alice.status(), "silence shown")
+            alice.waitFor(lambda: "reconnecting in" in alice.status(), "given up on the silent server")
+        finally:
+            process.send_signal(signal.SIGCONT)
+        alice.waitFor(lambda: "resumed: 0 missed messages" in alice.status(), "resumed once the server woke")
