@@ -295,6 +295,9 @@ class Page:
     def texts(self) -> list[str]:
         return [text for _, _, text in self.messages()]
 
+    def askedForPassword(self) -> bool:
+        return bool(self.js("return !document.getElementById('password-row').hidden"))
+
     def connected(self) -> bool:
         return self.status().startswith("connected")
 

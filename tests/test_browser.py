@@ -151,7 +151,7 @@ class AuthPageTests(BrowserTestCase):
     def test_password_asked_then_tell_and_who(self) -> None:
         alice, bob = self.page("alice"), self.page("bob")
         for page, nick, password in ((alice, "alice", "wrong"), (bob, "bob", "builder")):
-            page.waitFor(lambda page=page: page.js("return !document.getElementById('password-row').hidden"), "asked")
+            page.waitFor(page.askedForPassword, "the password asked for")
             page.fill("password", password)
             page.fill("nick", nick, submit=True)
         alice.waitFor(lambda: "invalid nick or password" in alice.js("return document.body.textContent"), "ERR 401")
