@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
+from typing import Any
 
 from twisted.trial import unittest
 
@@ -96,6 +97,57 @@ class PageTests(BrowserTestCase):
         bob.say("after the reload")
         alice.waitForText("after the reload")
         self.assertOnce(alice, ["after the reload"])
+
+
+class SharedRulesTests(BrowserTestCase):
+    """The page's session and backoff modules, run in the page itself (docs/protocol.md, section 14)."""
+
+    def run_module(self, script: str) -> Any:
+        page = self.page("rules")
+        page.waitFor(lambda: page.js("return window.hbchat !== undefined"), "the page's modules loaded")
+        return page.driver.execute_async_script("const done = arguments[arguments.length - 1];\n" + script)
+
+    def test_session_resends_only_what_never_came_back(self) -> None:
+        results = self.run_module(
+            """
+            import("/session.js").then(({ Session }) => {
+              const store = new Map();
+              const storage = { getItem: (k) => store.get(k) ?? null, setItem: (k, v) => store.set(k, v) };
+              const session = new Session(storage);
+              session.registered("alice", "token", 10);
+              for (const line of ["SAY a", "SAY b", "SAY c"]) session.sending(line);
+              session.queue("SAY typed while away");
+              const echoedB = session.echoed("alice", "b");
+              const unechoed = [...session.unechoed];
+              const fresh = [session.isNew(11), session.isNew(11), session.isNew(5)];
+              const resend = session.toResend();
+              const reloaded = new Session(storage);
+              done({ echoedB, unechoed, fresh, resend, reloaded: [reloaded.nick, reloaded.token, reloaded.lastSeq] });
+            });
+            """
+        )
+        self.assertEqual(
+            results,
+            {
+                "echoedB": True,
+                "unechoed": ["c"],
+                "fresh": [True, False, False],
+                "resend": ["SAY c", "SAY typed while away"],
+                "reloaded": ["alice", "token", 11],
+            },
+        )
+
+    def test_backoff_is_full_jitter_capped_at_30_and_hints_are_honoured(self) -> None:
+        results = self.run_module(
+            """
+            import("/backoff.js").then(({ fullJitter, hinted }) => {
+              const top = [0, 1, 2, 3, 4, 5, 6, 10].map((attempt) => fullJitter(attempt, () => 1));
+              const bottom = fullJitter(7, () => 0);
+              done({ top, bottom, retry: hinted(2, null, () => 0.5), at: hinted(2, 0.75) });
+            });
+            """
+        )
+        self.assertEqual(results, {"top": [1, 2, 4, 8, 16, 30, 30, 30], "bottom": 0, "retry": 1, "at": 0.75})
 
 
 class RestartTests(BrowserTestCase):
