@@ -139,6 +139,16 @@ class FrameTests(WebSocketTestCase):
         yield client.waitForLine(r"MSG \d+ pieces in three pieces")
 
     @inlineCallbacks
+    def test_a_message_in_too_many_frames_is_close_1008(self) -> Any:
+        _service, _tcpPort, webPort = self.startWeb()
+        client, socket = yield self.connectWeb(webPort, "crumbs")
+        yield self.register(client, "crumbs")
+        socket.sendMessage(b"SAY " + b"x" * 40, isBinary=False, fragmentSize=2)
+        yield client.waitForLine(r"ERR 400 a line in at most 16 frames")
+        yield within(client.whenLost(), DEADLINE, "the close after too many frames")
+        self.assertEqual(socket.closeCode, 1008)
+
+    @inlineCallbacks
     def test_shutdown_is_bye_then_close_1001(self) -> Any:
         service, _tcpPort, webPort = self.startWeb("--retry-hint", "3")
         client, socket = yield self.connectWeb(webPort, "bye")
@@ -300,6 +310,12 @@ class HTTPTests(WebSocketTestCase):
             httpRequest(webPort, "POST", "/", {"Content-Length": str(10**9)}), ConnectionError
         )
         self.assertIn("closed before a whole answer", str(failure))
+
+    @inlineCallbacks
+    def test_head_of_ws_is_426(self) -> Any:
+        _service, _tcpPort, webPort = self.startWeb()
+        answer = yield httpRequest(webPort, "HEAD", "/ws", UPGRADE)
+        self.assertEqual(answer.status, 426)
 
     @inlineCallbacks
     def test_plain_get_of_ws_is_426(self) -> Any:

@@ -111,8 +111,10 @@ def connectWS(
 class RawHTTP(Protocol):
     """Sends one request and collects the answer's status, headers and body."""
 
-    def __init__(self, request: bytes) -> None:
+    def __init__(self, request: bytes, head: bool = False) -> None:
         self.request = request
+        #: An answer to HEAD has a Content-Length but no body.
+        self.head = head
         self.data = b""
         self.done: Deferred[RawHTTP] = Deferred()
         self.status = 0
@@ -136,7 +138,7 @@ class RawHTTP(Protocol):
         for line in lines[1:]:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0"))
+        length = 0 if self.head else int(headers.get("content-length", "0"))
         if len(body) < length:
             return
         self.status = int(lines[0].split()[1])
@@ -157,7 +159,7 @@ def httpRequest(port: int, method: str, path: str, headers: dict[str, str] | Non
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=DEADLINE)
-    answer = RawHTTP(request)
+    answer = RawHTTP(request, head=method == "HEAD")
     yield within(connectProtocol(endpoint, answer), DEADLINE, f"connecting for {method} {path}")
     yield within(answer.done, DEADLINE, f"the answer to {method} {path}")
     return answer

@@ -62,6 +62,11 @@ def _is_utf8(payload: bytes) -> bool:
     return True
 
 
+#: The most frames one message may come in (a browser sends one; a line is short).
+MAX_FRAGMENTS = 16
+
+ERR_FRAGMENTS = wire.err(400, f"a line in at most {MAX_FRAGMENTS} frames")
+
 ERR_BINARY = wire.err(400, "binary frames are not accepted, send text frames")
 
 
@@ -76,6 +81,8 @@ class ChatSocket(WebSocketServerProtocol):
     line: LineTransport | None = None
     #: The message being received is dropped (too long, binary, or the chat is done).
     _discard = False
+    #: Frames of the message being received.
+    _fragments = 0
     #: The full-again time of this connection's WebSocket ping bucket.
     _pingsFullAt = 0.0
 
@@ -145,6 +152,7 @@ class ChatSocket(WebSocketServerProtocol):
         super().onMessageBegin(isBinary)
         chat = self.chat
         self._discard = chat is None or chat.core.phase.ended
+        self._fragments = 0
         if isBinary and not self._discard:
             self._discard = True
             self._refuse(ERR_BINARY, UNSUPPORTED_DATA, "sent a binary frame")
@@ -159,6 +167,12 @@ class ChatSocket(WebSocketServerProtocol):
             self._discard = True
             chat.log.info("{peer} sent a frame over {limit} bytes", peer=chat.peer, limit=limit)
             chat.closeWith(wire.ERR_LINE_TOO_LONG, CloseReason.LINE_TOO_LONG)
+            return
+        self._fragments += 1
+        if self._fragments > MAX_FRAGMENTS:
+            # Empty continuation frames would never pass --max-line: bounded by count.
+            self._discard = True
+            self._refuse(ERR_FRAGMENTS, POLICY_VIOLATION, f"sent a message in over {MAX_FRAGMENTS} frames")
 
     def onMessageFrameData(self, payload: bytes) -> None:
         if not self._discard:

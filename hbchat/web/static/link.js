@@ -6,6 +6,7 @@
 // The user interface is told everything through `observer` (app.js).
 
 import { fullJitter, hinted } from "./backoff.js";
+import { PacedOutbox } from "./outbox.js";
 import { byeHints, parseHello, words } from "./wire.js";
 
 export const SUBPROTOCOL = "hbchat.v1";
@@ -33,9 +34,7 @@ export class ChatLink {
     this.missed = 0; // new MSGs seen during a replay
     this.retryAt = null;
     this.stopped = false;
-    // Pacing (hbchat/client/outbox.py): 80 % of the advertised rate, a smaller burst.
-    this.paceFullAt = 0;
-    this.oneAtATime = false;
+    this.outbox = new PacedOutbox(session, clock);
   }
 
   // --- the user's side ---
@@ -58,7 +57,7 @@ export class ChatLink {
 
   submit(line) {
     this.session.queue(line);
-    this.flush();
+    this.outbox.flush();
     return this.state === "ready";
   }
 
@@ -71,6 +70,7 @@ export class ChatLink {
   quit(text) {
     this.stopped = true;
     this.clearTimer("retry");
+    this.outbox.stop();
     if (this.state === "ready") {
       this.setState("quitting");
       this.send(text ? "QUIT " + text : "QUIT");
@@ -141,8 +141,7 @@ export class ChatLink {
     this.closeSocket();
     this.clearTimer("hello");
     this.clearTimer("quit");
-    this.clearTimer("pace");
-    this.oneAtATime = false;
+    this.outbox.stop();
     if (this.stopped || this.state === "quitting" || this.state === "gave_up") {
       this.setState("gave_up");
       this.observer.gaveUp(why);
@@ -183,7 +182,7 @@ export class ChatLink {
     }
     this.clearTimer("hello");
     this.hello = hello;
-    this.paceFullAt = 0;
+    this.outbox.greeted(hello.rate, hello.burst);
     this.startHeartbeat();
     this.setState("greeted");
     const session = this.session;
@@ -236,7 +235,7 @@ export class ChatLink {
     // those, then what was typed while away (session.js).
     this.session.outbox = this.session.toResend();
     this.session.save();
-    this.flush();
+    this.outbox.ready((line) => this.send(line));
   }
 
   onMSG(line) {
@@ -244,7 +243,7 @@ export class ChatLink {
     const seq = Number(seqText);
     if (!this.session.isNew(seq)) return;
     const own = nick === this.session.nick;
-    if (own && this.session.echoed(nick, text) && this.oneAtATime) this.flush();
+    if (own && this.session.echoed(nick, text)) this.outbox.echoed();
     if (this.state === "resuming" && !own) this.missed += 1;
     this.observer.message(seq, nick, text ?? "", own, this.state === "resuming");
   }
@@ -309,7 +308,8 @@ export class ChatLink {
       return;
     }
     if (code === 429) {
-      this.rateLimited(text || "");
+      this.outbox.rateLimited(text || "");
+      this.observer.notice("the server asked us to slow down");
       return;
     }
     this.observer.notice(`server: ERR ${code} ${text ?? ""}`);
@@ -333,50 +333,6 @@ export class ChatLink {
     } else if (this.state === "quitting") {
       this.stopped = true;
     }
-  }
-
-  // --- pacing and the outbox ---
-
-  flush() {
-    if (this.state !== "ready" || this.timers.pace) return;
-    const session = this.session;
-    const hello = this.hello;
-    const rate = hello && hello.rate > 0 ? hello.rate * 0.8 : 0;
-    const burst = hello ? Math.max(1, (hello.burst * 0.8) / 2) : 1;
-    while (session.outbox.length) {
-      if (this.oneAtATime && session.unechoed.length) return;
-      if (rate > 0) {
-        const now = this.clock.now();
-        const interval = 1 / rate;
-        const debt = this.paceFullAt - now;
-        if (debt > (burst - 0.5) * interval) {
-          this.timer("pace", Math.max(0.001, debt - (burst - 1) * interval), () => {
-            delete this.timers.pace;
-            this.flush();
-          });
-          return;
-        }
-        this.paceFullAt = Math.max(this.paceFullAt, now) + interval;
-      }
-      const line = session.outbox.shift();
-      session.sending(line);
-      if (!this.send(line)) return; // lost meanwhile: it is unechoed, sent again after the replay
-    }
-    session.save();
-  }
-
-  rateLimited(text) {
-    const verb = text.split(": ").pop().split(" ")[0];
-    if (verb === "SAY") {
-      const refused = this.session.refuseOldest();
-      if (refused !== null) {
-        this.session.outbox.unshift("SAY " + refused);
-        this.session.save();
-      }
-    }
-    this.oneAtATime = true;
-    if (this.hello) this.hello.rate = Math.max(1, this.hello.rate / 2);
-    this.observer.notice("the server asked us to slow down");
   }
 
   // --- the heartbeat ---
