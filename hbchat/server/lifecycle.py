@@ -138,12 +138,12 @@ class ConnectionLife(Protocol):
         """The transport is gone (``connectionLost``)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class LifeCore:
     """
     The state by name, written by every transition that changes it and by nothing else, so
     that what is asked on every read (has the connection ended? is it holding its input?)
-    costs an attribute read rather than an input.
+    costs an attribute read rather than an input.  Slotted: every connection has one.
     """
 
     phase: Phase = Phase.ACCEPTED
