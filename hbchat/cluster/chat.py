@@ -101,6 +101,8 @@ class ClusterChat:
         #: Departures not yet told to Redis (it was unreachable): sent when it is back.
         self._unsentLeaves: list[list[bytes | int]] = []
         self._usersLine: bytes | None = None
+        #: Times events were gone from the log before this node read them.
+        self.gaps = 0
         #: For /metrics (hbchat.ops.metrics registers it).
         self.collector = ClusterCollector(self)
 
@@ -228,6 +230,11 @@ class ClusterChat:
         attachment = self._attachments.get(member)
         if not self.node.up or session is None or attachment is None:
             self.send(member, err_unavailable(b"SAY"))
+            return succeed(0)
+        if self.node.batch.full:
+            # Redis is behind this node's input: refuse, as a rate limit would (the client
+            # slows down and sends the line again), rather than queue without bound.
+            self.send(member, wire.err_rate_limited(b"SAY"))
             return succeed(0)
         said = self.node.submit([b"M", session.token, attachment, text])
         # Not sent: ERR 503.  Sent and the answer lost: the echo comes (or not) with the log.
@@ -373,12 +380,7 @@ class ClusterChat:
         if event.seq <= self.seq:
             return
         if event.seq != self.seq + 1:
-            self.log.warn(
-                "events {first} to {last} are missing from the log here (trimmed or lost): going on",
-                first=self.seq + 1,
-                last=event.seq - 1,
-            )
-            self.history = History(self.config.history, event.seq - 1)
+            self._gap(event.seq)
         self.seq = event.seq
         self.history.append(event.seq, event.line)
         if event.kind == b"J":
@@ -388,6 +390,28 @@ class ClusterChat:
             self.present.pop(wire.nick_key(event.nick), None)
             self._usersLine = None
         self.fanout.broadcast(event.line)
+
+    def _gap(self, seq: int) -> None:
+        """
+        Events before ``seq`` are gone from the log before this node read them (it fell
+        further behind than the log keeps, or Redis lost them): its users must not miss them
+        silently, so every connection is closed; their RESUME then tells them (``partial``).
+        """
+        self.gaps += 1
+        self.log.warn(
+            "events {first} to {last} were gone from the log before this node read them: "
+            "closing its connections so that their clients resume (partial)",
+            first=self.seq + 1,
+            last=seq - 1,
+        )
+        self.history = History(self.config.history, seq - 1)
+        self.seq = seq - 1
+        line = wire.bye("shutdown", retry=self.config.retry_hint)
+        members = set(self._attachments) | set(self._waiting)
+        for member in members:
+            self.fanout.discard(member)
+            self._waiting.pop(member, None)
+            member.closeWith(line, CloseReason.SHUTDOWN)
 
     def _control(self, record: Control) -> None:
         member = self._byAttachment.get(record.attachment)

@@ -50,6 +50,9 @@ TICK = 1.0
 #: Seconds a connection attempt, and any reply, may take before Redis counts as unreachable.
 CONNECT_TIMEOUT = 3.0
 REPLY_TIMEOUT = 3.0
+#: The batches' link may queue many large calls behind one another under a flood: its
+#: replies may take longer.  Redis's liveness is judged on the lease's and the reader's links.
+BATCH_REPLY_TIMEOUT = 30.0
 #: Buckets of the round-trip and append-latency histograms, in seconds.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
@@ -107,8 +110,11 @@ class ClusterNode:
         #: The key set's epoch: a new one means Redis lost its data.
         self.epoch: bytes | None = None
         self.lastId = b"0-0"
+        #: Three links: the batches (and the library's loading), the blocking read of the
+        #: log, and the lease (its renewals never wait behind a flood of batches).
         self._cmd: Link | None = None
         self._reader: Link | None = None
+        self._lease: Link | None = None
         #: Bumped at every connect and loss: callbacks of an older generation are ignored.
         self._generation = 0
         self._attempt = 0
@@ -167,10 +173,10 @@ class ClusterNode:
                 yield cmd.call(b"FCALL", b"hb_part", 1, self.keys.meta, inc)
             except Exception as error:
                 self.log.warn("could not give back the lease: {error}", error=error)
-        for link in (self._cmd, self._reader):
+        for link in (self._cmd, self._reader, self._lease):
             if link is not None and link.connected:
                 link.abort()
-        self._cmd = self._reader = None
+        self._cmd = self._reader = self._lease = None
 
     # --- connecting ---
 
@@ -181,8 +187,8 @@ class ClusterNode:
         generation = self._generation
         opened: list[Link] = []
         try:
-            for _ in range(2):
-                link = yield open_link(self.url, CONNECT_TIMEOUT, REPLY_TIMEOUT)
+            for timeout in (BATCH_REPLY_TIMEOUT, REPLY_TIMEOUT, REPLY_TIMEOUT):
+                link = yield open_link(self.url, CONNECT_TIMEOUT, timeout)
                 opened.append(link)
             yield opened[0].call(b"FUNCTION", b"LOAD", b"REPLACE", LIBRARY)
         except Exception as error:
@@ -195,7 +201,7 @@ class ClusterNode:
             for link in opened:
                 link.abort()
             return
-        self._cmd, self._reader = opened
+        self._cmd, self._reader, self._lease = opened
         for link in opened:
             link.whenLost().addCallback(lambda _: self._linkLost(generation, "the connection to Redis ended"))
         if self._attempt:
@@ -220,10 +226,10 @@ class ClusterNode:
         if generation != self._generation:
             return
         self._generation += 1
-        for link in (self._cmd, self._reader):
+        for link in (self._cmd, self._reader, self._lease):
             if link is not None:
                 link.abort()
-        self._cmd = self._reader = None
+        self._cmd = self._reader = self._lease = None
         self._stopTicking()
         self.batch.failAll()
         was_up = self.up
@@ -239,7 +245,7 @@ class ClusterNode:
         return f"{self.name}/{os.urandom(4).hex()}".encode()
 
     def _join(self) -> None:
-        cmd, generation = self._cmd, self._generation
+        cmd, generation = self._lease, self._generation
         if cmd is None:
             return
         self.incarnation = self._new_incarnation()
@@ -291,7 +297,7 @@ class ClusterNode:
         self._tickOut = False
 
     def _sendTick(self) -> None:
-        cmd, generation = self._cmd, self._generation
+        cmd, generation = self._lease, self._generation
         if cmd is None or self._tickOut:
             return
         self._tickOut = True
@@ -347,7 +353,7 @@ class ClusterNode:
         # The reader of the old incarnation stops: a new generation.
         self._generation += 1
         generation = self._generation
-        for link in (self._cmd, self._reader):
+        for link in (self._cmd, self._reader, self._lease):
             if link is not None:
                 link.whenLost().addCallback(lambda _: self._linkLost(generation, "the connection to Redis ended"))
         self.owner.availability(False)
