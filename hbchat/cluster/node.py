@@ -190,12 +190,13 @@ class ClusterNode:
             for timeout in (BATCH_REPLY_TIMEOUT, REPLY_TIMEOUT, REPLY_TIMEOUT):
                 link = yield open_link(self.url, CONNECT_TIMEOUT, timeout)
                 opened.append(link)
-            yield opened[0].call(b"FUNCTION", b"LOAD", b"REPLACE", LIBRARY)
+            # On the lease's link: its replies may not take long.
+            yield opened[2].call(b"FUNCTION", b"LOAD", b"REPLACE", LIBRARY)
         except Exception as error:
-            for link in opened:
-                link.abort()
             if generation == self._generation:
                 self._unreachable(f"{self.url.describe()}: {error}")
+            for link in opened:
+                link.abort()
             return
         if generation != self._generation or self.core.phase is Phase.STOPPED:
             for link in opened:
