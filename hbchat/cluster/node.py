@@ -43,8 +43,8 @@ from hbchat.ops.histogram import Histogram
 LIBRARY = resources.files("hbchat.cluster").joinpath("library.lua").read_bytes()
 #: How long the blocking read waits for new entries before an empty reply (ms).
 READ_BLOCK_MS = 1000
-#: Log entries taken per read.
-READ_COUNT = 1000
+#: Log entries taken per read (a node that reads 1,000 per round trip tops out near 10,000 events/s).
+READ_COUNT = 10000
 #: Seconds between two lease renewals.
 TICK = 1.0
 #: Seconds a connection attempt, and any reply, may take before Redis counts as unreachable.
