@@ -13,8 +13,7 @@ none missing.  While Redis is unreachable, NICK, RESUME, SAY and TELL are answer
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -26,6 +25,7 @@ from hbchat import wire
 from hbchat.closereasons import CloseReason
 from hbchat.cluster.batch import ClusterUnavailableError
 from hbchat.cluster.keys import BadRecordError, Control, Event, Keys, decode, events_in, replay
+from hbchat.cluster.local import LocalSessions, err_unavailable
 from hbchat.cluster.metrics import ClusterCollector
 from hbchat.cluster.node import ClusterNode
 from hbchat.cluster.url import RedisURL
@@ -35,26 +35,6 @@ from hbchat.server.fanout import Fanout
 from hbchat.server.history import History
 from hbchat.server.interfaces import IChat, IChatMember, IServerEvents
 from hbchat.server.sessions import Session
-
-
-def err_unavailable(verb: bytes) -> bytes:
-    """``ERR 503 cluster unavailable: <VERB> not handled``."""
-    return wire.err(503, f"cluster unavailable: {verb.decode()} not handled")
-
-
-class LocalSessions:
-    """The sessions attached here, as operations count them (those in grace live in Redis)."""
-
-    def __init__(self) -> None:
-        self.attached: dict[IChatMember, Session[IChatMember]] = {}
-        #: Sessions ended early for --max-grace: none here (Redis expires them after --grace).
-        self.evicted: Counter[str] = Counter()
-
-    def __iter__(self) -> Iterator[Session[IChatMember]]:
-        return iter(list(self.attached.values()))
-
-    def __len__(self) -> int:
-        return len(self.attached)
 
 
 @implementer(IChat)

@@ -23,7 +23,7 @@ import os
 import random
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -35,6 +35,7 @@ from hbchat.cluster.batch import Batch, ClusterUnavailableError
 from hbchat.cluster.keys import Keys, parse_id
 from hbchat.cluster.link import Link, open_link
 from hbchat.cluster.membership import LifeCore, Phase, Reaction, node_life
+from hbchat.cluster.owner import NodeOwner
 from hbchat.cluster.url import RedisURL
 from hbchat.lognames import NamedLogger
 from hbchat.ops.histogram import Histogram
@@ -55,25 +56,6 @@ REPLY_TIMEOUT = 3.0
 BATCH_REPLY_TIMEOUT = 30.0
 #: Buckets of the round-trip and append-latency histograms, in seconds.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
-
-
-class NodeOwner(Protocol):
-    """What the node tells the chat it serves."""
-
-    def floor(self) -> int:
-        """The highest seq delivered here: Redis's counter is moved above it if it is behind."""
-
-    def joined(self, seq: int, present: list[bytes]) -> None:
-        """A fresh lease: the log is at ``seq``, these nicks are present; delivery starts after it."""
-
-    def records(self, entries: list[tuple[bytes, list[bytes]]]) -> None:
-        """New log entries, in order."""
-
-    def declaredDead(self) -> None:
-        """The lease was taken: every connection must be closed (their sessions are in grace)."""
-
-    def availability(self, up: bool) -> None:
-        """The chat is served (True) or not (False: Redis is unreachable)."""
 
 
 class ClusterNode:
