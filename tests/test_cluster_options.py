@@ -63,7 +63,7 @@ class ClusterOptionsTests(unittest.TestCase):
         self.assertRaises(usage.UsageError, parse, "--redis", "unix:///r.sock", "--node-name", "a b")
 
     def test_loading_the_plugin_installs_no_reactor(self) -> None:
-        """twistd installs its reactor after loading plugins: the tap must not import txredisapi (which installs one)."""
+        """twistd installs its reactor after loading plugins: the tap imports no txredisapi (which installs one)."""
         code = (
             "import sys, hbchat.server.tap, twisted.plugins.hbchat_plugin; "
             "print('txredisapi' in sys.modules, 'twisted.internet.reactor' in sys.modules)"
