@@ -53,7 +53,7 @@ class CloseReason(Enum):
         return self.left in _RESUMABLE_LEFT
 
     @classmethod
-    def byLabel(cls, label: str) -> CloseReason | None:
+    def by_label(cls, label: str) -> CloseReason | None:
         """The reason of a metric label (None: no such reason)."""
         return _BY_LABEL.get(label)
 

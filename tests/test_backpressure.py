@@ -48,7 +48,7 @@ class BackpressureTests(SynchronousTestCase):
 
     def test_speakers_of_earlier_turns_are_not_held(self) -> None:
         self.pressure.spoke(self.sender)
-        self.pressure.turnEnded()
+        self.pressure.turn_ended()
         self.pressure.congested(self.receiver)
         self.assertTrue(self.sender.reading)
 
@@ -219,7 +219,7 @@ class ServerBackpressureTests(SynchronousTestCase):
         self.bob.protocol.pauseProducing()
         self.alice.sendLine("SAY overflow the small backlog")
         self.bob.finishClose()
-        self.assertIsNotNone(self.server.factory.chat.sessions.byNick(b"bob"))
+        self.assertIsNotNone(self.server.factory.chat.sessions.by_nick(b"bob"))
 
 
 class BoundedPatienceTests(SynchronousTestCase):

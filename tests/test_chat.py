@@ -36,7 +36,6 @@ class Member:
         self.session: Session[IChatMember] | None = None
         self.received = b""
         self.closed: list[tuple[bytes, CloseReason | None]] = []
-        self.handshaking = False
         self.makesWay = True
 
     def deliver(self, data: bytes) -> None:
@@ -61,9 +60,9 @@ class ChatTests(SynchronousTestCase):
         self.clock = Clock()
         self.stats = ServerStats()
         self.turns = 0
-        self.chat = Chat(ServerConfig(), self.clock, self.stats, self.turnEnded)
+        self.chat = Chat(ServerConfig(), self.clock, self.stats, self.turn_ended)
 
-    def turnEnded(self) -> None:
+    def turn_ended(self) -> None:
         self.turns += 1
 
     def member(self, nick: bytes) -> Member:
@@ -125,7 +124,7 @@ class ChatTests(SynchronousTestCase):
         self.clock.advance(0)
         self.assertTrue(bob.received.endswith(b"LEFT 3 alice timeout\n"))
         self.assertIsNone(alice.session)
-        self.assertIs(self.chat.sessions.byToken(session.token), session)
+        self.assertIs(self.chat.sessions.by_token(session.token), session)
 
     def test_resuming_replays_what_was_missed_and_counts_the_outcome(self) -> None:
         alice = self.member(b"alice")
@@ -176,7 +175,7 @@ class AdmissionTests(SynchronousTestCase):
     def test_a_connection_is_admitted_and_counted_as_registering(self) -> None:
         member = Member()
         self.assertIsNone(self.admission.admit(member, "10.0.0.1"))
-        self.assertTrue(member.handshaking)
+        self.assertIn(member, self.admission.handshakes)
         self.assertEqual(member.host, "10.0.0.1")
         self.assertEqual(self.admission.handshaking, 1)
 
@@ -226,8 +225,8 @@ class AdmissionTests(SynchronousTestCase):
     def test_a_registration_ends_the_handshake(self) -> None:
         member = Member()
         self.admission.admit(member, None)
-        self.admission.handshakeOver(member, registered=True)
-        self.assertFalse(member.handshaking)
+        self.admission.handshake_over(member, registered=True)
+        self.assertNotIn(member, self.admission.handshakes)
         self.assertEqual(self.admission.handshaking, 0)
 
 
@@ -246,7 +245,7 @@ class DrainTests(SynchronousTestCase):
         self.assertTrue(all(member.closed[0][0].startswith(b"BYE shutdown retry=10") for member in self.connections))
         self.assertNoResult(done)
         self.connections.clear()
-        self.drain.connectionGone()
+        self.drain.connection_gone()
         self.successResultOf(done)
 
     def test_a_drain_of_nobody_is_over_at_once(self) -> None:
@@ -255,7 +254,7 @@ class DrainTests(SynchronousTestCase):
 
     def test_close_now_closes_everyone_at_once(self) -> None:
         self.drain.shutdown(5.0)
-        self.drain.closeNow()
+        self.drain.close_now()
         self.assertTrue(all(member.closed[-1][1] is None for member in self.connections))
 
 

@@ -162,15 +162,15 @@ class ClientSessionTests(SynchronousTestCase):
     def test_old_events_are_not_new(self) -> None:
         session = ClientSession(b"me")
         session.registered(b"me", b"t", 5)
-        self.assertFalse(session.isNew(5))
-        self.assertTrue(session.isNew(6))
-        self.assertFalse(session.isNew(6))
+        self.assertFalse(session.is_new(5))
+        self.assertTrue(session.is_new(6))
+        self.assertFalse(session.is_new(6))
 
     def test_resend_order_is_unechoed_then_outbox(self) -> None:
         session = ClientSession(b"me")
         session.sending(b"SAY lost")
         session.queue(b"TELL x typed")
-        self.assertEqual(session.toResend(), [b"SAY lost", b"TELL x typed"])
+        self.assertEqual(session.to_resend(), [b"SAY lost", b"TELL x typed"])
         self.assertTrue(session.idle)
 
 

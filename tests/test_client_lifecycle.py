@@ -32,7 +32,7 @@ def _resuming(life: ClientLife) -> None:
 
 def _nick_held(life: ClientLife) -> None:
     _registering(life)
-    life.ownNickHeld()
+    life.own_nick_held()
 
 
 def _ready(life: ClientLife) -> None:
@@ -55,7 +55,7 @@ PATHS: dict[str, Callable[[ClientLife], object]] = {
     "ready": _ready,
     "backing_off": lambda life: life.lost(),
     "quitting": _quitting,
-    "gave_up": lambda life: life.giveUp(),
+    "gave_up": lambda life: life.give_up(),
 }
 
 
@@ -124,7 +124,7 @@ class RegistrationTests(SynchronousTestCase):
         self.assertIs(watched.phase, Phase.RESUMING)
         self.assertIs(watched.life.welcome(), Welcome.REPLAY)
         self.assertIs(watched.phase, Phase.RESUMING)
-        watched.life.replayEnded()
+        watched.life.replay_ended()
         self.assertIs(watched.phase, Phase.READY)
 
     def test_a_lost_session_turns_a_resume_into_a_registration(self) -> None:
@@ -134,14 +134,14 @@ class RegistrationTests(SynchronousTestCase):
 
     def test_our_own_held_nick_is_waited_out(self) -> None:
         watched = Watched("registering")
-        watched.life.ownNickHeld()
+        watched.life.own_nick_held()
         self.assertIs(watched.phase, Phase.NICK_HELD)
         self.assertIs(watched.life.lost(), Loss.OWN_NICK)
         self.assertIs(watched.phase, Phase.BACKING_OFF)
 
     def test_no_replay_ends_without_a_resume(self) -> None:
         for state in ("connecting", "greeted", "registering", "nick_held", "ready", "backing_off"):
-            self.assertRaises(NoTransition, life_in(state).replayEnded)
+            self.assertRaises(NoTransition, life_in(state).replay_ended)
 
     def test_no_welcome_is_expected_before_a_nick_or_resume_or_once_ready(self) -> None:
         for state in ("connecting", "greeted", "nick_held", "ready", "backing_off"):
@@ -154,7 +154,7 @@ class RegistrationTests(SynchronousTestCase):
 
     def test_only_a_registration_can_find_its_nick_held(self) -> None:
         for state in ("connecting", "greeted", "resuming", "ready", "backing_off", "quitting", "gave_up"):
-            self.assertRaises(NoTransition, life_in(state).ownNickHeld)
+            self.assertRaises(NoTransition, life_in(state).own_nick_held)
 
 
 class LossTests(SynchronousTestCase):
@@ -187,17 +187,32 @@ class LossTests(SynchronousTestCase):
 
 class DeadlineTests(SynchronousTestCase):
     def test_the_give_up_countdown_ends_only_a_client_without_a_registered_connection(self) -> None:
-        ends = {state: life_in(state).outOfTime() for state in PATHS}
+        ends = {state: life_in(state).out_of_time() for state in PATHS}
         self.assertEqual(
             {state for state, end in ends.items() if end},
             {"connecting", "greeted", "registering", "resuming", "nick_held", "backing_off"},
         )
 
+    def test_the_hello_deadline_aborts_only_an_attempt_still_connecting(self) -> None:
+        watched = Watched("connecting")
+        self.assertTrue(watched.life.hello_overdue())
+        self.assertIs(watched.phase, Phase.CONNECTING)
+
+    def test_a_hello_read_in_the_turn_before_the_verdict_spares_the_attempt(self) -> None:
+        for state in ("greeted", "registering", "resuming", "quitting", "gave_up"):
+            watched = Watched(state)
+            self.assertFalse(watched.life.hello_overdue())
+            self.assertEqual(watched.phase.value, state)
+
+    def test_no_hello_deadline_runs_once_ready_or_between_attempts(self) -> None:
+        for state in ("nick_held", "ready", "backing_off"):
+            self.assertRaises(NoTransition, life_in(state).hello_overdue)
+
     def test_the_quit_deadline_belongs_to_quitting(self) -> None:
-        self.assertTrue(life_in("quitting").quitTimedOut())
-        self.assertFalse(life_in("gave_up").quitTimedOut())
+        self.assertTrue(life_in("quitting").quit_timed_out())
+        self.assertFalse(life_in("gave_up").quit_timed_out())
         for state in ("connecting", "greeted", "registering", "resuming", "nick_held", "ready", "backing_off"):
-            self.assertRaises(NoTransition, life_in(state).quitTimedOut)
+            self.assertRaises(NoTransition, life_in(state).quit_timed_out)
 
 
 class LeavingTests(SynchronousTestCase):
@@ -206,14 +221,14 @@ class LeavingTests(SynchronousTestCase):
         self.assertIs(watched.life.quit(), Quit.SEND)
         self.assertIs(watched.phase, Phase.QUITTING)
         self.assertIs(watched.life.quit(), Quit.NOTHING)
-        self.assertTrue(watched.life.giveUp())
+        self.assertTrue(watched.life.give_up())
         self.assertIs(watched.phase, Phase.GAVE_UP)
 
     def test_an_unregistered_client_closes_at_once(self) -> None:
         for state in ("connecting", "greeted", "registering", "resuming", "nick_held", "backing_off"):
             life = life_in(state)
             self.assertIs(life.quit(), Quit.CLOSE)
-            self.assertTrue(life.giveUp())
+            self.assertTrue(life.give_up())
 
     def test_a_client_that_quit_or_gave_up_answers_a_late_welcome_with_quit(self) -> None:
         self.assertIs(life_in("quitting").welcome(), Welcome.LEAVE)
@@ -224,16 +239,16 @@ class LeavingTests(SynchronousTestCase):
     def test_giving_up_is_news_once(self) -> None:
         for state in PATHS:
             life = life_in(state)
-            self.assertEqual(life.giveUp(), state != "gave_up", state)
-            self.assertFalse(life.giveUp())
+            self.assertEqual(life.give_up(), state != "gave_up", state)
+            self.assertFalse(life.give_up())
             self.assertIs(life.quit(), Quit.NOTHING)
-            self.assertFalse(life.outOfTime())
+            self.assertFalse(life.out_of_time())
 
     def test_nothing_starts_again_after_giving_up(self) -> None:
         life = life_in("gave_up")
         self.assertRaises(NoTransition, life.register)
         self.assertRaises(NoTransition, life.resume)
-        self.assertRaises(NoTransition, life.replayEnded)
+        self.assertRaises(NoTransition, life.replay_ended)
 
 
 class FactoryLifecycleTests(SynchronousTestCase):

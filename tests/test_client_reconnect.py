@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError
@@ -155,7 +156,7 @@ class ErrorPolicyTests(SynchronousTestCase):
     """serverError's table (hbchat.client.policy): the first rule that applies decides."""
 
     def action(self, code: int, **state: bool) -> ErrorAction:
-        context = dict(resuming=False, registering=False, ready=False, own_nick_recent=False)
+        context: dict[str, Any] = dict(resuming=False, registering=False, ready=False, own_nick_recent=False)
         context.update(state)
         return error_action(ErrorContext(code, **context))
 

@@ -15,8 +15,8 @@ class VocabularyTests(SynchronousTestCase):
     def test_every_reason_has_one_label_and_finds_itself_by_it(self) -> None:
         self.assertEqual(len(set(CLOSE_LABELS)), len(CloseReason))
         for reason in CloseReason:
-            self.assertIs(CloseReason.byLabel(reason.label), reason)
-        self.assertIsNone(CloseReason.byLabel("no such reason"))
+            self.assertIs(CloseReason.by_label(reason.label), reason)
+        self.assertIsNone(CloseReason.by_label("no such reason"))
 
     def test_the_metric_labels_are_a_view_of_the_reasons(self) -> None:
         self.assertIs(CLOSE_REASONS, CLOSE_LABELS)

@@ -28,9 +28,9 @@ class GraceTableTests(SynchronousTestCase):
         for number in range(4):
             self.dropped(f"n{number}", None)
         self.assertEqual(self.expired, [b"n0"])
-        self.assertFalse(self.table.nickTaken(b"n0"))
-        self.assertTrue(self.table.nickTaken(b"n3"))
-        self.assertEqual((self.table.inGrace, self.table.evicted["max_grace"]), (3, 1))
+        self.assertFalse(self.table.nick_taken(b"n0"))
+        self.assertTrue(self.table.nick_taken(b"n3"))
+        self.assertEqual((self.table.in_grace, self.table.evicted["max_grace"]), (3, 1))
 
     def test_at_the_per_address_bound_that_addresses_oldest_ends(self) -> None:
         self.dropped("other", "192.0.2.9")
@@ -38,7 +38,7 @@ class GraceTableTests(SynchronousTestCase):
         self.dropped("a2", "192.0.2.1")
         self.dropped("a3", "192.0.2.1")
         self.assertEqual(self.expired, [b"a1"])
-        self.assertTrue(self.table.nickTaken(b"other"))
+        self.assertTrue(self.table.nick_taken(b"other"))
         self.assertEqual(self.table.evicted["max_grace_per_ip"], 1)
 
     def test_exempt_addresses_count_only_in_all(self) -> None:
@@ -53,7 +53,7 @@ class GraceTableTests(SynchronousTestCase):
         self.dropped("a2", "192.0.2.1")
         self.dropped("a3", "192.0.2.1")
         self.assertEqual(self.expired, [])
-        self.assertEqual(self.table.inGrace, 2)
+        self.assertEqual(self.table.in_grace, 2)
 
     def test_an_ended_session_no_longer_counts(self) -> None:
         self.clock.advance(1)
@@ -62,7 +62,7 @@ class GraceTableTests(SynchronousTestCase):
         self.assertEqual(self.expired, [b"a1"])
         self.dropped("a2", "192.0.2.1")
         self.dropped("a3", "192.0.2.1")
-        self.assertEqual((self.expired, self.table.inGrace), ([b"a1"], 2))
+        self.assertEqual((self.expired, self.table.in_grace), ([b"a1"], 2))
 
     def test_an_early_end_cancels_its_timer(self) -> None:
         for number in range(4):
@@ -81,7 +81,7 @@ class ServerGraceBoundTests(SynchronousTestCase):
             peer.received()
             tokens.append(token_and_seq(peer.register(f"user{number}")[0])[0])
             peer.lose()
-        self.assertEqual(server.factory.chat.sessions.inGrace, 5)
+        self.assertEqual(server.factory.chat.sessions.in_grace, 5)
         metrics = scrape(server.factory)
         self.assertEqual(metrics["hbchat_sessions_in_grace"], 5)
         self.assertEqual(metrics["hbchat_sessions_grace_evicted_total{bound=max_grace}"], 45)

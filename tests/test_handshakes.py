@@ -109,7 +109,7 @@ class HandshakeRoomTests(SynchronousTestCase):
         self.room.enter("a", 0.0)
         self.room.enter("b", 0.1)
         self.assertEqual(self.room.room(0.2), 0)
-        self.assertEqual(self.room.nextWayAt(), 0.25)
+        self.assertEqual(self.room.next_way_at(), 0.25)
 
     def test_the_oldest_makes_way_once_it_has_had_the_grace(self) -> None:
         self.room.enter("a", 0.0)
@@ -124,7 +124,7 @@ class HandshakeRoomTests(SynchronousTestCase):
         self.room.enter("b", 0.1)
         self.checking.add("a")
         self.assertEqual(self.room.room(1.0), 1)
-        self.assertEqual(self.room.nextWayAt(), 0.35)
+        self.assertEqual(self.room.next_way_at(), 0.35)
         self.room.enter("c", 1.0)
         self.assertEqual(self.room.overflow(1.0), ["b"])
 

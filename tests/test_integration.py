@@ -28,8 +28,8 @@ from twisted.trial import unittest
 
 from hbchat.config import ServerConfig
 from hbchat.ops.observed import ObservedChatFactory as ChatFactory
-from hbchat.server.connection import CLOSE_GRACE
 from hbchat.server.factory import ChatFactory as ServerChatFactory
+from hbchat.server.flow import CLOSE_GRACE
 from hbchat.server.listeners import Listener
 from hbchat.server.service import ChatService
 from hbchat.server.tap import ServerOptions, makeService

@@ -25,7 +25,7 @@ class ReactorLagTests(SynchronousTestCase):
     def test_no_lag_while_timers_run_on_time(self) -> None:
         ticking(self.clock, 5)
         self.assertEqual(self.lag.last, 0)
-        self.assertEqual(self.lag.recentMax(), 0)
+        self.assertEqual(self.lag.recent_max(), 0)
         self.assertEqual(self.lag.histogram.count, 20)
         self.assertEqual(self.lag.histogram.counts[0], 20)
 
@@ -33,23 +33,23 @@ class ReactorLagTests(SynchronousTestCase):
         ticking(self.clock, 1)
         self.clock.advance(3.25)  # the reactor blocked for 3 s past the next tick
         self.assertAlmostEqual(self.lag.last, 3.0)
-        self.assertAlmostEqual(self.lag.recentMax(), 3.0)
+        self.assertAlmostEqual(self.lag.recent_max(), 3.0)
         ticking(self.clock, 1)
         self.assertEqual(self.lag.last, 0)
-        self.assertAlmostEqual(self.lag.recentMax(), 3.0)
+        self.assertAlmostEqual(self.lag.recent_max(), 3.0)
 
     def test_a_stall_is_forgotten_after_the_window(self) -> None:
         self.clock.advance(2.25)
-        self.assertAlmostEqual(self.lag.recentMax(), 2.0)
+        self.assertAlmostEqual(self.lag.recent_max(), 2.0)
         ticking(self.clock, 9)
-        self.assertAlmostEqual(self.lag.recentMax(), 2.0)
+        self.assertAlmostEqual(self.lag.recent_max(), 2.0)
         ticking(self.clock, 2)
-        self.assertEqual(self.lag.recentMax(), 0)
-        self.assertAlmostEqual(self.lag.recentMax(window=60), 0)
+        self.assertEqual(self.lag.recent_max(), 0)
+        self.assertAlmostEqual(self.lag.recent_max(window=60), 0)
 
     def test_current_shows_a_stall_before_the_tick_measures_it(self) -> None:
         # As a timer that fires right after a stall sees it: the tick is overdue.
-        self.clock.callLater(2.0, lambda: seen.append((self.lag.current(), self.lag.recentMax(), self.lag.last)))
+        self.clock.callLater(2.0, lambda: seen.append((self.lag.current(), self.lag.recent_max(), self.lag.last)))
         seen: list[tuple[float, float, float]] = []
         self.clock.advance(0.1)
         self.assertEqual(self.lag.current(), 0)
@@ -59,7 +59,7 @@ class ReactorLagTests(SynchronousTestCase):
         self.assertAlmostEqual(recent, 1.85)
         self.assertEqual(current, 0)  # the tick ran first and rescheduled
 
-        self.clock.callLater(0.2, lambda: seen.append((self.lag.current(), self.lag.recentMax(), self.lag.last)))
+        self.clock.callLater(0.2, lambda: seen.append((self.lag.current(), self.lag.recent_max(), self.lag.last)))
         self.clock.pump([0.2])  # this timer is due before the next tick: it sees the tick is not overdue
         self.assertEqual(seen[-1][0], 0)
 

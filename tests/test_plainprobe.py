@@ -110,6 +110,19 @@ class ProtocolTests(SynchronousTestCase):
         self.assertTrue(self.factory.continueTrying)
         self.assertEqual(self.observer.events, [f"disconnected: {protocol.problem}"])
 
+    def test_a_hello_in_the_turn_after_its_deadline_is_taken(self) -> None:
+        protocol, transport = self.connect()
+        # A stall of ours: the HELLO is read in the turn the deadline fired, after it.
+        self.clock.callLater(HELLO_TIMEOUT, protocol.dataReceived, b"HELLO hbchat/1 ping=5 timeout=15\n")
+        self.clock.advance(HELLO_TIMEOUT)
+        self.assertIsNone(protocol.problem)
+        self.assertFalse(transport.disconnecting)
+
+    def test_the_hello_deadline_does_not_outlive_the_connection(self) -> None:
+        protocol, _ = self.connect()
+        protocol.connectionLost(Failure(ConnectionLost()))
+        self.assertFalse(protocol.helloWait.running)
+
 
 class CliTests(TLSCliTestCase):
     @inlineCallbacks

@@ -148,7 +148,7 @@ class Sampler:
             total += pending
             if protocol is self.watched:
                 self.maxWatched = max(self.maxWatched, pending)
-                self.congested = self.congested or self.factory.backpressure.isCongested(protocol)
+                self.congested = self.congested or self.factory.backpressure.is_congested(protocol)
         self.maxTotal = max(self.maxTotal, total)
 
     def stop(self) -> None:
@@ -329,7 +329,7 @@ class SlowConsumerTests(SlowConsumerTestCase):
             self.assertEqual(left.group(2), "slow", client.transcript())
             self.assertEqual(left.group(1), scene.lefts[0].group(1))
         self.assertEqual(len(scene.cuts), 1, scene.cuts)
-        self.assertTrue(scene.stuckSide.done)
+        self.assertTrue(scene.stuckSide.core.phase.ended)
         self.assertNotIn(scene.stuckSide, scene.factory.chat.fanout)
         log.info("slow consumer: {report}", report=self.report(scene))
 
@@ -503,7 +503,7 @@ class PacedSenderTests(SlowConsumerTestCase):
         held: list[float] = []
 
         def watch() -> None:
-            if factory.backpressure.isPaused(senderSide):
+            if factory.backpressure.is_paused(senderSide):
                 held.append(clock.seconds())
 
         watcher = LoopingCall(watch)

@@ -32,7 +32,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from hbchat import wire
 from hbchat.config import LISTEN_BACKLOG, ConfigError, ServerConfig
 from hbchat.ops.observed import ObservedChatFactory as ChatFactory
-from hbchat.server.connection import CLOSE_GRACE
+from hbchat.server.flow import CLOSE_GRACE
 from hbchat.server.listeners import Listener
 from hbchat.server.tls import ServerTLS, TLSListen, identity_refusal, load_certificates, parse_ssl
 from tests.test_integration import DEADLINE, ChatTestCase, LineClient, tcpPortOf, within

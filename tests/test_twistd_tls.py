@@ -23,7 +23,9 @@ from tests.test_twistd import TwistdProcess, TwistdTestCase, freePort
 from tests.tlscerts import CertificateAuthority
 
 
-class TwistdTLSTests(TwistdTestCase):
+class TLSProcessTestCase(TwistdTestCase):
+    """TLS connections to ``twistd hbchat`` processes (no tests of its own: other modules build on it)."""
+
     @inlineCallbacks
     def connectTLS(self, process: TwistdProcess, port: int, name: str, options: Any) -> Any:
         """A TLS connection to the starting server, retried until it listens (deadline: DEADLINE)."""
@@ -55,6 +57,8 @@ class TwistdTLSTests(TwistdTestCase):
                 self.fail(f"twistd never logged {text!r}\n{process.output()}")
             yield deferLater(reactor, 0.1, lambda: None)
 
+
+class TwistdTLSTests(TLSProcessTestCase):
     @inlineCallbacks
     def test_sighup_serves_new_connections_the_new_certificate_while_old_ones_chat_on(self) -> Any:
         ca = CertificateAuthority()

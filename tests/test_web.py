@@ -126,7 +126,7 @@ class MetricsEndpointTests(ChatTestCase):
         self.assertTrue(lag.running)
         yield waitUntil(lambda: lag.histogram.count >= 1, "a first lag tick")
         yield deferLater(reactor, 0, blockFor, 0.3)
-        yield waitUntil(lambda: lag.recentMax() >= 0.05, "the stall to be measured")
+        yield waitUntil(lambda: lag.recent_max() >= 0.05, "the stall to be measured")
         status, _, body = yield self.get("/metrics")
         self.assertEqual(status, 200)
         [lagCount] = [

@@ -148,12 +148,12 @@ def drive(work: Callable[[], Any], budget: float, timeout_code: int = 2) -> int:
     d.addBoth(stopper)
 
     # A hard ceiling on the whole run, whatever happens.
-    def timeUp() -> None:
+    def time_up() -> None:
         outcome["code"] = timeout_code
         log(f"the time budget ({budget:g}s) is used up: stopping")
         d.cancel()
 
-    watchdog = reactor.callLater(budget, timeUp)
+    watchdog = reactor.callLater(budget, time_up)
     reactor.addSystemEventTrigger("before", "shutdown", kill_all_servers)
     reactor.run()
     kill_all_servers()

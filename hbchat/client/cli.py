@@ -20,13 +20,14 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.stdio import StandardIO
+from twisted.python.failure import Failure
 
 from hbchat import wire
 from hbchat.client.backoff import Backoff
-from hbchat.client.connector import connect
+from hbchat.client.connector import EndpointConnector, connect
 from hbchat.client.console import Console, InputLines
 from hbchat.client.factory import ChatClientFactory
-from hbchat.client.policy import Diagnose
+from hbchat.client.policy import Diagnose, Diagnosis
 from hbchat.client.tls import (
     TLSClient,
     TLSSetupError,
@@ -65,6 +66,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
             "echoed each one back (delivered), 1 if that cannot happen."
         ),
         epilog="Examples: hbchat-client tcp:localhost:6464 --nick alice;  "
+        "hbchat-client tcp:node1:6464 tcp:node2:6464 --nick alice (a cluster: on losing node1, node2 is tried "
+        "first);  "
         "echo hello | hbchat-client tcp:localhost:6464 --nick bot;  "
         "hbchat-client tls:chat.example:6697 --nick alice --ca ca.pem --cert alice.pem --key alice.key.  "
         "TLS: the server's certificate must be valid for HOST and issued by a trusted CA (the system's, or --ca). "
@@ -72,14 +75,21 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         "our client certificate, ends the client at once with one line on stderr and exit status 1: retrying would "
         "fail the same way. A TLS file that cannot be used is reported the same way, before connecting. "
         "A tcp: ENDPOINT that is a TLS port ends the same way, naming the tls: ENDPOINT to use (the client starts "
-        "plain TCP with three empty lines, which an hbchat server ignores and a TLS port closes the connection on).",
+        "plain TCP with three empty lines, which an hbchat server ignores and a TLS port closes the connection on). "
+        "A cluster node that cannot reach its Redis answers ERR 503 cluster unavailable: <VERB> not handled and keeps "
+        "the connection: the refused line (SAY, TELL, NICK or RESUME) is kept and sent again after a jittered wait "
+        "(0.25 s, doubling up to 5 s), in order, once.",
     )
     parser.add_argument(
-        "endpoint",
+        "endpoints",
         metavar="ENDPOINT",
+        nargs="+",
         help="Twisted client endpoint string: tcp:HOST:PORT, unix:PATH, or tls:HOST:PORT (verified; "
         "also :timeout=S, :bindAddress=IP, :endpoint=DESCRIPTION to run TLS over another endpoint). "
-        "ssl:HOST:PORT is refused (exit status 2): Twisted's ssl: does not verify the server; use tls:",
+        "ssl:HOST:PORT is refused (exit status 2): Twisted's ssl: does not verify the server; use tls:. "
+        "Several ENDPOINTs are the nodes of one chat (a cluster): the client connects to the first, and "
+        "each reconnect (after a failed attempt or a lost connection) tries the next one, wrapping around, "
+        "with the same backoff; its session RESUMEs on whichever node it reaches",
     )
     parser.add_argument("--nick", required=True, help="nick to register: 1-32 letters, digits or _-[]{}^|")
     parser.add_argument("--password-file", metavar="FILE", help="file whose first line is the password")
@@ -126,9 +136,12 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         "may hold both key and certificate)",
     )
     arguments = parser.parse_args(argv)
-    refusal = unverified_refusal(arguments.endpoint)
-    if refusal is not None:
-        _fail(refusal, 2)
+    #: The first ENDPOINT (what a single-endpoint caller reads).
+    arguments.endpoint = arguments.endpoints[0]
+    for endpoint in arguments.endpoints:
+        refusal = unverified_refusal(endpoint)
+        if refusal is not None:
+            _fail(refusal, 2)
     if not wire.is_valid_nick(arguments.nick.encode("utf-8")):
         parser.error(f"--nick {arguments.nick!r}: use 1 to 32 letters, digits or _-[]{{}}^|")
     if arguments.max_retries is not None and arguments.max_retries < 0:
@@ -143,9 +156,10 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     if not arguments.backoff_cap >= 1:
         parser.error("--backoff-cap must be at least 1 second")
     tls_options = [f"--{name}" for name in ("ca", "cert", "key") if getattr(arguments, name) is not None]
-    if tls_options and not is_tls_description(arguments.endpoint):
+    plain = [endpoint for endpoint in arguments.endpoints if not is_tls_description(endpoint)]
+    if tls_options and plain:
         verb = "needs" if len(tls_options) == 1 else "need"
-        parser.error(f"{' and '.join(tls_options)} {verb} a tls: ENDPOINT (tls:HOST:PORT), not {arguments.endpoint!r}")
+        parser.error(f"{' and '.join(tls_options)} {verb} a tls: ENDPOINT (tls:HOST:PORT), not {plain[0]!r}")
     if arguments.key is not None and arguments.cert is None:
         parser.error("--key needs --cert (the certificate the key belongs to)")
     if arguments.password_file:
@@ -164,12 +178,16 @@ def _fail(message: str, status: int) -> NoReturn:
     raise SystemExit(status)
 
 
-def tls_client(arguments: argparse.Namespace) -> TLSClient:
-    """The tls: ENDPOINT with --ca, --cert and --key read; a problem ends the program in one line."""
+def tls_client(arguments: argparse.Namespace, description: str | None = None) -> TLSClient:
+    """
+    The tls: ENDPOINT (``description``, by default the first) with --ca, --cert and --key
+    read; a problem ends the program in one line.
+    """
+    description = arguments.endpoint if description is None else description
     try:
-        address = parse_tls_description(arguments.endpoint)
+        address = parse_tls_description(description)
     except ValueError as error:
-        _fail(f"ENDPOINT {arguments.endpoint!r} is not usable: {error}", 2)
+        _fail(f"ENDPOINT {description!r} is not usable: {error}", 2)
     try:
         roots = load_trust_roots(arguments.ca) if arguments.ca is not None else None
     except TLSSetupError as error:
@@ -181,26 +199,40 @@ def tls_client(arguments: argparse.Namespace) -> TLSClient:
     return TLSClient(address, roots, certificate)
 
 
-def make_endpoint(reactor: Any, arguments: argparse.Namespace) -> tuple[IStreamClientEndpoint, Diagnose | None]:
-    """The endpoint to connect through, and what explains its failures (for tls:)."""
-    if is_tls_description(arguments.endpoint):
-        tls = tls_client(arguments)
+def make_endpoint(
+    reactor: Any, arguments: argparse.Namespace, description: str | None = None
+) -> tuple[IStreamClientEndpoint, Diagnose | None]:
+    """
+    The endpoint to connect through (``description``, by default the first ENDPOINT), and
+    what explains its failures (for tls:).
+    """
+    description = arguments.endpoint if description is None else description
+    if is_tls_description(description):
+        tls = tls_client(arguments, description)
         try:
             return tls.endpoint(reactor), tls.diagnose
         except Exception as error:  # a bad endpoint=, a host name IDNA cannot encode, ...
-            _fail(f"ENDPOINT {arguments.endpoint!r} is not usable: {error or type(error).__name__}", 2)
+            _fail(f"ENDPOINT {description!r} is not usable: {error or type(error).__name__}", 2)
     endpoint_error = None
     try:
-        endpoint = clientFromString(reactor, arguments.endpoint)
+        endpoint = clientFromString(reactor, description)
     except TypeError:
         endpoint_error = "a part is missing (tcp:HOST:PORT, tls:HOST:PORT or unix:PATH)"
     except Exception as error:
         endpoint_error = str(error)
-    if endpoint_error is None and arguments.endpoint.startswith("unix:") and not getattr(endpoint, "_path", "x"):
+    if endpoint_error is None and description.startswith("unix:") and not getattr(endpoint, "_path", "x"):
         endpoint_error = "a part is missing (unix:PATH)"
     if endpoint_error is not None:
-        _fail(f"ENDPOINT {arguments.endpoint!r} is not usable: {endpoint_error}", 2)
+        _fail(f"ENDPOINT {description!r} is not usable: {endpoint_error}", 2)
     return endpoint, None
+
+
+def make_endpoints(
+    reactor: Any, arguments: argparse.Namespace
+) -> tuple[list[IStreamClientEndpoint], list[Diagnose | None]]:
+    """Every ENDPOINT, in order, and what explains each one's failures."""
+    made = [make_endpoint(reactor, arguments, description) for description in arguments.endpoints]
+    return [endpoint for endpoint, _ in made], [diagnose for _, diagnose in made]
 
 
 def give_up_after(arguments: argparse.Namespace, interactive: bool) -> float | None:
@@ -213,7 +245,14 @@ def give_up_after(arguments: argparse.Namespace, interactive: bool) -> float | N
 
 def run(reactor: Any, arguments: argparse.Namespace) -> Deferred[None]:
     interactive = sys.stdin.isatty()
-    endpoint, diagnose = make_endpoint(reactor, arguments)
+    endpoints, diagnoses = make_endpoints(reactor, arguments)
+    connectors: list[EndpointConnector] = []
+
+    def diagnose(reason: Failure) -> Diagnosis | None:
+        """The failure of the endpoint in use, told by that endpoint's TLS (if any)."""
+        which = diagnoses[connectors[0].ring.index if connectors else 0]
+        return None if which is None else which(reason)
+
     console = Console(sys.stdout, sys.stderr, reactor, interactive)
     factory = ChatClientFactory(
         arguments.nick,
@@ -222,13 +261,13 @@ def run(reactor: Any, arguments: argparse.Namespace) -> Deferred[None]:
         backoff=Backoff(cap=arguments.backoff_cap),
         max_retries=arguments.max_retries,
         clock=reactor,
-        diagnose=diagnose,
+        diagnose=diagnose if any(diagnoses) else None,
         give_up_after=give_up_after(arguments, interactive),
     )
     factory.probePlain = True
     console.factory = factory
     StandardIO(InputLines(console), reactor=reactor)
-    connect(reactor, endpoint, factory)
+    connectors.append(connect(reactor, endpoints, factory))
 
     def exit(code: int) -> None:
         if code:

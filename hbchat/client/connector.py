@@ -1,12 +1,16 @@
 """
-An ``IConnector`` over a Twisted client endpoint, so that ``ReconnectingClientFactory``
-(hbchat.client.factory) reconnects through ``tcp:``, ``tls:`` and ``unix:`` alike.
+An ``IConnector`` over Twisted client endpoints, so that ``ReconnectingClientFactory``
+(hbchat.client.factory) reconnects through ``tcp:``, ``tls:`` and ``unix:`` alike, and
+follows a cluster: given several endpoints (the nodes of one chat), each reconnect goes to
+the next one, wrapping around, so that the clients of a node that died or stopped try
+another node first (:class:`EndpointRing`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import NotConnectingError
@@ -29,6 +33,41 @@ class EndpointAddress:
         return repr(self.endpoint)
 
 
+class EndpointRing:
+    """
+    The endpoints of one chat, and which one the next attempt uses: the first at the start,
+    then, for every attempt after it (a failed connect, or a lost connection), the next one,
+    wrapping around.  With one endpoint it is always that one.
+    """
+
+    def __init__(self, endpoints: Sequence[IStreamClientEndpoint]) -> None:
+        if not endpoints:
+            raise ValueError("at least one endpoint is needed")
+        self.endpoints = tuple(endpoints)
+        self.index = 0
+        self._started = False
+
+    def __len__(self) -> int:
+        return len(self.endpoints)
+
+    @property
+    def current(self) -> IStreamClientEndpoint:
+        return self.endpoints[self.index]
+
+    def nextAttempt(self) -> IStreamClientEndpoint:
+        """The endpoint of the attempt starting now: the first one first, then each next one in turn."""
+        if self._started:
+            self.index = (self.index + 1) % len(self.endpoints)
+        self._started = True
+        return self.current
+
+
+def _ring(endpoints: IStreamClientEndpoint | Sequence[IStreamClientEndpoint]) -> EndpointRing:
+    if isinstance(endpoints, (list, tuple)):
+        return EndpointRing(endpoints)
+    return EndpointRing([cast(IStreamClientEndpoint, endpoints)])
+
+
 @implementer(IConnector)
 class EndpointConnector:
     """
@@ -41,17 +80,28 @@ class EndpointConnector:
     (``clientConnectionFailed``, or its protocol's ``connectionMade``) and to the hooks
     :meth:`attemptSucceeded` and :meth:`attemptFailed`, which a subclass may extend
     (the storm benchmark timestamps them).
+
+    Given several endpoints (a list or tuple: the nodes of one chat), every attempt after the
+    first goes to the next one (:class:`EndpointRing`); :attr:`endpoint` is the one in use.
     """
 
-    def __init__(self, endpoint: IStreamClientEndpoint, factory: ChatClientFactory) -> None:
-        self.endpoint = endpoint
+    def __init__(
+        self, endpoint: IStreamClientEndpoint | Sequence[IStreamClientEndpoint], factory: ChatClientFactory
+    ) -> None:
+        self.ring = _ring(endpoint)
         self.factory = factory
         self._attempt: Deferred[Any] | None = None
         factory.connector = self
 
+    @property
+    def endpoint(self) -> IStreamClientEndpoint:
+        """The endpoint of the attempt under way, or of the last one."""
+        return self.ring.current
+
     def connect(self) -> None:
+        endpoint = self.ring.nextAttempt()
         self.factory.connecting()
-        attempt = self._attempt = self.endpoint.connect(self.factory)
+        attempt = self._attempt = endpoint.connect(self.factory)
         attempt.addCallbacks(self.attemptSucceeded, self.attemptFailed)
 
     def attemptSucceeded(self, protocol: Any) -> None:
@@ -82,8 +132,13 @@ class EndpointConnector:
         return EndpointAddress(self.endpoint)
 
 
-def connect(reactor: Any, endpoint: IStreamClientEndpoint, factory: ChatClientFactory) -> EndpointConnector:
-    """Start connecting ``factory`` through ``endpoint``, reconnecting as it decides."""
+def connect(
+    reactor: Any, endpoint: IStreamClientEndpoint | Sequence[IStreamClientEndpoint], factory: ChatClientFactory
+) -> EndpointConnector:
+    """
+    Start connecting ``factory`` through ``endpoint`` (or the first of several, trying the
+    next one at each reconnect), reconnecting as it decides.
+    """
     connector = EndpointConnector(endpoint, factory)
     connector.connect()
     return connector

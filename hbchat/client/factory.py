@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from hbchat.client.backoff import DEFAULT_BACKOFF, IBackoff
-from hbchat.client.errors import ServerErrors
+from hbchat.client.errors import LoginAgain, ServerErrors
 from hbchat.client.lifecycle import Deadline, LifeCore, Loss, Phase, Quit, Welcome, client_life
 from hbchat.client.outbox import PacedOutbox, chat_text, tell_line
 from hbchat.client.owner import IConnectionOwner
@@ -101,7 +101,11 @@ class ChatClientFactory(ReconnectingClientFactory):
         self._quitDeadline = Deadline(clock, QUIT_WAIT, self._quitWithoutBye)
         #: The session's outbox, sent at the server's pace (hbchat.client.outbox).
         self.outbox = PacedOutbox(self.session, clock)
-        self._errors = ServerErrors(self.session, self.observer, self.outbox, self.life, self.register, self.giveUp)
+        #: A NICK or RESUME sent again on its connection after ERR 503 cluster unavailable.
+        self._loginAgain = LoginAgain(clock, self.session, self._nickLine, lambda p: p is self.protocolInstance)
+        self._errors = ServerErrors(
+            self.session, self.observer, self.outbox, self.life, self.register, self.giveUp, self.rng, self._loginAgain
+        )
 
     # --- what the embedding program calls ---
 
@@ -138,7 +142,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         self.giveUp("you quit")
 
     def _quitWithoutBye(self) -> None:
-        if not self.life.quitTimedOut():
+        if not self.life.quit_timed_out():
             return
         protocol = self.protocolInstance
         if protocol is not None and protocol.transport is not None:
@@ -219,6 +223,9 @@ class ChatClientFactory(ReconnectingClientFactory):
 
     # --- called by the protocol ---
 
+    def helloOverdue(self, protocol: ChatClientProtocol) -> bool:
+        return protocol is self._current and self.life.hello_overdue()
+
     def greeted(self, protocol: ChatClientProtocol, auth: bool, pace: Bucket | None = None) -> None:
         if not self.life.hello():
             protocol.link.loseConnection()  # we quit or gave up meanwhile
@@ -240,8 +247,11 @@ class ChatClientFactory(ReconnectingClientFactory):
     def register(self, protocol: ChatClientProtocol) -> None:
         """Send NICK (with our password, if any)."""
         self.life.register()
+        protocol.sendLine(self._nickLine())
+
+    def _nickLine(self) -> bytes:
         password = b" " + self.password.encode("utf-8") if self.password else b""
-        protocol.sendLine(b"NICK " + self.session.nick + password + b"\n")
+        return b"NICK " + self.session.nick + password + b"\n"
 
     def welcomed(self, protocol: ChatClientProtocol, nick: bytes, token: bytes, seq: int) -> None:
         meaning = self.life.welcome()
@@ -261,7 +271,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         self.observer.registered(nick.decode(), False)
 
     def replayEnded(self, protocol: ChatClientProtocol, count: int, complete: bool) -> None:
-        self.life.replayEnded()
+        self.life.replay_ended()
         protocol.resumedSession = True
         self._ready(protocol)
         self.observer.registered(self.session.nick.decode(), True)
@@ -270,11 +280,11 @@ class ChatClientFactory(ReconnectingClientFactory):
     def _ready(self, protocol: ChatClientProtocol) -> None:
         self._countdown.stop()
         session = self.session
-        session.outbox.extend(session.toResend())
+        session.outbox.extend(session.to_resend())
         self.outbox.ready(lambda line: protocol.sendLine(line + b"\n"))
 
     def event(self, seq: int, kind: bytes, nick: bytes, detail: bytes) -> None:
-        if not self.session.isNew(seq):
+        if not self.session.is_new(seq):
             return
         protocol = self.protocolInstance
         if kind != b"MSG" and nick == self.session.nick and protocol is not None and protocol.ownReturn(kind):
@@ -299,6 +309,10 @@ class ChatClientFactory(ReconnectingClientFactory):
         recent = lost_at is not None and self.timer.seconds() - lost_at < OWN_NICK_WAIT
         self._errors.handle(protocol, code, text, own_nick_recent=recent)
 
+    def told(self, protocol: ChatClientProtocol) -> None:
+        if protocol is self.protocolInstance:
+            self.outbox.told()
+
     def farewell(self, protocol: ChatClientProtocol, reason: str, retry: float | None, at: float | None = None) -> None:
         if reason in FINAL_BYES:
             self.giveUp(FINAL_BYES[reason])
@@ -315,6 +329,7 @@ class ChatClientFactory(ReconnectingClientFactory):
         if self.protocolInstance is protocol:
             self.protocolInstance = None
             self.outbox.stop()
+            self._loginAgain.cancel()
         if loss is Loss.QUIT:
             self.giveUp("you quit")
             return
@@ -361,7 +376,7 @@ class ChatClientFactory(ReconnectingClientFactory):
 
     def _outOfTime(self) -> None:
         """``giveUpAfter`` seconds without a connection: give up, and end the attempt under way."""
-        if not self.life.outOfTime() or not self.continueTrying:
+        if not self.life.out_of_time() or not self.continueTrying:
             return
         self.giveUp(f"{self._lastProblem}; gave up after {self.giveUpAfter:g} s without a connection")
         protocol = self._current
@@ -373,7 +388,8 @@ class ChatClientFactory(ReconnectingClientFactory):
         self._countdown.stop()
         self.stopTrying()
         self._quitDeadline.stop()
-        if self.life.giveUp():
+        self._loginAgain.cancel()
+        if self.life.give_up():
             self.observer.gaveUp(reason)
 
     def _sendIfReady(self, line: bytes) -> bool:

@@ -5,27 +5,30 @@ The client's life as an automat machine: which of its connections' events are le
 state           input                                       next state
 ==============  ==========================================  ================
 connecting      hello                                       greeted
+connecting      hello_overdue (no HELLO in HELLO_TIMEOUT)    connecting (the
+                                                            attempt is aborted)
 greeted         register (NICK) / resume (RESUME)           registering / resuming
 registering     welcome                                     ready
-registering     ownNickHeld (ERR 433, our own lost NICK)    nick_held
+registering     own_nick_held (ERR 433, our own lost NICK)    nick_held
 resuming        welcome (the replay follows)                resuming
 resuming        register (ERR 404: the session is gone)     registering
-resuming        replayEnded (RESUMED)                       ready
+resuming        replay_ended (RESUMED)                       ready
 (connected)     lost (an attempt failed, a connection       backing_off
                 ended; in quitting it stays)
 backing_off     connect (the next attempt)                  connecting
 ready           quit (QUIT is sent, BYE awaited)            quitting
 (not ready)     quit (the connection is closed)             quitting
-quitting        giveUp / quitTimedOut (no BYE came)         gave_up / quitting
-(alive)         giveUp / outOfTime (--give-up-after)        gave_up / same
+quitting        give_up / quit_timed_out (no BYE came)         gave_up / quitting
+(alive)         give_up / out_of_time (--give-up-after)        gave_up / same
 ==============  ==========================================  ================
 
 One machine lives as long as its :class:`~hbchat.client.factory.ChatClientFactory`, across
 connections.  The machine only decides; every input returns what it means for the factory
 (a :class:`Loss`, a :class:`Welcome`, a :class:`Quit`, or whether something applies), and the
 factory does the writing, the scheduling and the telling.  Deadlines are inputs of the states
-they belong to: ``outOfTime`` (``--give-up-after`` without a connection) matters only while
-there is no registered connection, ``quitTimedOut`` (no BYE after QUIT) only while quitting.
+they belong to: ``hello_overdue`` (no HELLO within HELLO_TIMEOUT) aborts an attempt only while
+connecting, ``out_of_time`` (``--give-up-after`` without a connection) matters only while
+there is no registered connection, ``quit_timed_out`` (no BYE after QUIT) only while quitting.
 An input a state does not expect raises :class:`automat.NoTransition`; the protocol turns
 one caused by a server's line into a log line, never a crash.
 """
@@ -35,10 +38,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from automat import TypeMachineBuilder
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from hbchat.machines import edge
 
 
 class Loss(enum.Enum):
@@ -93,6 +98,9 @@ class ClientLife(Protocol):
     def hello(self) -> bool:
         """The server greeted us with a valid HELLO; whether to go on (not once we quit or gave up)."""
 
+    def hello_overdue(self) -> bool:
+        """No HELLO came within HELLO_TIMEOUT of connecting; whether the attempt is to be aborted."""
+
     def register(self) -> None:
         """We sent NICK (after HELLO, or after ERR 404 on RESUME)."""
 
@@ -102,25 +110,25 @@ class ClientLife(Protocol):
     def welcome(self) -> Welcome:
         """WELCOME arrived."""
 
-    def replayEnded(self) -> None:
+    def replay_ended(self) -> None:
         """RESUMED arrived: the replay is over."""
 
-    def ownNickHeld(self) -> None:
+    def own_nick_held(self) -> None:
         """ERR 433 on our NICK, most likely held by our own interrupted registration: we close and wait."""
 
     def lost(self) -> Loss:
         """The attempt failed or the connection ended."""
 
-    def outOfTime(self) -> bool:
+    def out_of_time(self) -> bool:
         """``--give-up-after`` without a connection ran out; whether that ends the client."""
 
     def quit(self) -> Quit:
         """The user quits."""
 
-    def quitTimedOut(self) -> bool:
+    def quit_timed_out(self) -> bool:
         """No BYE came within QUIT_WAIT of our QUIT; whether the connection is to be dropped."""
 
-    def giveUp(self) -> bool:
+    def give_up(self) -> bool:
         """No more attempts; whether this is news (the observer hears of it once)."""
 
 
@@ -162,64 +170,60 @@ quitting = _builder.state(Phase.QUITTING.value)
 gave_up = _builder.state(Phase.GAVE_UP.value)
 
 
-def _edge(source: Any, upon: Any, target: Any, phase: Phase, result: object) -> None:
-    """``source`` --``upon``--> ``target`` (named ``phase``), returning ``result``."""
-
-    def transition(machine: ClientLife, core: LifeCore) -> object:
-        core.phase = phase
-        return result
-
-    source.upon(upon).to(target)(transition)
-
-
 ALIVE = (connecting, greeted, registering, resuming, nick_held, ready, backing_off)
 
 # --- connecting and greeting ---
 connecting.upon(ClientLife.connect).loop().returns(None)
-_edge(backing_off, ClientLife.connect, connecting, Phase.CONNECTING, None)
-_edge(connecting, ClientLife.hello, greeted, Phase.GREETED, True)
+edge(backing_off, ClientLife.connect, connecting, Phase.CONNECTING, None)
+edge(connecting, ClientLife.hello, greeted, Phase.GREETED, True)
 quitting.upon(ClientLife.hello).loop().returns(False)
 gave_up.upon(ClientLife.hello).loop().returns(False)
-_edge(greeted, ClientLife.register, registering, Phase.REGISTERING, None)
-_edge(greeted, ClientLife.resume, resuming, Phase.RESUMING, None)
+edge(greeted, ClientLife.register, registering, Phase.REGISTERING, None)
+edge(greeted, ClientLife.resume, resuming, Phase.RESUMING, None)
+
+connecting.upon(ClientLife.hello_overdue).loop().returns(True)  # the server is taken for dead
+for _state in (greeted, registering, resuming, quitting, gave_up):
+    # The HELLO came (and was answered) in the turn before the verdict, after a stall of
+    # ours; or we are leaving anyway.
+    _state.upon(ClientLife.hello_overdue).loop().returns(False)
 
 # --- registering and resuming ---
-_edge(registering, ClientLife.welcome, ready, Phase.READY, Welcome.READY)
+edge(registering, ClientLife.welcome, ready, Phase.READY, Welcome.READY)
 resuming.upon(ClientLife.welcome).loop().returns(Welcome.REPLAY)
-_edge(resuming, ClientLife.register, registering, Phase.REGISTERING, None)  # ERR 404: the session is gone
-_edge(resuming, ClientLife.replayEnded, ready, Phase.READY, None)
-_edge(registering, ClientLife.ownNickHeld, nick_held, Phase.NICK_HELD, None)
+edge(resuming, ClientLife.register, registering, Phase.REGISTERING, None)  # ERR 404: the session is gone
+edge(resuming, ClientLife.replay_ended, ready, Phase.READY, None)
+edge(registering, ClientLife.own_nick_held, nick_held, Phase.NICK_HELD, None)
 quitting.upon(ClientLife.welcome).loop().returns(Welcome.LEAVE)
 gave_up.upon(ClientLife.welcome).loop().returns(Welcome.LEAVE)
 
 # --- losing the connection ---
-_edge(connecting, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.UNGREETED)
-_edge(greeted, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.GREETED)
-_edge(resuming, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.GREETED)
-_edge(registering, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.REGISTRATION)
-_edge(nick_held, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.OWN_NICK)
-_edge(ready, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.READY)
+edge(connecting, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.UNGREETED)
+edge(greeted, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.GREETED)
+edge(resuming, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.GREETED)
+edge(registering, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.REGISTRATION)
+edge(nick_held, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.OWN_NICK)
+edge(ready, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.READY)
 quitting.upon(ClientLife.lost).loop().returns(Loss.QUIT)
 gave_up.upon(ClientLife.lost).loop().returns(Loss.FINAL)
 backing_off.upon(ClientLife.lost).loop().returns(Loss.STALE)
 
 # --- the deadlines ---
 for _state in (connecting, greeted, registering, resuming, nick_held, backing_off):
-    _state.upon(ClientLife.outOfTime).loop().returns(True)  # the factory gives up
+    _state.upon(ClientLife.out_of_time).loop().returns(True)  # the factory gives up
 for _state in (ready, quitting, gave_up):
-    _state.upon(ClientLife.outOfTime).loop().returns(False)  # a connection came, or we are leaving anyway
-quitting.upon(ClientLife.quitTimedOut).loop().returns(True)
-gave_up.upon(ClientLife.quitTimedOut).loop().returns(False)
+    _state.upon(ClientLife.out_of_time).loop().returns(False)  # a connection came, or we are leaving anyway
+quitting.upon(ClientLife.quit_timed_out).loop().returns(True)
+gave_up.upon(ClientLife.quit_timed_out).loop().returns(False)
 
 # --- leaving ---
-_edge(ready, ClientLife.quit, quitting, Phase.QUITTING, Quit.SEND)
+edge(ready, ClientLife.quit, quitting, Phase.QUITTING, Quit.SEND)
 for _state in (connecting, greeted, registering, resuming, nick_held, backing_off):
-    _edge(_state, ClientLife.quit, quitting, Phase.QUITTING, Quit.CLOSE)
+    edge(_state, ClientLife.quit, quitting, Phase.QUITTING, Quit.CLOSE)
 quitting.upon(ClientLife.quit).loop().returns(Quit.NOTHING)
 gave_up.upon(ClientLife.quit).loop().returns(Quit.NOTHING)
 for _state in (*ALIVE, quitting):
-    _edge(_state, ClientLife.giveUp, gave_up, Phase.GAVE_UP, True)
-gave_up.upon(ClientLife.giveUp).loop().returns(False)
+    edge(_state, ClientLife.give_up, gave_up, Phase.GAVE_UP, True)
+gave_up.upon(ClientLife.give_up).loop().returns(False)
 
 #: A new lifecycle, connecting: ``client_life()``.
 _build: Callable[[LifeCore], ClientLife] = _builder.build()

@@ -22,6 +22,9 @@ class IConnectionOwner(Interface):
     def phaseOf(protocol: Any) -> Phase | None:  # noqa: N805 (zope: no self)
         """Where the client is in its life if ``protocol`` is the connection in use, else ``None``."""
 
+    def helloOverdue(protocol: Any) -> bool:  # noqa: N805 (zope: no self)
+        """No HELLO came on ``protocol`` within HELLO_TIMEOUT; whether that ends the attempt."""
+
     def greeted(protocol: Any, auth: bool, pace: Bucket | None) -> None:  # noqa: N805 (zope: no self)
         """A valid HELLO: ``auth`` if the server requires a password; its pace for our chat lines."""
 
@@ -39,6 +42,9 @@ class IConnectionOwner(Interface):
 
     def farewell(protocol: Any, reason: str, retry: float | None, at: float | None) -> None:  # noqa: N805 (zope: no self)
         """BYE reason, with the server's retry hint if it gave one."""
+
+    def told(protocol: Any) -> None:  # noqa: N805 (zope: no self)
+        """``PONG told``: the TELL sent before it was handled (hbchat.client.outbox)."""
 
     def lost(protocol: Any, reason: Failure) -> None:  # noqa: N805 (zope: no self)
         """The connection ended."""

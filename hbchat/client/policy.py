@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from twisted.python.failure import Failure
 
+from hbchat.client.unavailable import refused_verb
+
 #: BYE reasons after which reconnecting would be wrong.
 FINAL_BYES = {
     "quit": "you quit",
@@ -65,6 +67,9 @@ class ErrorAction(enum.Enum):
     SLOW_DOWN = "slow_down"
     #: ERR 401, 432 or 433 before we are registered: reconnecting cannot help.
     GIVE_UP = "give_up"
+    #: ERR 503 cluster unavailable: <VERB> not handled (hbchat.client.unavailable): the
+    #: connection stays; the line is kept and sent again after a jittered wait.
+    CLUSTER_WAIT = "cluster_wait"
     #: Anything else: tell the user.
     REPORT = "report"
 
@@ -79,10 +84,13 @@ class ErrorContext:
     ready: bool
     #: A NICK of ours was lost unanswered less than OWN_NICK_WAIT ago.
     own_nick_recent: bool
+    #: The ERR's text (after the code).
+    text: str = ""
 
 
 #: The rules, in order; the first whose test holds decides.
 ERROR_RULES: tuple[tuple[Callable[[ErrorContext], bool], ErrorAction], ...] = (
+    (lambda e: e.code == 503 and refused_verb(e.text) is not None, ErrorAction.CLUSTER_WAIT),
     (lambda e: e.code == 404 and e.resuming, ErrorAction.REGISTER_AFRESH),
     (lambda e: e.code == 433 and e.registering and e.own_nick_recent, ErrorAction.WAIT_FOR_OWN_NICK),
     (lambda e: e.code == 413, ErrorAction.DROP_REFUSED),

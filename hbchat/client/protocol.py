@@ -14,13 +14,13 @@ from __future__ import annotations
 import math
 
 from automat import NoTransition
-from twisted.internet.interfaces import INegotiated, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, INegotiated, IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
 from hbchat import wire
-from hbchat.client.lifecycle import Phase
-from hbchat.client.outbox import pace_for
+from hbchat.client.lifecycle import Deadline, Phase
+from hbchat.client.outbox import TELL_BARRIER_ANSWER, pace_for
 from hbchat.client.owner import IConnectionOwner
 from hbchat.client.plainprobe import PROBE, closed_unheard, silent_unheard, tls_address
 from hbchat.config import DEFAULT_BURST, DEFAULT_RATE
@@ -67,6 +67,8 @@ class ChatClientProtocol(HeartbeatProtocol):
     heard = False
     #: Why this connection says the port is not a plain hbchat one: final, no reconnect.
     notPlain: str | None = None
+    #: The verdict on a HELLO overdue, one reactor turn after its deadline (None: none pending).
+    _helloVerdict: IDelayedCall | None = None
 
     def __init__(
         self, owner: IConnectionOwner, clock: IReactorTime, observer: IChatObserver, probe_plain: bool = False
@@ -77,10 +79,13 @@ class ChatClientProtocol(HeartbeatProtocol):
         #: Start plain TCP with hbchat.client.plainprobe's empty lines (the factory's ``probePlain``).
         self.probePlain = probe_plain
         self._framer = wire.LineFramer(MAX_SERVER_LINE)
+        #: The wait for HELLO: a deadline of the lifecycle's ``connecting`` state (the
+        #: heartbeat's idle timeout starts with the HELLO, which tells its length).
+        self.helloWait = Deadline(clock, HELLO_TIMEOUT, self._helloOverdue)
 
     def connectionMade(self) -> None:
         self.lastReceived = self.clock.seconds()
-        self.setTimeout(HELLO_TIMEOUT)
+        self.helloWait.start()
         if self.probePlain and not INegotiated.providedBy(self.transport):
             self.plainPeer = tls_address(self.link.getPeer())
             if self.plainPeer is not None:
@@ -159,6 +164,7 @@ class ChatClientProtocol(HeartbeatProtocol):
     # --- lines from the server ---
 
     def line_HELLO(self, rest: bytes) -> None:
+        self.helloWait.stop()
         settings = dict(field.split(b"=", 1) for field in rest.split(b" ")[1:] if b"=" in field)
         try:
             ping, timeout = float(settings[b"ping"]), float(settings[b"timeout"])
@@ -213,6 +219,9 @@ class ChatClientProtocol(HeartbeatProtocol):
         self.answerPing(b" " + rest if rest else b"")
 
     def line_PONG(self, rest: bytes) -> None:
+        if rest == TELL_BARRIER_ANSWER:
+            self.owner.told(self)
+            return
         self.pongReceived(rest)
         if self.rtt is not None:
             self.observer.rtt(self.rtt)
@@ -243,7 +252,22 @@ class ChatClientProtocol(HeartbeatProtocol):
         if self.plainPeer is not None and not self.heard:
             self.problem = silent_unheard(*self.plainPeer, idle)
 
+    def _helloOverdue(self) -> None:
+        # Judged one reactor turn later, as the heartbeat judges silence: after a stall of
+        # ours, a HELLO that came in time may still wait unread.
+        self._helloVerdict = self.clock.callLater(0, self._judgeHello)
+
+    def _judgeHello(self) -> None:
+        self._helloVerdict = None
+        if self.owner.helloOverdue(self):
+            self.heartbeatTimedOut(self.idleSeconds())
+            self.link.abortConnection()
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.helloWait.stop()
+        if self._helloVerdict is not None and self._helloVerdict.active():
+            self._helloVerdict.cancel()
+        self._helloVerdict = None
         self.stopHeartbeat()
         if self.plainPeer is not None and not self.heard and self.problem is None:
             self.notPlain = closed_unheard(*self.plainPeer, reason)

@@ -35,11 +35,15 @@ class ClientSession:
         self.outbox: deque[bytes] = deque()
         #: Texts of SAY lines sent on a connection whose MSG echo has not arrived yet.
         self.unechoed: deque[bytes] = deque()
+        #: The TELL line sent on this connection whose fate is not known yet (a TELL has no
+        #: echo: the PONG of the PING sent right after it tells that it was handled, an ERR
+        #: before that PONG that it was not).  One at a time (hbchat.client.outbox).
+        self.tellInFlight: bytes | None = None
 
     @property
     def idle(self) -> bool:
         """Everything the user said has been delivered."""
-        return not self.outbox and not self.unechoed
+        return not self.outbox and not self.unechoed and self.tellInFlight is None
 
     def queue(self, line: bytes) -> None:
         """Keep a line for when the connection is back."""
@@ -52,6 +56,13 @@ class ClientSession:
         verb, _, text = line.partition(b" ")
         if verb == b"SAY":
             self.unechoed.append(text)
+        elif verb == b"TELL":
+            self.tellInFlight = line
+
+    def tell_handled(self) -> bytes | None:
+        """The TELL in flight was handled (or refused for good): forget it; return it."""
+        line, self.tellInFlight = self.tellInFlight, None
+        return line
 
     def registered(self, nick: bytes, token: bytes, seq: int) -> None:
         """WELCOME to a new session (NICK): events up to ``seq`` are not ours to see."""
@@ -63,7 +74,7 @@ class ClientSession:
         """The server no longer knows our session (ERR 404): start over with NICK."""
         self.token = None
 
-    def isNew(self, seq: int) -> bool:
+    def is_new(self, seq: int) -> bool:
         """Whether an event is one we have not seen; remembers it if so."""
         if seq <= self.last_seq:
             return False
@@ -89,11 +100,11 @@ class ClientSession:
                 return True
         return False
 
-    def refuseOldest(self) -> bytes | None:
+    def refuse_oldest(self) -> bytes | None:
         """The server refused our oldest unechoed line (too long): forget it; return its text."""
         return self.unechoed.popleft() if self.unechoed else None
 
-    def toResend(self) -> list[bytes]:
+    def to_resend(self) -> list[bytes]:
         """
         After a replay (or a fresh registration): the lines to send now, in order.
 

@@ -25,9 +25,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from automat import TypeMachineBuilder
+
+from hbchat.machines import edge
 
 
 class Phase(enum.Enum):
@@ -76,25 +78,17 @@ cut_off = _builder.state(Phase.CUT_OFF.value)
 stopped = _builder.state(Phase.STOPPED.value)
 
 
-def _edge(source: Any, upon: Any, target: Any, phase: Phase, result: Reaction) -> None:
-    def transition(machine: NodeLife, core: LifeCore) -> Reaction:
-        core.phase = phase
-        return result
-
-    source.upon(upon).to(target)(transition)
-
-
-_edge(joining, NodeLife.joined, up, Phase.UP, Reaction.SERVE)
+edge(joining, NodeLife.joined, up, Phase.UP, Reaction.SERVE)
 joining.upon(NodeLife.lost).loop().returns(Reaction.RECONNECT)
 joining.upon(NodeLife.declaredDead).loop().returns(Reaction.NOTHING)
-_edge(up, NodeLife.lost, cut_off, Phase.CUT_OFF, Reaction.RECONNECT)
-_edge(up, NodeLife.declaredDead, joining, Phase.JOINING, Reaction.REJOIN)
+edge(up, NodeLife.lost, cut_off, Phase.CUT_OFF, Reaction.RECONNECT)
+edge(up, NodeLife.declaredDead, joining, Phase.JOINING, Reaction.REJOIN)
 up.upon(NodeLife.joined).loop().returns(Reaction.NOTHING)
-_edge(cut_off, NodeLife.joined, up, Phase.UP, Reaction.SERVE)
-_edge(cut_off, NodeLife.declaredDead, joining, Phase.JOINING, Reaction.REJOIN)
+edge(cut_off, NodeLife.joined, up, Phase.UP, Reaction.SERVE)
+edge(cut_off, NodeLife.declaredDead, joining, Phase.JOINING, Reaction.REJOIN)
 cut_off.upon(NodeLife.lost).loop().returns(Reaction.RECONNECT)
 for _state in (joining, up, cut_off):
-    _edge(_state, NodeLife.stop, stopped, Phase.STOPPED, Reaction.NOTHING)
+    edge(_state, NodeLife.stop, stopped, Phase.STOPPED, Reaction.NOTHING)
 for _input in (NodeLife.joined, NodeLife.lost, NodeLife.declaredDead, NodeLife.stop):
     stopped.upon(_input).loop().returns(Reaction.NOTHING)
 

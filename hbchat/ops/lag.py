@@ -25,7 +25,7 @@ from hbchat.ops.histogram import Histogram
 
 #: Seconds between ticks.
 INTERVAL = 0.25
-#: Seconds over which :meth:`ReactorLag.recentMax` looks back by default.
+#: Seconds over which :meth:`ReactorLag.recent_max` looks back by default.
 WINDOW = 60.0
 #: Bucket upper bounds of the lag histogram, in seconds.
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -36,7 +36,7 @@ class ReactorLag:
     Measures how late a timer fires, every ``interval`` seconds, on ``clock``.
 
     ``last`` is the lag the latest tick measured, :meth:`current` how overdue the pending
-    tick is now, :meth:`recentMax` the largest lag of the last ``window`` seconds, and
+    tick is now, :meth:`recent_max` the largest lag of the last ``window`` seconds, and
     ``histogram`` every measurement so far.  Call :meth:`start` and :meth:`stop`.
     """
 
@@ -74,7 +74,7 @@ class ReactorLag:
             return 0.0
         return max(0.0, self.clock.seconds() - self._due)
 
-    def recentMax(self, window: float | None = None) -> float:
+    def recent_max(self, window: float | None = None) -> float:
         """
         The largest lag of the last ``window`` seconds, the current one included.
 

@@ -252,7 +252,7 @@ class ChatCollector(Collector):
         yield GaugeMetricFamily(
             "hbchat_reactor_lag_recent_max_seconds",
             f"The largest reactor lag of the last {lag.window:g}s.",
-            value=lag.recentMax(),
+            value=lag.recent_max(),
             unit="seconds",
         )
 

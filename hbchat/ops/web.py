@@ -117,8 +117,8 @@ def describe_connection(protocol: ChatServerProtocol, now: float) -> dict[str, A
         "rtt_seconds": None if protocol.rtt is None else round(protocol.rtt, 6),
         "unsent_bytes": unsent_bytes(protocol.transport),
         "kernel_send_queue_bytes": kernel_send_queue(protocol.transport),
-        "congested": backpressure.isCongested(protocol),
-        "reading_paused": backpressure.isPaused(protocol),
+        "congested": backpressure.is_congested(protocol),
+        "reading_paused": backpressure.is_paused(protocol),
         "received_bytes": protocol.bytesIn,
         "sent_bytes": protocol.bytesOut,
     }

@@ -29,18 +29,17 @@ PAUSE_LOG_INTERVAL = 10.0
 class Gate(Protocol):
     """Something that lets connections in: a listener (hbchat.server.listeners.Listener)."""
 
-    def acceptAtMost(self, count: int) -> None: ...
+    def acceptAtMost(self, count: int) -> None: ...  # noqa: N802 (the connection's Twisted-style name)
 
 
 class Admitted(Protocol):
     """A connection as admission sees it."""
 
     host: str | None
-    handshaking: bool
 
-    def mayMakeWay(self) -> bool: ...
+    def mayMakeWay(self) -> bool: ...  # noqa: N802 (the connection's Twisted-style name)
 
-    def closeWith(self, line: bytes, reason: CloseReason) -> None: ...
+    def closeWith(self, line: bytes, reason: CloseReason) -> None: ...  # noqa: N802 (the connection's Twisted-style name)
 
     def __hash__(self) -> int: ...
 
@@ -103,12 +102,11 @@ class Admission(Generic[A]):
             self._perHost[host] = count + 1
             connection.host = host
         self.connections.add(connection)
-        connection.handshaking = True
         now = self.clock.seconds()
         self.handshakes.enter(connection, now)
         for oldest in self.handshakes.overflow(now):
-            self._makeWay(oldest)
-        self.openGates()
+            self._make_way(oldest)
+        self.open_gates()
         return None
 
     def release(self, connection: A) -> bool:
@@ -125,11 +123,10 @@ class Admission(Generic[A]):
                 del self._perHost[host]
         return True
 
-    def handshakeOver(self, connection: A, registered: bool) -> None:
+    def handshake_over(self, connection: A, registered: bool) -> None:
         """``connection`` registered (or ended): one handshake fewer under way."""
-        connection.handshaking = False
         self.handshakes.leave(connection, self.clock.seconds() if registered else None)
-        self.openGates()
+        self.open_gates()
 
     def room(self) -> int:
         """
@@ -140,9 +137,9 @@ class Admission(Generic[A]):
 
     def stop(self) -> None:
         """No more waiting for the oldest to make way (the listeners are stopping)."""
-        self._cancelMakeWay()
+        self._cancel_make_way()
 
-    def _makeWay(self, connection: A) -> None:
+    def _make_way(self, connection: A) -> None:
         """--max-handshakes is full and a newcomer got in: the oldest still registering leaves."""
         self.evictions += 1
         self.events.handshakeEvicted()
@@ -156,16 +153,16 @@ class Admission(Generic[A]):
             )
         connection.closeWith(wire.ERR_TOO_MANY_REGISTERING, CloseReason.EVICTED)
 
-    def _cancelMakeWay(self) -> None:
+    def _cancel_make_way(self) -> None:
         call, self.makeWayCall = self.makeWayCall, None
         if call is not None and call.active():
             call.cancel()
 
-    def _madeWay(self) -> None:
+    def _made_way(self) -> None:
         self.makeWayCall = None
-        self.openGates()
+        self.open_gates()
 
-    def openGates(self) -> None:
+    def open_gates(self) -> None:
         """
         Let the listeners accept only as many connections as --max-handshakes has room
         for; with no room, the next ones wait in the listen queue, where they cost nothing
@@ -175,12 +172,12 @@ class Admission(Generic[A]):
         for gate in self.gates:
             gate.acceptAtMost(room)
         if room > 0:
-            self._cancelMakeWay()
+            self._cancel_make_way()
             self.acceptPaused = False
             return
-        way_at = self.handshakes.nextWayAt()
+        way_at = self.handshakes.next_way_at()
         if way_at is not None and self.makeWayCall is None and not self._stopping():
-            self.makeWayCall = self.clock.callLater(max(0.0, way_at - self.clock.seconds()), self._madeWay)
+            self.makeWayCall = self.clock.callLater(max(0.0, way_at - self.clock.seconds()), self._made_way)
         if self.acceptPaused:
             return
         self.acceptPaused = True

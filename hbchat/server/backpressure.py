@@ -77,11 +77,11 @@ def set_high_water(transport: Any, size: int) -> bool:
 class Throttled(Protocol):
     """A connection as backpressure sees it."""
 
-    def pauseReading(self) -> None: ...
+    def pauseReading(self) -> None: ...  # noqa: N802 (the connection's Twisted-style name)
 
-    def resumeReading(self) -> None: ...
+    def resumeReading(self) -> None: ...  # noqa: N802 (the connection's Twisted-style name)
 
-    def cutAsSlow(self, why: str) -> None: ...
+    def cutAsSlow(self, why: str) -> None: ...  # noqa: N802 (the connection's Twisted-style name)
 
     def delivered(self) -> int | None:
         """Bytes of output the peer has taken so far; None if that cannot be told."""
@@ -126,10 +126,10 @@ class Backpressure:
         """Senders are being held back."""
         return bool(self._holding)
 
-    def isCongested(self, connection: Throttled) -> bool:
+    def is_congested(self, connection: Throttled) -> bool:
         return connection in self._congested
 
-    def isPaused(self, connection: Throttled) -> bool:
+    def is_paused(self, connection: Throttled) -> bool:
         return connection in self._paused
 
     def spoke(self, connection: Throttled) -> None:
@@ -139,7 +139,7 @@ class Backpressure:
         else:
             self._speakers.add(connection)
 
-    def turnEnded(self) -> None:
+    def turn_ended(self) -> None:
         """The turn's output has been written; speakers from now on belong to the next turn."""
         self._speakers.clear()
 
@@ -147,12 +147,12 @@ class Backpressure:
         """``receiver``'s output passed the high-water mark."""
         if receiver in self._congested:
             return
-        self._congested[receiver] = self.clock.callLater(self.timeout, self._neverDrained, receiver)
-        self._holding[receiver] = self.clock.callLater(self.patience, self._lostPatience, receiver)
+        self._congested[receiver] = self.clock.callLater(self.timeout, self._never_drained, receiver)
+        self._holding[receiver] = self.clock.callLater(self.patience, self._lost_patience, receiver)
         self._since[receiver] = self.clock.seconds()
         self._taken[receiver] = (receiver.delivered(), self.clock.seconds())
         if self._lookCall is None:
-            self._lookCall = self.clock.callLater(self.patience, self._lookAll)
+            self._lookCall = self.clock.callLater(self.patience, self._look_all)
         self._pause(receiver)
         # The turn that filled it was made by these speakers: hold them back now.
         for speaker in self._speakers:
@@ -163,13 +163,13 @@ class Backpressure:
         """``receiver`` sent everything it had."""
         timer = self._congested.pop(receiver, None)
         self._since.pop(receiver, None)
-        self._forgetProgress(receiver)
+        self._forget_progress(receiver)
         if timer is None:
             return
         _cancel(timer)
         _cancel(self._holding.pop(receiver, None))
         if not self._holding:
-            self._releaseAll()
+            self._release_all()
         else:
             self._resume(receiver)
 
@@ -178,17 +178,17 @@ class Backpressure:
         _cancel(self._congested.pop(connection, None))
         _cancel(self._holding.pop(connection, None))
         self._since.pop(connection, None)
-        self._forgetProgress(connection)
+        self._forget_progress(connection)
         self._paused.discard(connection)
         self._speakers.discard(connection)
         if not self._holding:
-            self._releaseAll()
+            self._release_all()
 
     #: Fewer connections than this are never "the consumers as a whole": a handful of
     #: peers that stop reading must not be able to hold a small server's chat for ever.
     MOST_LAG_MINIMUM = 4
 
-    def _mostLag(self) -> bool:
+    def _most_lag(self) -> bool:
         """
         Most connections are congested: the consumers as a whole are the bottleneck.
         Stalled receivers do not count, either way.
@@ -197,7 +197,7 @@ class Backpressure:
         population = self.population() - stalled
         return population >= self.MOST_LAG_MINIMUM and 2 * (len(self._congested) - stalled) > population
 
-    def _isStalled(self, receiver: Throttled) -> bool:
+    def _is_stalled(self, receiver: Throttled) -> bool:
         """
         Look again at what ``receiver`` has taken (unless the last look was less than half
         a patience ago): stalled if nothing since the last look.
@@ -213,15 +213,15 @@ class Backpressure:
                 self._stalled.discard(receiver)
         return receiver in self._stalled
 
-    def _lookAll(self) -> None:
+    def _look_all(self) -> None:
         """Every ``patience``: which congested receivers are stalled, so that all are counted right."""
         self._lookCall = None
         for receiver in list(self._congested):
-            self._isStalled(receiver)
+            self._is_stalled(receiver)
         if self._congested:
-            self._lookCall = self.clock.callLater(self.patience, self._lookAll)
+            self._lookCall = self.clock.callLater(self.patience, self._look_all)
 
-    def _forgetProgress(self, receiver: Throttled) -> None:
+    def _forget_progress(self, receiver: Throttled) -> None:
         """``receiver`` is no longer congested."""
         self._taken.pop(receiver, None)
         self._stalled.discard(receiver)
@@ -234,30 +234,30 @@ class Backpressure:
         """Congested receivers that took nothing at all at the last look."""
         return len(self._stalled)
 
-    def _hardLimit(self) -> float:
+    def _hard_limit(self) -> float:
         """However many lag, a receiver that has not drained for this long is cut."""
         return slow_deadline(self.timeout)
 
-    def _lostPatience(self, receiver: Throttled) -> None:
-        if not self._isStalled(receiver) and self._mostLag():
-            self._holding[receiver] = self.clock.callLater(self.patience, self._lostPatience, receiver)
+    def _lost_patience(self, receiver: Throttled) -> None:
+        if not self._is_stalled(receiver) and self._most_lag():
+            self._holding[receiver] = self.clock.callLater(self.patience, self._lost_patience, receiver)
             return
         self._holding.pop(receiver, None)
         if not self._holding:
-            self._releaseAll()
+            self._release_all()
 
-    def _neverDrained(self, receiver: Throttled) -> None:
+    def _never_drained(self, receiver: Throttled) -> None:
         since = self._since.get(receiver, self.clock.seconds())
-        if not self._isStalled(receiver) and self._mostLag() and self.clock.seconds() - since < self._hardLimit():
+        if not self._is_stalled(receiver) and self._most_lag() and self.clock.seconds() - since < self._hard_limit():
             # Senders are held, so its backlog is bounded: not its fault, not a cut.
-            self._congested[receiver] = self.clock.callLater(self.timeout, self._neverDrained, receiver)
+            self._congested[receiver] = self.clock.callLater(self.timeout, self._never_drained, receiver)
             return
         self._congested.pop(receiver, None)
-        self._forgetProgress(receiver)
+        self._forget_progress(receiver)
         waited = self.clock.seconds() - self._since.pop(receiver, self.clock.seconds())
         receiver.cutAsSlow(f"its output did not drain for {max(waited, self.timeout):g}s")
 
-    def _releaseAll(self) -> None:
+    def _release_all(self) -> None:
         """Read everyone again, except congested receivers (they wait for their own drain)."""
         for connection in list(self._paused):
             if connection not in self._congested:

@@ -23,6 +23,7 @@ from hbchat.server.fanout import Fanout
 from hbchat.server.history import History
 from hbchat.server.interfaces import IChat, IChatMember, IServerEvents
 from hbchat.server.sessions import Session, SessionTable
+from hbchat.server.statefile import ChatState, SessionRecord
 
 
 @implementer(IChat)
@@ -48,9 +49,11 @@ class Chat:
         self._usersLine: bytes | None = None
         self._usersCount = -1
         self._usersSeq = -1
+        #: Called once the drain is over, just before every session ends (``--state`` saves the chat then).
+        self.beforeClose: list[Callable[[], None]] = []
 
     def register(self, member: IChatMember, nick: bytes) -> Deferred[bool]:
-        if self.sessions.nickTaken(nick):
+        if self.sessions.nick_taken(nick):
             return succeed(False)
         session = self.sessions.open(nick, member)
         member.attached(session)
@@ -66,7 +69,7 @@ class Chat:
         did) is taken over quietly: the old connection gets ``BYE replaced`` and nobody is
         told anything left or joined.
         """
-        session = self.sessions.byToken(token)
+        session = self.sessions.by_token(token)
         if session is None:
             self.events.resumed("unknown")
             return succeed(False)
@@ -101,7 +104,7 @@ class Chat:
         return succeed(self.seq)
 
     def tell(self, member: IChatMember, nick: bytes, text: bytes) -> bool:
-        session = self.sessions.byNick(nick)
+        session = self.sessions.by_nick(nick)
         if session is None or session.connection is None:
             return False
         assert member.nick is not None
@@ -142,7 +145,41 @@ class Chat:
         self.sessions.detach(session, reason.left, member.host)
 
     def closeSessions(self) -> None:
-        self.sessions.closeAll()
+        hooks, self.beforeClose = self.beforeClose, []
+        for hook in hooks:
+            hook()
+        self.sessions.close_all()
+
+    def exportState(self, wall_now: float) -> ChatState:
+        """
+        The chat as ``--state`` saves it, ``wall_now`` being the wall-clock time: every
+        session's grace is counted from now (all of ``--grace`` for one still connected).
+        """
+        records = tuple(
+            SessionRecord(session.nick, session.token, wall_now + self.sessions.remaining(session), session.host)
+            for session in self.sessions
+        )
+        return ChatState(self.seq, tuple(self.history.lines()), records, wall_now)
+
+    def restoreState(self, state: ChatState, wall_now: float) -> int:
+        """
+        Continue a chat saved by an earlier run, before anyone connected: its seq, its
+        history (the last ``--history`` events of it) and its sessions whose grace is not over
+        at ``wall_now``; the number of sessions restored.
+        """
+        if self.seq or len(self.sessions):
+            raise ValueError("a chat is restored before it has begun")
+        self.seq = state.seq
+        self.history = History(self.history.capacity, state.seq - len(state.history))
+        for line in state.history:
+            self.history.append(self.history.last_seq + 1, line)
+        assert self.history.last_seq == self.seq
+        restored = 0
+        for record in state.sessions:
+            seconds = min(record.expires - wall_now, self.sessions.grace)
+            if self.sessions.restore(record.nick, record.token, seconds, record.host) is not None:
+                restored += 1
+        return restored
 
     def _sessionExpired(self, session: Session[IChatMember]) -> None:
         self.log.info("session of {nick} expired unresumed", nick=session.nick.decode())

@@ -1,6 +1,7 @@
 """
-One client connection of the server: its transport, its output as a push producer, its
-rate limits, the verbs, the heartbeat, and how it ends.
+One client connection of the server: its lifecycle (hbchat.server.lifecycle), its input and
+the verbs, its rate limits, the heartbeat's verdicts, and how it ends; its output is its base
+:class:`~hbchat.server.flow.ConnectionFlow`'s.
 
 It is a member of the chat (:class:`~hbchat.server.interfaces.IChatMember`) and talks to
 the chat only through :class:`~hbchat.server.interfaces.IChat` (``factory.chat``).
@@ -8,61 +9,43 @@ the chat only through :class:`~hbchat.server.interfaces.IChat` (``factory.chat``
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import cast
-
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
-    IConsumer,
-    IDelayedCall,
     IHandshakeListener,
-    IPushProducer,
 )
 from twisted.internet.protocol import connectionDone
-from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from hbchat import wire
 from hbchat.closereasons import CloseReason
-from hbchat.heartbeat import HeartbeatProtocol
 from hbchat.lognames import NamedLogger
 from hbchat.ratelimit import MAX_STRIKES
 from hbchat.server.addresses import describe_peer, limited_host
 from hbchat.server.backpressure import kernel_user_timeout, set_high_water
 from hbchat.server.closes import peer_ending, purpose_why
+from hbchat.server.flow import FLOW_SLOTS, ConnectionFlow, awaits_handshake
 from hbchat.server.host import Host
 from hbchat.server.interfaces import IChatMember
-from hbchat.server.limits import LIMIT_SLOTS, LineLimits
-from hbchat.server.sendq import SendQueue, send_queue
+from hbchat.server.lifecycle import (
+    Attach,
+    Closing,
+    ConnectionLife,
+    Deadline,
+    Ending,
+    LifeCore,
+    Phase,
+    connection_life,
+)
+from hbchat.server.limits import LIMIT_SLOTS
+from hbchat.server.sendq import send_queue
 from hbchat.server.sessions import Session
 from hbchat.server.writethrough import writer_for
 from hbchat.sockopts import enable_keepalive
 
-#: Seconds a congested receiver may hold every sender back before it counts as a slow
-#: consumer; a healthy one drains in milliseconds.
-SLOW_PATIENCE = 1.0
 
-#: How long a connection closed on purpose may take to flush its last line before it is
-#: aborted: a peer that does not read must not hold its socket, or a shutdown, for long.
-CLOSE_GRACE = 3.0
-
-
-def awaits_handshake(transport: object) -> bool:
-    """
-    Whether ``transport`` is TLS (Twisted's) whose handshake has yet to happen: on a server,
-    that is every TLS transport when its protocol's ``connectionMade`` runs (at the TCP
-    accept), which then hears ``handshakeCompleted``.
-    """
-    return isinstance(transport, TLSMemoryBIOProtocol)
-
-
-def _unconnected(data: bytes) -> None:
-    raise RuntimeError("not connected")
-
-
-@implementer(IPushProducer, IHandshakeListener, IChatMember)
-class ChatServerProtocol(HeartbeatProtocol, LineLimits):
+@implementer(IHandshakeListener, IChatMember)
+class ChatServerProtocol(ConnectionFlow):
     """
     One client connection: registration, commands, heartbeat, and how it ends.
 
@@ -72,24 +55,21 @@ class ChatServerProtocol(HeartbeatProtocol, LineLimits):
     """
 
     __slots__ = (
-        "_backlog",
-        "_closeTimer",
         "_framer",
-        "_producing",
-        "_write",
         "bytesIn",
-        "bytesOut",
         "closeReason",
         "connected",
         "connectedAt",
-        "done",
+        "core",
         "factory",
+        "life",
         "listener",
         "nick",
         "peer",
         "pongsReceived",
         "session",
         "transport",
+        *FLOW_SLOTS,
         *LIMIT_SLOTS,
     )
 
@@ -100,26 +80,20 @@ class ChatServerProtocol(HeartbeatProtocol, LineLimits):
     session: Session[IChatMember] | None
     nick: bytes | None
     peer: str
-    #: Set once the connection is finished as far as the chat is concerned: no more input
-    #: is handled and no more output is queued.
-    done: bool
-    _closeTimer: IDelayedCall | None
-    _write: Callable[[bytes], None]
-    _producing: bool
-    #: Bytes written since the output went over the high-water mark (None: it is not).
-    _backlog: int | None
+    #: Its lifecycle (hbchat.server.lifecycle), and the state it is in (``core.phase``).
+    life: ConnectionLife
+    core: LifeCore
 
     # For hbchat.stats and /connections: the --listen endpoint it came through (set by
     # hbchat.listeners), when it connected, what it counted, and why it closed.
     listener: str
     connectedAt: float
     bytesIn: int
-    bytesOut: int
     pongsReceived: int
-    closeReason: str | None
 
-    #: While a password is being checked: the lines that arrived after the NICK, handled
-    #: in order once the verdict is in (reading is paused meanwhile).
+    #: While authenticating (a password, or the chat's answer to NICK or RESUME, is awaited):
+    #: the lines that arrived after it, handled in order once the verdict is in (reading is
+    #: paused meanwhile).
     held: list[bytes] | None = None
     heldOverflow = False
     authFailures = 0
@@ -128,16 +102,10 @@ class ChatServerProtocol(HeartbeatProtocol, LineLimits):
 
     #: The address counted for --max-per-ip (None: exempt, or not admitted).
     host: str | None = None
-    #: Through an ssl: listener; and whether its TLS handshake is still to complete.
+    #: Through an ssl: listener.
     tls = False
-    tlsPending = False
     #: Why it closed, in words (hbchat.server.closes), for the factory's log line.
     closeWhy: str | None = None
-    #: Counted in ChatFactory.handshaking: admitted, not yet registered, not finished.
-    handshaking = False
-
-    #: What it holds unsent, in the transport and the kernel (None: not measurable).
-    _sendq: SendQueue | None = None
 
     def __init__(self, factory: Host) -> None:
         super().__init__(factory.clock)
@@ -149,15 +117,12 @@ class ChatServerProtocol(HeartbeatProtocol, LineLimits):
         self.session = None
         self.nick = None
         self.peer = "?"
-        self.done = False
-        self._closeTimer = None
-        self._write = _unconnected
-        self._producing = False
-        self._backlog = None
+        self.core = LifeCore()
+        self.life = connection_life(self.core)
+        self.startFlow()
         self.listener = "-"
         self.connectedAt = 0.0
         self.bytesIn = 0
-        self.bytesOut = 0
         self.pongsReceived = 0
         self.closeReason = None
 
@@ -168,16 +133,20 @@ class ChatServerProtocol(HeartbeatProtocol, LineLimits):
         self.connectedAt = self.lastReceived = self.clock.seconds()
         address = self.link.getPeer()
         self.peer = describe_peer(address)
-        self.tls = self.tlsPending = awaits_handshake(self.transport)
+        self.tls = awaits_handshake(self.transport)
         refusal = factory.admission.admit(self, limited_host(address))
         if refusal is not None:
             self.log.warn("refused {peer}: {why}", peer=self.peer, why=refusal.decode().strip())
-            self.done = True
+            self.life.refuse()
             self._writeAndClose(refusal, CloseReason.FULL)
             return
         config = factory.config
+        # The registration deadline; once registered, the same timer is the idle timeout.
         self.setTimeout(config.register_timeout)
-        if not self.tlsPending:
+        if self.tls:
+            self.life.admit_tls()
+        else:
+            self.life.admit_plain()
             self._produce()
         set_high_water(self.transport, config.sendq_soft)
         self._sendq = send_queue(self.transport, config.sendq_soft)
@@ -196,84 +165,26 @@ class ChatServerProtocol(HeartbeatProtocol, LineLimits):
         backpressure would take for a congested client (and stop reading the very
         handshake it waits for); from now on its pauses mean a backlog.
         """
-        self.tlsPending = False
-        if not self.done:
+        if self.life.handshake_done():
             self._produce()
-
-    def _produce(self) -> None:
-        """Become the streaming producer of our output: the transport reports its backlog."""
-        cast(IConsumer, self.transport).registerProducer(self, True)
-        self._producing = True
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._closeTimer is not None and self._closeTimer.active():
             self._closeTimer.cancel()
         self._closeTimer = None
-        if self.done:
+        ending = self.life.lost()
+        if ending is Ending.ON_PURPOSE:
             self.closeWhy = purpose_why(self.closeReason, reason)
         else:
-            ending = peer_ending(reason, self.tls, handshaken=not self.tlsPending)
-            self.closeReason, self.closeWhy = ending.reason, ending.why
-        self._finish(CloseReason.ERROR)
+            peer = peer_ending(reason, self.tls, handshaken=ending is not Ending.IN_HANDSHAKE)
+            self.closeReason, self.closeWhy = peer.reason, peer.why
+            self._ended(CloseReason.ERROR, registered=ending is Ending.REGISTERED)
         self.factory.backpressure.forget(self)
         self.factory.connectionLost(self, reason)
 
-    def deliver(self, data: bytes) -> None:
-        if self._backlog is not None:
-            # Congested: what it holds unsent, here and in the kernel, must stay under
-            # --sendq-max (without a meter, what was written since it congested); a write
-            # that would pass it is not made: the client is cut first, so the bound holds
-            # whatever one turn's batch weighs.
-            sendq = self._sendq
-            held = (self._backlog if sendq is None else sendq.unsent()) + len(data)
-            if held > self.factory.maxBacklog:
-                self.cutAsSlow(f"its backlog would pass {self.factory.maxBacklog} bytes")
-                return
-            self._backlog += len(data)
-        self._write(data)
-        self.bytesOut += len(data)
-
-    # --- IPushProducer: the transport reports on our output ---
-
-    def pauseProducing(self) -> None:
-        # Twisted calls this on every write made while over the high-water mark, not only
-        # on crossing it: count the backlog from the first call on.
-        if self._backlog is None:
-            self._backlog = 0
-        self.factory.backpressure.congested(self)
-
-    def resumeProducing(self) -> None:
-        self._backlog = None
-        self.factory.backpressure.drained(self)
-
-    def stopProducing(self) -> None:
-        pass
-
-    # --- what backpressure asks of us ---
-
-    def delivered(self) -> int | None:
-        """Bytes of output the peer has acknowledged so far (None: not measurable)."""
-        sendq = self._sendq
-        return None if sendq is None else self.bytesOut - sendq.unsent()
-
-    def unsent(self) -> int | None:
-        """Output not yet acknowledged, in the transport and the kernel (None: not measurable)."""
-        sendq = self._sendq
-        return None if sendq is None or not self.connected else sendq.unsent()
-
-    def pauseReading(self) -> None:
-        self.readingPaused(self.clock.seconds())
-        # Stream transports are push producers of what they read.
-        cast(IPushProducer, self.transport).pauseProducing()
-
-    def resumeReading(self) -> None:
-        if not self.done and self.held is None:
-            self.readingResumed(self.clock.seconds())
-            cast(IPushProducer, self.transport).resumeProducing()
-
     def cutAsSlow(self, why: str) -> None:
         """A slow consumer: abort without waiting for the output it cannot take."""
-        if self.done:
+        if self.core.phase.ended:
             return
         self.log.info(
             "{nick} ({peer}) cut as a slow consumer: {why}", nick=(self.nick or b"-").decode(), peer=self.peer, why=why
@@ -282,18 +193,20 @@ class ChatServerProtocol(HeartbeatProtocol, LineLimits):
         self.link.abortConnection()
 
     def sendLine(self, line: bytes) -> None:
-        if not self.done:
+        if not self.core.phase.ended:
             self.factory.chat.send(self, line)
 
     # --- input ---
 
     def dataReceived(self, data: bytes) -> None:
-        if self.done:
+        phase = self.core.phase
+        if phase.ended:
             return
         self.bytesIn += len(data)
         self.noteTraffic()
         lines, overflowed = self._framer.feed(data)
-        if self.held is not None:
+        if phase is Phase.AUTHENTICATING:
+            assert self.held is not None
             self.held.extend(lines)
             self.heldOverflow = self.heldOverflow or overflowed
             return
@@ -306,6 +219,7 @@ class ChatServerProtocol(HeartbeatProtocol, LineLimits):
         # When these lines arrived (noteTraffic read the clock for this read already; for
         # lines held during a password check, when the last bytes came).
         now = self.lastReceived
+        core = self.core
         for index, line in enumerate(lines):
             if not line:
                 continue
@@ -313,7 +227,7 @@ class ChatServerProtocol(HeartbeatProtocol, LineLimits):
             verb = verb.upper()
             if bucket is not None and not self.withinLimits(bucket, pings, verb, now):
                 self._rateLimited(verb, now)
-                if self.done:
+                if core.phase.ended:
                     return
                 continue
             if not line.isascii():
@@ -322,7 +236,7 @@ class ChatServerProtocol(HeartbeatProtocol, LineLimits):
                 except UnicodeDecodeError:
                     self.sendLine(wire.ERR_INVALID_UTF8)
                     continue
-            if self.nick is None and verb not in wire.PRE_REGISTRATION_VERBS:
+            if core.phase is not Phase.REGISTERED and verb not in wire.PRE_REGISTRATION_VERBS:
                 self.sendLine(wire.ERR_REGISTER_FIRST)
                 continue
             command = commands.get(verb)
@@ -330,10 +244,12 @@ class ChatServerProtocol(HeartbeatProtocol, LineLimits):
                 self.sendLine(wire.err_unknown_command(verb))
                 continue
             command(self, rest)
-            if self.done:
+            phase = core.phase
+            if phase.ended:
                 return
-            if self.held is not None:
-                # A password check is under way: the rest waits for its verdict.
+            if phase is Phase.AUTHENTICATING:
+                # A verdict is awaited: the rest waits for it.
+                assert self.held is not None
                 self.held.extend(lines[index + 1 :])
                 self.heldOverflow = overflowed
                 return
@@ -372,29 +288,34 @@ class ChatServerProtocol(HeartbeatProtocol, LineLimits):
         """We hold ``session`` now: switch from the registration deadline to the heartbeat."""
         self.session = session
         self.nick = session.nick
-        if self.handshaking:
-            self.factory.admission.handshakeOver(self, registered=True)
+        if self.life.attach() is Attach.TOO_LATE:
+            # Ended while the chat was answering (one shared through a store may answer
+            # late): the session is not held by this connection, so it is left at once.
+            self.factory.chat.leave(self, CloseReason.ERROR)
+            return
+        self.factory.admission.handshake_over(self, registered=True)
         config = self.factory.config
         self.startHeartbeat(config.ping, config.timeout)
 
     def mayMakeWay(self) -> bool:
-        """Whether this connection may be closed to admit a newcomer: not while its password is checked."""
-        return self.held is None and not self.done
+        """Whether this connection may be closed to admit a newcomer: not while a verdict on it is awaited."""
+        phase = self.core.phase
+        return phase is not Phase.AUTHENTICATING and not phase.ended
 
     def silent(self) -> None:
-        if self.done:
-            return
-        if self.nick is not None and self.factory.backpressure.isPaused(self):
-            # We are not reading it, so we cannot have heard it: no verdict yet.
-            self.setTimeout(self.timeOut)
-            return
-        if self.nick is None:
+        """The connection's timer ran out: what that means is the state's (hbchat.server.lifecycle)."""
+        deadline = self.life.deadline()
+        if deadline is Deadline.REGISTRATION:
             self.log.info(
                 "{peer} did not register within {limit}s", peer=self.peer, limit=self.factory.config.register_timeout
             )
             self.closeWith(wire.ERR_REGISTRATION_TIMEOUT, CloseReason.REGISTER_TIMEOUT)
-            return
-        super().silent()
+        elif deadline is Deadline.IDLE:
+            if self.factory.backpressure.is_paused(self):
+                # We are not reading it, so we cannot have heard it: no verdict yet.
+                self.setTimeout(self.timeOut)
+                return
+            super().silent()
 
     def heartbeatAsked(self) -> None:
         self.factory.askedVerdicts += 1
@@ -430,7 +351,7 @@ class ChatServerProtocol(HeartbeatProtocol, LineLimits):
         End the connection on purpose: everything queued for it, then ``line`` (a BYE or
         the ERR that explains the close), then nothing more.
         """
-        if self.done:
+        if self.core.phase.ended:
             return
         pending = self.factory.chat.take(self)
         self._finish(reason)
@@ -438,35 +359,26 @@ class ChatServerProtocol(HeartbeatProtocol, LineLimits):
 
     def closeNow(self, line: bytes) -> None:
         """Close at once: ``line`` if it still can be said, then abort without waiting."""
-        if not self.done:
+        if not self.core.phase.ended:
             pending = self.factory.chat.take(self)
             self._finish(CloseReason.ERROR)
             self._write(pending + line)
         self.link.abortConnection()
 
-    def _writeAndClose(self, data: bytes, reason: CloseReason) -> None:
-        # The reason is handed in with the last line: nothing re-reads what was written.
-        self.closeReason = reason.label
-        self.bytesOut += len(data)
-        link = self.link
-        link.write(data)
-        # While a producer is registered, a transport whose output drains resumes it
-        # instead of finishing the close; without this a close over the high-water mark
-        # ended in an abort (RST) after CLOSE_GRACE.
-        if self._producing:
-            self._producing = False
-            cast(IConsumer, link).unregisterProducer()
-        link.loseConnection()
-        self._closeTimer = self.clock.callLater(CLOSE_GRACE, link.abortConnection)
-
     def _finish(self, reason: CloseReason) -> None:
+        """We end the connection on purpose, for ``reason``."""
+        closing = self.life.close()
+        if closing is not Closing.ALREADY:
+            self._ended(reason, registered=closing is Closing.REGISTERED)
+
+    def _ended(self, reason: CloseReason, registered: bool) -> None:
+        """The connection is over as far as the chat is concerned: it stops, and leaves."""
         if self.closeReason is None:
             self.closeReason = reason.label
-        self.done = True
         self.stopHeartbeat()
         if self.passwordCheck is not None:
             check, self.passwordCheck = self.passwordCheck, None
             check.cancel()
-        if self.handshaking:
-            self.factory.admission.handshakeOver(self, registered=False)
+        if not registered:
+            self.factory.admission.handshake_over(self, registered=False)
         self.factory.chat.leave(self, reason)

@@ -25,9 +25,9 @@ DRAIN_STEP = 0.1
 class Closable(Protocol):
     """A connection as the drain sees it."""
 
-    def closeWith(self, line: bytes, reason: CloseReason) -> None: ...
+    def closeWith(self, line: bytes, reason: CloseReason) -> None: ...  # noqa: N802 (the connection's Twisted-style name)
 
-    def closeNow(self, line: bytes) -> None: ...
+    def closeNow(self, line: bytes) -> None: ...  # noqa: N802 (the connection's Twisted-style name)
 
 
 class Drain:
@@ -68,25 +68,25 @@ class Drain:
             batches = max(1, round(drain / DRAIN_STEP))
             size = max(1, -(-len(self._draining) // batches))
             self.log.info("draining {count} connections over {drain}s", count=len(self._draining), drain=drain)
-            self._drainBatch(size, drain / batches)
+            self._drain_batch(size, drain / batches)
         if not self.connections:
             return succeed(None)
         waiting: Deferred[None] = Deferred()
         self._whenAllClosed.append(waiting)
         return waiting
 
-    def connectionGone(self) -> None:
+    def connection_gone(self) -> None:
         """A connection ended: the drain may be over."""
         if self._drainCall is not None and not self.connections:
             # Everyone left before their batch came (closed to make way, say): drain no more.
             self._drainCall.cancel()
-            self._drainBatch(max(1, len(self._draining)), 0.0)
+            self._drain_batch(max(1, len(self._draining)), 0.0)
         if self._whenAllClosed and not self.connections:
             waiting, self._whenAllClosed = self._whenAllClosed, []
             for deferred in waiting:
                 deferred.callback(None)
 
-    def _drainBatch(self, size: int, step: float) -> None:
+    def _drain_batch(self, size: int, step: float) -> None:
         self._drainCall = None
         batch, self._draining = self._draining[:size], self._draining[size:]
         count, stopped_at, drain = self._comeback
@@ -97,12 +97,12 @@ class Drain:
             at = comeback_delay(first + offset, count, sent_at, drain, hint, self.rng.random())
             connection.closeWith(wire.bye("shutdown", retry=hint, at=at), CloseReason.SHUTDOWN)
         if self._draining:
-            self._drainCall = self.clock.callLater(step, self._drainBatch, size, step)
+            self._drainCall = self.clock.callLater(step, self._drain_batch, size, step)
         else:
             self.chat.closeSessions()
             self.log.info("said BYE shutdown to every connection")
 
-    def closeNow(self) -> None:
+    def close_now(self) -> None:
         """Stop draining: every connection still open is closed at once (a second signal)."""
         if self._drainCall is not None and self._drainCall.active():
             self._drainCall.cancel()

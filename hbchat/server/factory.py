@@ -26,8 +26,9 @@ from hbchat.server import verbs
 from hbchat.server.admission import Admission, Gate
 from hbchat.server.backpressure import Backpressure
 from hbchat.server.chat import Chat
-from hbchat.server.connection import SLOW_PATIENCE, ChatServerProtocol
+from hbchat.server.connection import ChatServerProtocol
 from hbchat.server.drain import Drain
+from hbchat.server.flow import SLOW_PATIENCE
 from hbchat.server.host import IdentityRefusal
 from hbchat.server.interfaces import Counted, IServerEvents
 
@@ -131,7 +132,7 @@ class ChatFactory(ServerFactory):
         self.askedVerdicts = 0
 
     def _turnEnded(self) -> None:
-        self.backpressure.turnEnded()
+        self.backpressure.turn_ended()
 
     def stopFactory(self) -> None:
         self.admission.stop()
@@ -158,7 +159,7 @@ class ChatFactory(ServerFactory):
                 reason=protocol.closeReason,
                 why=protocol.closeWhy or reason.getErrorMessage(),
             )
-        self.drain.connectionGone()
+        self.drain.connection_gone()
 
     def shutdown(self, drain: float = 0.0) -> Deferred[None]:
         """Lame duck: BYE shutdown to every connection, spread over ``drain`` seconds (hbchat.server.drain)."""
@@ -166,4 +167,4 @@ class ChatFactory(ServerFactory):
 
     def closeNow(self) -> None:
         """Stop draining: every connection still open is closed at once (a second signal)."""
-        self.drain.closeNow()
+        self.drain.close_now()

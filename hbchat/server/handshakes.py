@@ -144,7 +144,7 @@ class HandshakeRoom(Generic[T]):
             return []
         return self._candidates(now)[:over]
 
-    def nextWayAt(self) -> float | None:
+    def next_way_at(self) -> float | None:
         """
         When the oldest connection that may make way will have had its grace: the time to
         look again at a full room (None: none may, e.g. all are having passwords checked).

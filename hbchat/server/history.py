@@ -36,6 +36,10 @@ class History:
         self._lines.append(line)
         self.last_seq = seq
 
+    def lines(self) -> list[bytes]:
+        """Every held event, oldest first (the last one is numbered ``last_seq``)."""
+        return list(self._lines)
+
     def since(self, seq: int) -> tuple[list[bytes], bool]:
         """
         Every held event numbered above ``seq``, oldest first, and whether that is all of them.

@@ -25,6 +25,7 @@ from hbchat.config import with_listen_backlog
 from hbchat.server.activation import with_real_family
 from hbchat.server.connection import ChatServerProtocol
 from hbchat.server.factory import ChatFactory
+from hbchat.server.reuseport import PortAddress, ReusePortEndpoint, address_family, reuse_port_address
 from hbchat.server.tls import ServerTLS
 
 
@@ -86,7 +87,7 @@ class Listener(Factory):
         def doRead() -> Any:
             room = self.chat.admission.room()
             if room <= 0:  # e.g. the oldest's password check began: pause until one may make way
-                self.chat.admission.openGates()
+                self.chat.admission.open_gates()
                 return None
             port.numberAccepts = room
             return read()
@@ -130,22 +131,40 @@ class _RecordingEndpoint:
         return self.endpoint.listen(protocolFactory).addCallback(listening)
 
 
+def server_endpoint(
+    reactor: Any, description: str, tls: ServerTLS | None = None, reuse_port: bool = False
+) -> IStreamServerEndpoint:
+    """
+    The endpoint a listener of ``description`` (--listen or --web) listens on: Twisted's for
+    the description (tcp:, ssl: and unix: with backlog=1024 unless they name one), the TCP
+    socket under an ``ssl:`` one's ``tls``, or, with ``reuse_port``, a socket of our own with
+    ``SO_REUSEPORT`` (tcp: and ssl: only).
+    """
+    if tls is None:
+        if reuse_port:
+            return ReusePortEndpoint(reactor, reuse_port_address(description))
+        return with_real_family(serverFromString(reactor, with_listen_backlog(description)), description)
+    if reuse_port:
+        where = tls.listen
+        family = address_family(where.interface)
+        return ReusePortEndpoint(reactor, PortAddress(where.port, where.interface, where.backlog, family))
+    return tls.endpoint(reactor)
+
+
 def listener_service(
-    chat: ChatFactory, description: str, reactor: Any, tls: ServerTLS | None = None
+    chat: ChatFactory, description: str, reactor: Any, tls: ServerTLS | None = None, reuse_port: bool = False
 ) -> StreamServerEndpointService:
     """
     The service that serves ``chat`` on ``description`` (a --listen endpoint string; tcp:,
     ssl: and unix: get backlog=1024 unless they name one), as ``twistd`` runs it.  An
     ``ssl:`` listener comes with its ``tls`` (hbchat.tls), whose context SIGHUP reloads.
+    With ``reuse_port`` (``--reuse-port``; tcp: and ssl: only) its socket has ``SO_REUSEPORT``.
     """
     listener = Listener(chat, description)
-    endpoint: IStreamServerEndpoint
-    factory: IProtocolFactory
-    if tls is None:
-        endpoint = with_real_family(serverFromString(reactor, with_listen_backlog(description)), description)
-        factory = listener
-    else:
-        endpoint, factory = tls.endpoint(reactor), tls.wrap(listener)
+    endpoint = server_endpoint(reactor, description, tls, reuse_port)
+    factory: IProtocolFactory = listener
+    if tls is not None:
+        factory = tls.wrap(listener)
         listener.tls = tls
     service = StreamServerEndpointService(_RecordingEndpoint(endpoint, listener), factory)
     # As twisted.application.strports.service does: a listen failure (port in use, bad

@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 from hbchat import wire
 from hbchat.auth.authlimit import BACKOFF_DELAY_MAX, CheckerBusyError, address_key
 from hbchat.closereasons import CloseReason
+from hbchat.server.lifecycle import Phase
 
 if TYPE_CHECKING:
     from hbchat.server.connection import ChatServerProtocol
@@ -30,7 +31,7 @@ MAX_AUTH_FAILURES = 3
 
 def nick(connection: ChatServerProtocol, rest: bytes) -> None:
     """``NICK <nick> [<password>]``."""
-    if connection.nick is not None:
+    if connection.core.phase is Phase.REGISTERED:
         connection.sendLine(wire.ERR_ALREADY_REGISTERED)
         return
     arguments = rest.split(b" ")
@@ -60,8 +61,7 @@ def nick(connection: ChatServerProtocol, rest: bytes) -> None:
         _failed(connection, name, "no password")
         return
     # The verdict may come later: hold further input until it does.
-    connection.held = []
-    connection.pauseReading()
+    hold(connection)
     verdict = connection.passwordCheck = maybeDeferred(checker.requestAvatarId, UsernamePassword(name, arguments[1]))
     verdict.addCallbacks(_succeeded, _rejected, callbackArgs=(connection, name), errbackArgs=(connection, name))
     verdict.addErrback(lambda failure: connection.log.failure("handling a login verdict", failure))
@@ -80,9 +80,7 @@ def answered(
     if answer.called:
         answer.addCallback(then, connection)
         return True
-    if connection.held is None:
-        connection.held = []
-        connection.pauseReading()
+    hold(connection)
     answer.addCallback(then, connection)
     answer.addErrback(
         lambda failure: connection.log.failure("the chat failed to answer {peer}", failure, peer=connection.peer)
@@ -94,15 +92,14 @@ def answered(
 def _back_off(connection: ChatServerProtocol, wait: float) -> None:
     """Too many failed logins from this address: ERR 503 and close, after a delay (hbchat.authlimit)."""
     connection.log.info("{peer} may not log in yet: too many failed logins from its address", peer=connection.peer)
-    connection.held = []
-    connection.pauseReading()
+    hold(connection)
     delay = min(wait, BACKOFF_DELAY_MAX, connection.factory.config.register_timeout / 2)
     connection.clock.callLater(delay, connection.closeWith, wire.ERR_LOGIN_BACKOFF, CloseReason.AUTH_BACKOFF)
 
 
 def _succeeded(avatar_id: object, connection: ChatServerProtocol, name: bytes) -> None:
     connection.passwordCheck = None
-    if connection.done:
+    if connection.core.phase.ended:
         return
     if answered(connection, connection.factory.chat.register(connection, name), _registered):
         _release(connection)
@@ -115,7 +112,7 @@ def _registered(registered: bool, connection: ChatServerProtocol) -> None:
 
 def _rejected(failure: Failure, connection: ChatServerProtocol, name: bytes) -> None:
     connection.passwordCheck = None
-    if connection.done:
+    if connection.core.phase.ended:
         return
     if failure.check(CheckerBusyError):
         connection.log.info("{peer} may not log in now: --auth-checks and --auth-queue are full", peer=connection.peer)
@@ -146,12 +143,19 @@ def _failed(connection: ChatServerProtocol, name: bytes, why: str) -> None:
         connection.sendLine(wire.ERR_UNAUTHORIZED)
 
 
+def hold(connection: ChatServerProtocol) -> None:
+    """A verdict is awaited (the connection is authenticating): hold what it reads, and read no more."""
+    if connection.life.hold():
+        connection.held = []
+        connection.pauseReading()
+
+
 def _release(connection: ChatServerProtocol) -> None:
     """The verdict is in: handle the held lines, in order, then read again."""
     held, connection.held = connection.held or [], None
     overflowed, connection.heldOverflow = connection.heldOverflow, False
-    if connection.done:
+    if not connection.life.release():
         return
     connection.handleLines(held, overflowed)
-    if connection.held is None and not connection.factory.backpressure.isPaused(connection):
+    if not connection.factory.backpressure.is_paused(connection):
         connection.resumeReading()

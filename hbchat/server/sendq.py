@@ -47,14 +47,14 @@ class SendQueue:
         self._owner = owner
         self._sock = sock
 
-    def userUnsent(self) -> int:
+    def user_unsent(self) -> int:
         """Bytes the transport that owns the socket holds because the kernel would not take them."""
         owner = self._owner
         return len(owner.dataBuffer) - owner.offset + owner._tempDataLen  # type: ignore[no-any-return]
 
     def unsent(self) -> int:
         """Everything written that the peer has not acknowledged: the transport's and the kernel's."""
-        return self.userUnsent() + kernel_unsent(self._sock)
+        return self.user_unsent() + kernel_unsent(self._sock)
 
 
 def send_queue(transport: Any, kernel_max: int) -> SendQueue | None:

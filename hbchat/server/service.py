@@ -27,6 +27,8 @@ from hbchat.ops.hangup import HangupCore, hangup_machine
 from hbchat.ops.observed import ObservedChatFactory as ChatFactory
 from hbchat.server.listeners import listener_service
 from hbchat.server.tls import ServerTLS, is_ssl, parse_ssl
+from hbchat.web.origins import OriginPolicy
+from hbchat.web.service import web_service
 
 
 class ChatService(MultiService):
@@ -34,7 +36,15 @@ class ChatService(MultiService):
 
     log = NamedLogger("hbchat.service.ChatService")
 
-    def __init__(self, factory: ChatFactory, listen: tuple[str, ...], reactor: IReactorCore) -> None:
+    def __init__(
+        self,
+        factory: ChatFactory,
+        listen: tuple[str, ...],
+        reactor: IReactorCore,
+        web: tuple[str, ...] = (),
+        web_origins: tuple[str, ...] = (),
+        reuse_port: bool = False,
+    ) -> None:
         super().__init__()
         self.factory = factory
         self.reactor = reactor
@@ -47,7 +57,15 @@ class ChatService(MultiService):
             if is_ssl(description):
                 tls = ServerTLS(parse_ssl(description, factory.config.tls_client_ca))
                 self.tls.append(tls)
-            listener_service(factory, description, reactor, tls).setServiceParent(self)
+            listener_service(factory, description, reactor, tls, reuse_port).setServiceParent(self)
+        # --web: the page and its WebSocket (hbchat.web), ssl: ones with TLS as above.
+        policy = OriginPolicy(web_origins)
+        for description in web:
+            tls = None
+            if is_ssl(description):
+                tls = ServerTLS(parse_ssl(description, factory.config.tls_client_ca))
+                self.tls.append(tls)
+            web_service(factory, description, reactor, policy, tls, reuse_port).setServiceParent(self)
         #: What SIGHUP does now: reload while serving and draining, nothing once stopped.
         self.hangup = hangup_machine(HangupCore(self.tls, factory.stats.reloads))
 

@@ -34,7 +34,7 @@ class Session(Generic[Connection]):
 
     __slots__ = ("_expiry", "connection", "host", "nick", "token")
 
-    def __init__(self, nick: bytes, token: bytes, connection: Connection) -> None:
+    def __init__(self, nick: bytes, token: bytes, connection: Connection | None) -> None:
         self.nick = nick
         self.token = token
         self.connection: Connection | None = connection
@@ -70,7 +70,7 @@ class SessionTable(Generic[Connection]):
         self.evicted: Counter[str] = Counter()
 
     @property
-    def inGrace(self) -> int:
+    def in_grace(self) -> int:
         return len(self._inGrace)
 
     def __len__(self) -> int:
@@ -79,14 +79,14 @@ class SessionTable(Generic[Connection]):
     def __iter__(self) -> Iterator[Session[Connection]]:
         return iter(self._byNick.values())
 
-    def nickTaken(self, nick: bytes) -> bool:
+    def nick_taken(self, nick: bytes) -> bool:
         """Held by a connected user or reserved for one in grace."""
         return wire.nick_key(nick) in self._byNick
 
-    def byNick(self, nick: bytes) -> Session[Connection] | None:
+    def by_nick(self, nick: bytes) -> Session[Connection] | None:
         return self._byNick.get(wire.nick_key(nick))
 
-    def byToken(self, token: bytes) -> Session[Connection] | None:
+    def by_token(self, token: bytes) -> Session[Connection] | None:
         return self._byToken.get(token)
 
     def open(self, nick: bytes, connection: Connection) -> Session[Connection]:
@@ -103,7 +103,7 @@ class SessionTable(Generic[Connection]):
             if session._expiry.active():
                 session._expiry.cancel()
             session._expiry = None
-        self._leaveGrace(session)
+        self._leave_grace(session)
         session.connection = connection
 
     def detach(self, session: Session[Connection], ending: str, host: str | None = None) -> None:
@@ -115,6 +115,10 @@ class SessionTable(Generic[Connection]):
         if ending not in RESUMABLE_ENDINGS:
             self.close(session)
             return
+        self._enter_grace(session, host, self.grace)
+
+    def _enter_grace(self, session: Session[Connection], host: str | None, seconds: float) -> None:
+        """Keep a session without a connection for ``seconds``, within --max-grace and --max-grace-per-ip."""
         if host is not None:
             of_host = self._graceByHost.get(host)
             if of_host is not None and len(of_host) >= self.maxGracePerHost:
@@ -125,9 +129,32 @@ class SessionTable(Generic[Connection]):
         self._inGrace[session] = None
         if host is not None:
             self._graceByHost.setdefault(host, {})[session] = None
-        session._expiry = self.clock.callLater(self.grace, self._expire, session)
+        session._expiry = self.clock.callLater(seconds, self._expire, session)
 
-    def _leaveGrace(self, session: Session[Connection]) -> None:
+    def remaining(self, session: Session[Connection]) -> float:
+        """
+        Seconds of grace the session has left: all of ``--grace`` while it has a
+        connection, or lost it to the server's stop (which keeps no grace timer).
+        """
+        expiry = session._expiry
+        if expiry is None or not expiry.active():
+            return self.grace
+        return max(0.0, expiry.getTime() - self.clock.seconds())
+
+    def restore(self, nick: bytes, token: bytes, seconds: float, host: str | None = None) -> Session[Connection] | None:
+        """
+        A session saved by an earlier run (``--state``), resumable by its token for ``seconds``
+        more; ``None`` if its nick or token is taken already or its grace is over.
+        """
+        if seconds <= 0 or self.nick_taken(nick) or token in self._byToken:
+            return None
+        session: Session[Connection] = Session(nick, token, None)
+        self._byNick[wire.nick_key(nick)] = session
+        self._byToken[token] = session
+        self._enter_grace(session, host, seconds)
+        return session
+
+    def _leave_grace(self, session: Session[Connection]) -> None:
         if session not in self._inGrace:
             return
         del self._inGrace[session]
@@ -154,14 +181,14 @@ class SessionTable(Generic[Connection]):
         if session._expiry is not None and session._expiry.active():
             session._expiry.cancel()
         session._expiry = None
-        self._leaveGrace(session)
+        self._leave_grace(session)
         key = wire.nick_key(session.nick)
         if self._byNick.get(key) is session:
             del self._byNick[key]
         if self._byToken.get(session.token) is session:
             del self._byToken[session.token]
 
-    def closeAll(self) -> None:
+    def close_all(self) -> None:
         """End every session (the server is stopping): no grace timer outlives it."""
         for session in list(self._byNick.values()):
             self.close(session)

@@ -7,8 +7,8 @@ has loaded plugins, and tests pass their own.
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import IService
@@ -22,29 +22,15 @@ import twisted
 from hbchat import __version__
 from hbchat.auth.authoption import AUTH_HELP, AuthError, make_checker
 from hbchat.cluster import options as cluster_options
-from hbchat.config import ConfigError, ServerConfig, parse_count, parse_rate, parse_seconds
+from hbchat.config import ConfigError, ServerConfig
 from hbchat.ops.observed import ObservedChatFactory
 from hbchat.ops.web import WithMetrics
+from hbchat.server.optiontable import DEFAULTS, FLAGS, PARAMETERS
+from hbchat.server.reuseport import check_reuse_port
 from hbchat.server.service import ChatService
+from hbchat.server.statekeeper import keep_state
 from hbchat.server.tls import identity_refusal, is_ssl, load_certificates, load_options, parse_ssl
-
-DEFAULTS = ServerConfig()
-
-
-def _coerce(parse: Callable[[str, str], Any], option: str) -> Callable[[str], Any]:
-    def coerce(text: str) -> Any:
-        try:
-            return parse(option, text)
-        except ConfigError as error:
-            raise usage.UsageError(str(error)) from None
-
-    coerce.coerceDoc = ""  # type: ignore[attr-defined]
-    return coerce
-
-
-def _plain(seconds: float) -> float:
-    """Show whole-number defaults in --help as ``30``, not ``30.0``."""
-    return int(seconds) if seconds == int(seconds) else seconds
+from hbchat.web.origins import OriginError, parse_origin
 
 
 class ServerOptions(AuthOptionMixin, usage.Options):
@@ -65,180 +51,29 @@ class ServerOptions(AuthOptionMixin, usage.Options):
         "The protocol is described in docs/protocol.md; TLS setup in docs/security.md."
     )
 
-    optFlags = [
-        [
-            "tls-identity",
-            None,
-            "With --tls-client-ca: NICK must be the common name of the client's certificate, exactly (letter case "
-            "included), or it is ERR 401. Connections through non-TLS listeners have no certificate, so every NICK "
-            "of theirs is ERR 401 (RESUME, with its token, still works).",
-        ],
-    ]
+    optFlags = FLAGS
+    optParameters = [*PARAMETERS, *cluster_options.PARAMETERS]
 
-    optParameters = [
-        [
-            "ping",
-            None,
-            _plain(DEFAULTS.ping),
-            "Seconds between the server's PINGs to each client.",
-            _coerce(parse_seconds, "ping"),
-        ],
-        [
-            "timeout",
-            None,
-            _plain(DEFAULTS.timeout),
-            "Seconds of silence after which a client is cut (must be greater than --ping).",
-            _coerce(parse_seconds, "timeout"),
-        ],
-        [
-            "register-timeout",
-            None,
-            _plain(DEFAULTS.register_timeout),
-            "Seconds a new connection has to register with NICK.",
-            _coerce(parse_seconds, "register-timeout"),
-        ],
-        [
-            "max-line",
-            None,
-            DEFAULTS.max_line,
-            "Longest line accepted, in bytes without its line ending.",
-            _coerce(parse_count, "max-line"),
-        ],
-        [
-            "max-clients",
-            None,
-            DEFAULTS.max_clients,
-            "Most connections served at once; more are told ERR 503.",
-            _coerce(parse_count, "max-clients"),
-        ],
-        [
-            "max-per-ip",
-            None,
-            DEFAULTS.max_per_ip,
-            "Most connections from one IP address; more are told ERR 503 (loopback and UNIX sockets are exempt;"
-            " an IPv4 client of a dual-stack listener, ::ffff:a.b.c.d, counts as a.b.c.d).",
-            _coerce(parse_count, "max-per-ip"),
-        ],
-        [
-            "sendq-max",
-            None,
-            DEFAULTS.sendq_max,
-            "A client whose unsent output, in the server's buffer and the kernel's send queue together, grows past "
-            "this many bytes while it lags is cut (LEFT ... slow).",
-            _coerce(parse_count, "sendq-max"),
-        ],
-        [
-            "sendq-soft",
-            None,
-            DEFAULTS.sendq_soft,
-            "When a client's unsent output passes this many bytes, the server stops reading from it (and from the "
-            "clients talking to it) until it drains. 4096 to 67108864, less than --sendq-max; it is also the most "
-            "the server reads from a connection at once, and the most the kernel's send buffer holds for one.",
-            _coerce(parse_count, "sendq-soft"),
-        ],
-        [
-            "rate",
-            None,
-            _plain(DEFAULTS.rate),
-            "Lines a second each connection may send on average (0: no limit); more are answered ERR 429, and a "
-            "client that keeps going after 10 of them is cut (BYE kicked).",
-            _coerce(parse_rate, "rate"),
-        ],
-        [
-            "burst",
-            None,
-            DEFAULTS.burst,
-            "Lines a connection may send at once, above --rate, before ERR 429.",
-            _coerce(parse_count, "burst"),
-        ],
-        [
-            "max-handshakes",
-            None,
-            DEFAULTS.max_handshakes,
-            "Most connections between accept and registration (TLS handshake included) at once; further ones wait "
-            "in the listen queue, and once the oldest unregistered one has had its grace (twice the 90th percentile "
-            "of recent registration times, 0.25 s to --register-timeout x --max-handshakes / 2048 s), each one "
-            "accepted closes it "
-            "(ERR 503 too many connections registering; never one whose password is being checked).",
-            _coerce(parse_count, "max-handshakes"),
-        ],
-        [
-            "history",
-            None,
-            DEFAULTS.history,
-            "Events (MSG, JOIN, LEFT) kept for clients that resume.",
-            _coerce(parse_count, "history"),
-        ],
-        [
-            "grace",
-            None,
-            _plain(DEFAULTS.grace),
-            "Seconds a dropped client's session stays resumable (its nick reserved).",
-            _coerce(parse_seconds, "grace"),
-        ],
-        [
-            "max-grace",
-            None,
-            DEFAULTS.max_grace,
-            "Most sessions in grace at once; at the bound the oldest one ends early (its nick is freed).",
-            _coerce(parse_count, "max-grace"),
-        ],
-        [
-            "max-grace-per-ip",
-            None,
-            DEFAULTS.max_grace_per_ip,
-            "Most sessions in grace from one IP address; at the bound that address's oldest one ends early "
-            "(loopback and UNIX sockets are exempt).",
-            _coerce(parse_count, "max-grace-per-ip"),
-        ],
-        [
-            "auth-checks",
-            None,
-            DEFAULTS.auth_checks,
-            "With --auth: password checks run at once, each in a thread (an hbpasswd check takes 16 MiB and tens of "
-            "milliseconds of CPU); no more than the cores the server may use.",
-            _coerce(parse_count, "auth-checks"),
-        ],
-        [
-            "auth-queue",
-            None,
-            DEFAULTS.auth_queue,
-            "With --auth: password checks that may wait for --auth-checks; a NICK beyond them is answered "
-            "ERR 503 busy checking passwords, try again later, and closed.",
-            _coerce(parse_count, "auth-queue"),
-        ],
-        [
-            "auth-failures",
-            None,
-            DEFAULTS.auth_failures,
-            "With --auth or --tls-identity: failed logins one IP address (loopback included) may have at once, "
-            "refilled at this many a minute; beyond, its NICK is answered ERR 503 too many failed logins from your "
-            "address, try again later (after up to 5 seconds), and closed, unchecked.",
-            _coerce(parse_count, "auth-failures"),
-        ],
-        [
-            "retry-hint",
-            None,
-            _plain(DEFAULTS.retry_hint),
-            "On shutdown, clients are told to reconnect within this many seconds (BYE shutdown retry=S).",
-            _coerce(parse_seconds, "retry-hint"),
-        ],
-        [
-            "drain",
-            None,
-            _plain(DEFAULTS.drain),
-            "On SIGTERM, say BYE to the clients in batches spread over this many seconds (0: all at once); "
-            "a second SIGTERM or SIGINT closes everything at once.",
-            _coerce(lambda option, text: parse_seconds(option, text, allow_zero=True), "drain"),
-        ],
-        *cluster_options.PARAMETERS,
-    ]
+    def opt_state(self, path: str) -> None:
+        """File the chat is kept in across a graceful restart: at SIGTERM, once the drain is over, its seq, history
+        and sessions (tokens, nicks, grace left) are written to it atomically (mode 0600: it holds session tokens), and
+        at start they are read back (and the file removed once the server serves), so clients RESUME with nothing
+        lost. A missing file is a fresh chat; a damaged, foreign or unreadable one is logged and a fresh chat; a failure
+        to write it is logged
+        [default: off]"""
+        if not path or path.endswith(os.sep):
+            raise usage.UsageError(f"--state {path!r} is not a file name")
+        # As of now: twistd may change directory (--rundir) between reading it and writing it.
+        self["state"] = os.path.abspath(path)
 
     def __init__(self) -> None:
         super().__init__()
+        self["state"] = None
         self["listen"] = []
         self["metrics"] = None
         self["tls-client-ca"] = None
+        self["web"] = []
+        self["web-origin"] = []
 
     def opt_listen(self, description: str) -> None:
         """Twisted server endpoint string to serve on; repeat it to serve one chat on several. tcp:, ssl: and unix:
@@ -252,6 +87,29 @@ class ServerOptions(AuthOptionMixin, usage.Options):
             except Exception as error:
                 raise usage.UsageError(f"--listen {description!r} is not a usable endpoint: {error}") from None
         self["listen"].append(description)
+
+    def opt_web(self, description: str) -> None:
+        """Twisted server endpoint string to serve the chat in the browser on, over HTTP (twisted.web): GET / is the
+        chat page (its files ship with hbchat: no CDN, works offline) and GET /ws a WebSocket, subprotocol hbchat.v1,
+        one protocol line per text frame, in the same chat as --listen, with the same limits; repeat it for several.
+        ssl: endpoints serve HTTPS and WSS with the TLS of --listen ssl: (SIGHUP reloads them too), e.g.
+        tcp:8080:interface=127.0.0.1 or ssl:8443:privateKey=key.pem:certKey=cert.pem [default: off]"""
+        if not is_ssl(description):
+            try:
+                serverFromString(None, description)
+            except Exception as error:
+                raise usage.UsageError(f"--web {description!r} is not a usable endpoint: {error}") from None
+        self["web"].append(description)
+
+    def opt_web_origin(self, origin: str) -> None:
+        """An Origin (scheme://host[:port], e.g. https://chat.example.org) whose pages may open /ws, besides the
+        page's own; repeat it for several. Other origins get HTTP 403 before the upgrade (a request without Origin, from
+        a program rather than a browser page, is let through) [default: the page's own origin only]"""
+        try:
+            parse_origin(origin)
+        except OriginError as error:
+            raise usage.UsageError(f"--web-origin {error}") from None
+        self["web-origin"].append(origin)
 
     def opt_auth(self, description: str) -> None:
         try:
@@ -288,7 +146,10 @@ class ServerOptions(AuthOptionMixin, usage.Options):
 
     # usage.Options shows a docstring as written: one line, or its indentation shows too.
     opt_listen.__doc__ = " ".join((opt_listen.__doc__ or "").split())
+    opt_state.__doc__ = " ".join((opt_state.__doc__ or "").split())
     opt_metrics.__doc__ = " ".join((opt_metrics.__doc__ or "").split())
+    opt_web.__doc__ = " ".join((opt_web.__doc__ or "").split())
+    opt_web_origin.__doc__ = " ".join((opt_web_origin.__doc__ or "").split())
     opt_tls_client_ca.__doc__ = " ".join((opt_tls_client_ca.__doc__ or "").split())
 
     @property
@@ -326,17 +187,28 @@ class ServerOptions(AuthOptionMixin, usage.Options):
                 tls_client_ca=self["tls-client-ca"],
                 tls_identity=bool(self["tls-identity"]),
             )
-            self._checkTLS(self.config)
+            self._checkTLS(self.config, self["web"])
+            self._checkWeb()
+            if self["reuse-port"]:
+                check_reuse_port((*self.config.listen, *self["web"]))
             self.cluster = cluster_options.cluster_settings(self)
         except ConfigError as error:
             raise usage.UsageError(str(error)) from None
 
+    def _checkWeb(self) -> None:
+        """--web ssl: endpoints make their contexts now; --web-origin means nothing without --web."""
+        if self["web-origin"] and not self["web"]:
+            raise ConfigError("--web-origin needs a --web endpoint to apply to")
+        for description in self["web"]:
+            if is_ssl(description):
+                load_options(parse_ssl(description, self.config.tls_client_ca))
+
     @staticmethod
-    def _checkTLS(config: ServerConfig) -> None:
+    def _checkTLS(config: ServerConfig, web: list[str] | None = None) -> None:
         """Every ssl: listener's files make a context now, so a mistake is a usage error, not a traceback."""
         ssl_listeners = [description for description in config.listen if is_ssl(description)]
-        if config.tls_client_ca is not None and not ssl_listeners:
-            raise ConfigError("--tls-client-ca needs an ssl: --listen endpoint to apply to")
+        if config.tls_client_ca is not None and not ssl_listeners and not any(map(is_ssl, web or [])):
+            raise ConfigError("--tls-client-ca needs an ssl: --listen (or --web) endpoint to apply to")
         for description in ssl_listeners:
             load_options(parse_ssl(description, config.tls_client_ca))
 
@@ -369,7 +241,16 @@ def makeService(options: ServerOptions, reactor: Any = None) -> IService:
 
         return cluster_service(options, cluster, reactor)
     factory = ObservedChatFactory(config, reactor, options.checker, identity_refusal=identity_refusal)
-    service = ChatService(factory, config.listen, reactor)
+    if options["state"] is not None:
+        keep_state(factory.chat, options["state"], once_serving=reactor.callWhenRunning)
+    service = ChatService(
+        factory,
+        config.listen,
+        reactor,
+        tuple(options["web"]),
+        tuple(options["web-origin"]),
+        reuse_port=bool(options["reuse-port"]),
+    )
     if options["metrics"] is not None:
         return WithMetrics(service, factory, options["metrics"], reactor)
     return service

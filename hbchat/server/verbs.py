@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from hbchat import wire
 from hbchat.closereasons import CloseReason
 from hbchat.server import login
+from hbchat.server.lifecycle import Phase
 
 if TYPE_CHECKING:
     from hbchat.server.connection import ChatServerProtocol
@@ -31,7 +32,7 @@ LAST_SEQ_BOUND = 2**63 - 1
 
 
 def resume(connection: ChatServerProtocol, rest: bytes) -> None:
-    if connection.nick is not None:
+    if connection.core.phase is Phase.REGISTERED:
         connection.sendLine(wire.ERR_ALREADY_REGISTERED)
         return
     arguments = rest.split(b" ")
