@@ -77,6 +77,21 @@ class ClusterChatTests(ClusterTestCase):
         yield other.waitForLine("ERR 433 nick in use")
 
     @inlineCallbacks
+    def test_nick_in_grace_reserved_across_nodes(self) -> Any:
+        """A nick whose session is in grace (its connection dropped on one node) is ERR 433 on the other."""
+        _, (_, port_a), (_, port_b) = yield self.twoNodes()
+        ann, _, _ = yield self.join(port_a, "ann")
+        watcher, _, _ = yield self.join(port_b, "watcher")
+        yield ann.disconnect()
+        yield watcher.waitForLine(r"LEFT \d+ ann error")
+        other = yield self.connect(port_b, "other")
+        yield other.waitForLine("HELLO .*")
+        other.sendLine("NICK ann")
+        yield other.waitForLine("ERR 433 nick in use")
+        watcher.sendLine("WHO")
+        yield watcher.waitForLine("USERS watcher")
+
+    @inlineCallbacks
     def test_tell_reaches_another_node(self) -> Any:
         _, (_, port_a), (_, port_b) = yield self.twoNodes()
         ann, _, _ = yield self.join(port_a, "ann")
@@ -431,6 +446,8 @@ class PartitionTests(ClusterTestCase):
         ann.sendLine("SAY anyone?")
         yield ann.waitForLine("ERR 503 cluster unavailable: SAY not handled", start)
         yield bob.waitForLine(r"LEFT \d+ ann timeout")
+        bob.sendLine("WHO")
+        yield bob.waitForLine("USERS bob")
         bob.sendLine("SAY ann is gone")
         yield bob.waitForLine(r"MSG \d+ bob ann is gone")
         listening = reactor.listenTCP(proxy_port, cast(Any, proxy), interface="127.0.0.1")
