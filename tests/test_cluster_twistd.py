@@ -185,6 +185,25 @@ class NodeDeathTests(ClusterTwistdTestCase):
         yield again.waitForLine(r"RESUMED 2 complete")
 
     @inlineCallbacks
+    def test_single_node_restart_loses_nothing(self) -> Any:
+        """One node with --redis, stopped (SIGTERM) and started again: the client resumes on it, complete."""
+        redis = RedisServer(self)
+        yield redis.start()
+        process, node, port = yield self.node(redis, "a", "--drain", "0")
+        ann, token = yield self.join(port, "ann")
+        ann.sendLine("SAY before the restart")
+        yield ann.waitForLine(r"MSG \d+ ann before the restart")
+        last = self.lastSeq(ann)
+        node.signalProcess("TERM")
+        yield ann.waitForLine(r"BYE shutdown.*")
+        yield within(process.whenEnded(), DEADLINE, "node a exiting")
+        _, _, port = yield self.node(redis, "a")
+        again = yield self.client(port, "ann-again")
+        again.sendLine(f"RESUME {token} {last}")
+        yield again.waitForLine(r"RESUMED 1 complete")
+        self.assertTrue(again.lines[2].startswith(f"LEFT {last + 1} ann error"), again.transcript())
+
+    @inlineCallbacks
     def test_frozen_node_declared_dead_closes_and_rejoins(self) -> Any:
         """
         SIGSTOP of a node for twice --node-timeout: its user is announced gone; woken, it
