@@ -97,7 +97,12 @@ class RedisServer:
     """
 
     def __init__(
-        self, case: unittest.TestCase, persist: bool = False, tcp_port: int = 0, tls: tuple[str, str] | None = None
+        self,
+        case: unittest.TestCase,
+        persist: bool = False,
+        tcp_port: int = 0,
+        tls: tuple[str, str] | None = None,
+        password: str | None = None,
     ) -> None:
         self.executable = require_redis()
         # A UNIX socket's path has at most 107 bytes: trial's test directories are too deep.
@@ -110,6 +115,8 @@ class RedisServer:
         #: Also serve TLS on a loopback port: (certificate file, key file).
         self.tls = tls
         self.tlsPort = 0
+        #: AUTH required with this password (requirepass).
+        self.password = password
         self.process: _RedisProcess | None = None
         self._transport: Any = None
         case.addCleanup(self.stop)
@@ -144,6 +151,8 @@ class RedisServer:
             "--loglevel",
             "notice",
         ]
+        if self.password is not None:
+            argv += ["--requirepass", self.password]
         if self.tls is not None:
             if not self.tlsPort:
                 self.tlsPort = _free_port()

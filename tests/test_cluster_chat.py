@@ -15,6 +15,7 @@ from twisted.internet.task import deferLater
 from twisted.protocols.portforward import ProxyFactory
 from txredisapi import UnixConnection
 
+from hbchat.cluster import batch as batch_module
 from hbchat.cluster.chat import ClusterChat
 from tests.clusternodes import ClusterTestCase, until
 from tests.redisserver import RedisServer
@@ -74,6 +75,21 @@ class ClusterChatTests(ClusterTestCase):
         yield other.waitForLine("HELLO .*")
         other.sendLine("NICK ANN")
         yield other.waitForLine("ERR 433 nick in use")
+
+    @inlineCallbacks
+    def test_nick_in_grace_reserved_across_nodes(self) -> Any:
+        """A nick whose session is in grace (its connection dropped on one node) is ERR 433 on the other."""
+        _, (_, port_a), (_, port_b) = yield self.twoNodes()
+        ann, _, _ = yield self.join(port_a, "ann")
+        watcher, _, _ = yield self.join(port_b, "watcher")
+        yield ann.disconnect()
+        yield watcher.waitForLine(r"LEFT \d+ ann error")
+        other = yield self.connect(port_b, "other")
+        yield other.waitForLine("HELLO .*")
+        other.sendLine("NICK ann")
+        yield other.waitForLine("ERR 433 nick in use")
+        watcher.sendLine("WHO")
+        yield watcher.waitForLine("USERS watcher")
 
     @inlineCallbacks
     def test_tell_reaches_another_node(self) -> Any:
@@ -246,6 +262,45 @@ class ClusterChatTests(ClusterTestCase):
         self.assertEqual(int(after.group(1)), int(before.group(1)) + 1)
 
     @inlineCallbacks
+    def test_burst_beyond_the_history_all_delivered(self) -> Any:
+        """A burst of more events than --history in one turn: every node still delivers every one."""
+        _, (_, port_a), (_, port_b) = yield self.twoNodes(history=100, rate=0)
+        ann, _, _ = yield self.join(port_a, "ann")
+        bob, _, _ = yield self.join(port_b, "bob")
+        yield ann.waitForLine(r"JOIN \d+ bob")
+        ann.sendLines([f"SAY {n}" for n in range(1000)])
+        on_b = yield bob.waitForLines(r"MSG \d+ ann (\d+)", 1000)
+        self.assertEqual([int(match.group(1)) for match in on_b], list(range(1000)))
+        yield ann.waitForLines(r"MSG \d+ ann \d+", 1000)
+
+    @inlineCallbacks
+    def test_redis_behind_refuses_with_429(self) -> Any:
+        """More lines than may be out to Redis at once: the rest are ERR 429 (sent again by a client), none lost."""
+        self.patch(batch_module, "MAX_IN_FLIGHT", 10)
+        _, (_, port_a), _ = yield self.twoNodes(rate=0)
+        ann, _, _ = yield self.join(port_a, "ann")
+        ann.sendLines([f"SAY {n}" for n in range(50)])
+        refused = yield ann.waitForLines("ERR 429 too many requests: SAY not handled", 40)
+        said = yield ann.waitForLines(r"MSG \d+ ann (\d+)", 10)
+        self.assertEqual((len(refused), [int(match.group(1)) for match in said]), (40, list(range(10))))
+
+    @inlineCallbacks
+    def test_events_gone_before_read_close_the_connections(self) -> Any:
+        """A jump in the log (events gone before this node read them): its users are closed and resume partial."""
+        redis, (_, port_a), _ = yield self.twoNodes()
+        ann, token, seq = yield self.join(port_a, "ann")
+        connection = yield within(UnixConnection(redis.socket, reconnect=False), DEADLINE, "connecting")
+        self.addCleanup(connection.disconnect)
+        jump = seq + 10
+        yield connection.execute_command("HSET", "{test}:meta", "seq", str(jump))
+        yield connection.execute_command("XADD", "{test}:log", f"{jump}-0", "k", "M", "n", "ghost", "t", "boo")
+        yield ann.waitForLine(r"BYE shutdown.*")
+        again = yield self.connect(port_a, "again")
+        yield again.waitForLine("HELLO .*")
+        again.sendLine(f"RESUME {token} {seq + 1}")
+        yield again.waitForLine(r"RESUMED \d+ partial")
+
+    @inlineCallbacks
     def test_quit_frees_the_nick_everywhere(self) -> Any:
         _, (_, port_a), (_, port_b) = yield self.twoNodes()
         ann, _, _ = yield self.join(port_a, "ann")
@@ -391,6 +446,8 @@ class PartitionTests(ClusterTestCase):
         ann.sendLine("SAY anyone?")
         yield ann.waitForLine("ERR 503 cluster unavailable: SAY not handled", start)
         yield bob.waitForLine(r"LEFT \d+ ann timeout")
+        bob.sendLine("WHO")
+        yield bob.waitForLine("USERS bob")
         bob.sendLine("SAY ann is gone")
         yield bob.waitForLine(r"MSG \d+ bob ann is gone")
         listening = reactor.listenTCP(proxy_port, cast(Any, proxy), interface="127.0.0.1")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 from twisted.python import usage
 from twisted.trial import unittest
@@ -59,3 +61,12 @@ class ClusterOptionsTests(unittest.TestCase):
 
     def test_bad_node_name(self) -> None:
         self.assertRaises(usage.UsageError, parse, "--redis", "unix:///r.sock", "--node-name", "a b")
+
+    def test_loading_the_plugin_installs_no_reactor(self) -> None:
+        """twistd installs its reactor after loading plugins: the tap imports no txredisapi (which installs one)."""
+        code = (
+            "import sys, hbchat.server.tap, twisted.plugins.hbchat_plugin; "
+            "print('txredisapi' in sys.modules, 'twisted.internet.reactor' in sys.modules)"
+        )
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+        self.assertEqual(result.stdout.split(), ["False", "False"])

@@ -185,6 +185,25 @@ class NodeDeathTests(ClusterTwistdTestCase):
         yield again.waitForLine(r"RESUMED 2 complete")
 
     @inlineCallbacks
+    def test_single_node_restart_loses_nothing(self) -> Any:
+        """One node with --redis, stopped (SIGTERM) and started again: the client resumes on it, complete."""
+        redis = RedisServer(self)
+        yield redis.start()
+        process, node, port = yield self.node(redis, "a", "--drain", "0")
+        ann, token = yield self.join(port, "ann")
+        ann.sendLine("SAY before the restart")
+        yield ann.waitForLine(r"MSG \d+ ann before the restart")
+        last = self.lastSeq(ann)
+        node.signalProcess("TERM")
+        yield ann.waitForLine(r"BYE shutdown.*")
+        yield within(process.whenEnded(), DEADLINE, "node a exiting")
+        _, _, port = yield self.node(redis, "a")
+        again = yield self.client(port, "ann-again")
+        again.sendLine(f"RESUME {token} {last}")
+        yield again.waitForLine(r"RESUMED 1 complete")
+        self.assertTrue(again.lines[2].startswith(f"LEFT {last + 1} ann error"), again.transcript())
+
+    @inlineCallbacks
     def test_frozen_node_declared_dead_closes_and_rejoins(self) -> Any:
         """
         SIGSTOP of a node for twice --node-timeout: its user is announced gone; woken, it
@@ -287,6 +306,37 @@ class RedisOutageTests(ClusterTwistdTestCase):
         again.sendLine("SAY after")
         after = yield again.waitForLine(r"MSG (\d+) ann after")
         self.assertGreater(int(after.group(1)), int(before.group(1)))
+
+
+class PasswordTests(ClusterTwistdTestCase):
+    @inlineCallbacks
+    def test_password_from_the_environment(self) -> Any:
+        """A Redis that requires a password: it comes from HBCHAT_REDIS_PASSWORD, not the command line."""
+        redis = RedisServer(self, password="s3cret")
+        yield redis.start()
+        os.environ["HBCHAT_REDIS_PASSWORD"] = "s3cret"
+        self.addCleanup(os.environ.pop, "HBCHAT_REDIS_PASSWORD", None)
+        process, _, port = yield self.node(redis, "a")
+        ann, _ = yield self.join(port, "ann")
+        ann.sendLine("SAY authenticated")
+        yield ann.waitForLine(r"MSG \d+ ann authenticated")
+        self.assertNotIn(b"s3cret", process.out)
+
+    @inlineCallbacks
+    def test_wrong_password_refused_at_start(self) -> Any:
+        """A wrong password: one line on stderr naming Redis's refusal (not the password), exit status 1."""
+        redis = RedisServer(self, password="s3cret")
+        yield redis.start()
+        listen = f"tcp:{freePort()}:interface=127.0.0.1"
+        url = f"unix://:badpw123@{redis.socket}"
+        result = yield deferLater(
+            reactor, 0, self.runTwistd, "-n", "--pidfile=", "hbchat", "--listen", listen, "--redis", url
+        )
+        self.assertEqual(result.returncode, 1, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertIn("Redis refused AUTH", lines[0])
+        self.assertNotIn("badpw123", lines[0])
 
 
 class StartTests(ClusterTwistdTestCase):

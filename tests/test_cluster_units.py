@@ -10,7 +10,8 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 import hbchat
-from hbchat.cluster.batch import Batch, ClusterUnavailableError
+from hbchat.cluster import batch as batch_module
+from hbchat.cluster.batch import MAX_OPS_PER_CALL, Batch, ClusterUnavailableError
 from hbchat.cluster.membership import LifeCore, Phase, Reaction, node_life
 from tests.test_house import cycles, imported, module_graph
 
@@ -90,6 +91,30 @@ class BatchTests(unittest.SynchronousTestCase):
         self.assertEqual(self.sent, [])
         self.clock.advance(0)
         self.assertEqual([ops for ops, _ in self.sent], [[b"M", b"t", b"a", b"one", b"M", b"t", b"a", b"two"]])
+
+    def test_a_big_turn_goes_out_in_several_calls(self) -> None:
+        """More than MAX_OPS_PER_CALL operations: several calls (Redis never blocked long), answers in order."""
+        answers = [self.batch.submit([b"M", n]) for n in range(2 * MAX_OPS_PER_CALL + 1)]
+        self.clock.advance(0)
+        self.assertEqual([len(ops) // 2 for ops, _ in self.sent], [MAX_OPS_PER_CALL, MAX_OPS_PER_CALL, 1])
+        start = 0
+        for ops, answer in self.sent:
+            count = len(ops) // 2
+            answer.callback([b"ok", b"epoch", *range(start, start + count)])
+            start += count
+        self.assertEqual([self.successResultOf(answer) for answer in answers], list(range(2 * MAX_OPS_PER_CALL + 1)))
+
+    def test_full_while_too_much_is_out(self) -> None:
+        """Operations sent and unanswered plus those collected reach MAX_IN_FLIGHT: full, until answers come."""
+        self.patch(batch_module, "MAX_IN_FLIGHT", 3)
+        self.batch.submit([b"M"])
+        self.batch.submit([b"M"])
+        self.clock.advance(0)
+        self.assertFalse(self.batch.full)
+        self.batch.submit([b"M"])
+        self.assertTrue(self.batch.full)
+        self.sent[0][1].callback([b"ok", b"epoch", 1, 2])
+        self.assertFalse(self.batch.full)
 
     def test_each_operation_gets_its_answer(self) -> None:
         first = self.batch.submit([b"M"])

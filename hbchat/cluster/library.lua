@@ -38,11 +38,15 @@ local function ensure(meta, candidate, floor)
   return v[2], seq
 end
 
+-- Events the log keeps beyond --history, so that a node that falls behind in a burst
+-- (a batch can carry thousands) still reads every event; RESUME replays only --history.
+local RETAIN = 100000
+
 local function append(P, meta, history, kind, nick, text)
   local seq = redis.call('HINCRBY', meta, 'seq', 1)
-  local minid = seq - history + 1
+  local minid = seq - history - RETAIN + 1
   if minid < 0 then minid = 0 end
-  redis.call('XADD', P .. 'log', 'MINID', '=', tostring(minid), seq .. '-0', 'k', kind, 'n', nick, 't', text)
+  redis.call('XADD', P .. 'log', 'MINID', '~', tostring(minid), seq .. '-0', 'k', kind, 'n', nick, 't', text)
   return seq
 end
 
@@ -223,7 +227,8 @@ local function hb_batch(keys, args)
         redis.call('PERSIST', s)
         redis.call('PERSIST', P .. 'n:' .. f[4])
         redis.call('SADD', P .. 'node:' .. inc, tok)
-        local entries = redis.call('XRANGE', P .. 'log', tostring(last + 1), tostring(now_seq))
+        local from = math.max(last + 1, now_seq - history + 1)
+        local entries = redis.call('XRANGE', P .. 'log', tostring(from), tostring(now_seq))
         if f[2] == '' then
           redis.call('ZREM', P .. 'grace', tok)
           redis.call('HSET', P .. 'present', f[4], f[1])

@@ -22,6 +22,7 @@ class Observed(Protocol):
 
     node: ClusterNode
     seq: int
+    gaps: int
 
 
 def _histogram(name: str, documentation: str, histogram: Histogram) -> HistogramMetricFamily:
@@ -69,6 +70,11 @@ class ClusterCollector(Collector):
             ("hbchat_cluster_batch_operations", "Operations in those batches.", node.batch.operations),
             ("hbchat_cluster_reconnects", "Attempts to reach Redis again after it was lost.", node.reconnects),
             ("hbchat_cluster_rejoins", "Times this node found itself declared dead and joined afresh.", node.rejoins),
+            (
+                "hbchat_cluster_gaps",
+                "Times events were gone from the log before this node read them (its connections were closed).",
+                chat.gaps,
+            ),
             (
                 "hbchat_cluster_data_losses",
                 "Times this node found Redis had lost the cluster's data (a new epoch).",
