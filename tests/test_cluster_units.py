@@ -51,19 +51,19 @@ class MembershipTests(unittest.SynchronousTestCase):
 
     def test_declared_dead_when_up_rejoins(self) -> None:
         self.life.joined()
-        self.assertIs(self.life.declaredDead(), Reaction.REJOIN)
+        self.assertIs(self.life.declared_dead(), Reaction.REJOIN)
         self.assertIs(self.core.phase, Phase.JOINING)
 
     def test_declared_dead_after_being_cut_off_rejoins(self) -> None:
         self.life.joined()
         self.life.lost()
-        self.assertIs(self.life.declaredDead(), Reaction.REJOIN)
+        self.assertIs(self.life.declared_dead(), Reaction.REJOIN)
         self.assertIs(self.core.phase, Phase.JOINING)
 
     def test_stopped_ignores_everything(self) -> None:
         self.life.joined()
         self.life.stop()
-        for event in (self.life.joined, self.life.lost, self.life.declaredDead, self.life.stop):
+        for event in (self.life.joined, self.life.lost, self.life.declared_dead, self.life.stop):
             self.assertIs(event(), Reaction.NOTHING)
         self.assertIs(self.core.phase, Phase.STOPPED)
 
@@ -154,7 +154,7 @@ class BatchTests(unittest.SynchronousTestCase):
 
     def test_fail_all_before_sending(self) -> None:
         answer = self.batch.submit([b"M"])
-        self.batch.failAll()
+        self.batch.fail_all()
         self.failureResultOf(answer, ClusterUnavailableError)
         self.clock.advance(0)
         self.assertEqual(self.sent, [])

@@ -76,9 +76,9 @@ class Batch:
         ops, waiters = self._ops, self._waiters
         self._ops, self._waiters = [], []
         for start in range(0, len(waiters), MAX_OPS_PER_CALL):
-            self._sendCall(ops[start : start + MAX_OPS_PER_CALL], waiters[start : start + MAX_OPS_PER_CALL])
+            self._send_call(ops[start : start + MAX_OPS_PER_CALL], waiters[start : start + MAX_OPS_PER_CALL])
 
-    def _sendCall(self, ops: list[Sequence[bytes | int]], waiters: list[Deferred[Any]]) -> None:
+    def _send_call(self, ops: list[Sequence[bytes | int]], waiters: list[Deferred[Any]]) -> None:
         sent_at = self.clock.seconds()
         sending = self._send([argument for op in ops for argument in op])
         if sending is None:
@@ -89,7 +89,7 @@ class Batch:
         self.inFlight += len(waiters)
         sending.addCallbacks(self._answered, self._failed, callbackArgs=(waiters, sent_at), errbackArgs=(waiters,))
 
-    def failAll(self) -> None:
+    def fail_all(self) -> None:
         """Nothing collected will be sent (Redis is gone): every operation fails."""
         if self._call is not None and self._call.active():
             self._call.cancel()

@@ -7,9 +7,9 @@ state         input                                        next state
 joining       joined (hb_join answered: a fresh lease)     up
 joining       lost (Redis unreachable; try again)          joining
 up            lost (a link to Redis ended or hung)         cut_off
-up            declaredDead (our lease was taken)           joining
+up            declared_dead (our lease was taken)           joining
 cut_off       joined (back, and hb_tick kept our lease)    up
-cut_off       declaredDead (back, but our lease was taken) joining
+cut_off       declared_dead (back, but our lease was taken) joining
 cut_off       lost (still unreachable)                     cut_off
 (any)         stop                                         stopped
 ============  ===========================================  ============
@@ -59,7 +59,7 @@ class NodeLife(Protocol):
     def lost(self) -> Reaction:
         """A link to Redis failed, ended or stopped answering."""
 
-    def declaredDead(self) -> Reaction:
+    def declared_dead(self) -> Reaction:
         """Redis says our lease is gone: the others announced our users' LEFT timeout."""
 
     def stop(self) -> Reaction:
@@ -80,16 +80,16 @@ stopped = _builder.state(Phase.STOPPED.value)
 
 edge(joining, NodeLife.joined, up, Phase.UP, Reaction.SERVE)
 joining.upon(NodeLife.lost).loop().returns(Reaction.RECONNECT)
-joining.upon(NodeLife.declaredDead).loop().returns(Reaction.NOTHING)
+joining.upon(NodeLife.declared_dead).loop().returns(Reaction.NOTHING)
 edge(up, NodeLife.lost, cut_off, Phase.CUT_OFF, Reaction.RECONNECT)
-edge(up, NodeLife.declaredDead, joining, Phase.JOINING, Reaction.REJOIN)
+edge(up, NodeLife.declared_dead, joining, Phase.JOINING, Reaction.REJOIN)
 up.upon(NodeLife.joined).loop().returns(Reaction.NOTHING)
 edge(cut_off, NodeLife.joined, up, Phase.UP, Reaction.SERVE)
-edge(cut_off, NodeLife.declaredDead, joining, Phase.JOINING, Reaction.REJOIN)
+edge(cut_off, NodeLife.declared_dead, joining, Phase.JOINING, Reaction.REJOIN)
 cut_off.upon(NodeLife.lost).loop().returns(Reaction.RECONNECT)
 for _state in (joining, up, cut_off):
     edge(_state, NodeLife.stop, stopped, Phase.STOPPED, Reaction.NOTHING)
-for _input in (NodeLife.joined, NodeLife.lost, NodeLife.declaredDead, NodeLife.stop):
+for _input in (NodeLife.joined, NodeLife.lost, NodeLife.declared_dead, NodeLife.stop):
     stopped.upon(_input).loop().returns(Reaction.NOTHING)
 
 _build: Callable[[LifeCore], NodeLife] = _builder.build()

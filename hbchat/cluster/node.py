@@ -214,7 +214,7 @@ class ClusterNode:
                 link.abort()
         self._cmd = self._reader = self._lease = None
         self._stopTicking()
-        self.batch.failAll()
+        self.batch.fail_all()
         was_up = self.up
         if self.life.lost() is Reaction.RECONNECT:
             if was_up:
@@ -325,8 +325,8 @@ class ClusterNode:
 
     def _declaredDead(self) -> None:
         self._stopTicking()
-        self.batch.failAll()
-        if self.life.declaredDead() is not Reaction.REJOIN:
+        self.batch.fail_all()
+        if self.life.declared_dead() is not Reaction.REJOIN:
             return
         self.rejoins += 1
         self.log.warn(
