@@ -58,8 +58,9 @@ class StateRestartTests(ServerProcessTestCase):
 
         second = yield self.startServerProcess(port)
         self.assertIn("chat restored from", second.output())
-        self.assertFalse(os.path.exists(self.statePath), "the state file is used once")
         yield self.waitOwn(alice, "said while down")
+        # Removed once the server serves (its reactor running: it has answered alice by now).
+        self.assertFalse(os.path.exists(self.statePath), "the state file is used once")
         yield self.waitFor(lambda: "said while down" in bob.texts("alice"), "bob hearing alice again", bob)
         bobClient.say("welcome back")
         yield self.waitFor(lambda: "welcome back" in alice.texts("bob"), "alice hearing bob", alice)
