@@ -257,6 +257,11 @@ class ChatSocketFactory(WebSocketServerFactory):
         )
         # The settings every connection reads, as class attributes of this factory's own
         # subclass: connections drop their copies once open (ChatSocket._compact).
-        shared = {name: getattr(self, name) for name in ChatSocket.CONFIG_ATTRS if hasattr(self, name)}
+        # (Callables stay on each connection: as class attributes they would become methods.)
+        shared = {
+            name: value
+            for name in ChatSocket.CONFIG_ATTRS
+            if hasattr(self, name) and not callable(value := getattr(self, name))
+        }
         shared.update(dict.fromkeys(_HANDSHAKE_LEFTOVERS))
         self.protocol = cast("type[ChatSocket]", type("ChatSocket", (ChatSocket,), shared))
