@@ -236,3 +236,13 @@ class SilentServerTests(BrowserTestCase):
         finally:
             process.send_signal(signal.SIGCONT)
         alice.waitFor(lambda: "resumed: 0 missed messages" in alice.status(), "resumed once the server woke")
+
+
+class SlowLoginTests(BrowserTestCase):
+    serverArguments = ("--register-timeout", "1")
+
+    def test_a_person_slower_than_register_timeout_still_joins(self) -> None:
+        alice = self.page("alice")
+        alice.waitFor(lambda: alice.js("return window.hbchat.link.state === 'idle'"), "the server's ERR 408, quietly")
+        self.assertNotIn("reconnecting", alice.status())
+        alice.login("alice")

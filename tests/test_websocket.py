@@ -67,6 +67,17 @@ class ChatAcrossTests(WebSocketTestCase):
         yield tcp.waitForLine(r"LEFT \d+ webby quit", start)
 
 
+class BrowserLikeTests(WebSocketTestCase):
+    @inlineCallbacks
+    def test_a_client_offering_compression_is_served_without_it(self) -> Any:
+        _service, _tcpPort, webPort = self.startWeb()
+        client, socket = yield self.connectWeb(webPort, "deflate", compression=True)
+        yield self.register(client, "deflate")
+        self.assertIsNone(socket.websocket_extensions_in_use or None)
+        client.sendLine("SAY plain")
+        yield client.waitForLine(r"MSG \d+ deflate plain")
+
+
 class HeartbeatTests(WebSocketTestCase):
     @inlineCallbacks
     def test_silent_websocket_client_is_cut_at_timeout(self) -> Any:

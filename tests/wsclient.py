@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from autobahn.websocket.compress import PerMessageDeflateOffer
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -91,6 +92,7 @@ def connectWS(
     origin: str | None = None,
     protocols: tuple[str, ...] = ("hbchat.v1",),
     tls: Any = None,
+    compression: bool = False,
     **kwargs: Any,
 ) -> Any:
     """
@@ -99,6 +101,8 @@ def connectWS(
     """
     url = f"wss://localhost:{port}/ws" if tls is not None else f"ws://127.0.0.1:{port}/ws"
     factory = wsFactory(url, origin, protocols)
+    if compression:  # as browsers do: offer permessage-deflate
+        factory.setProtocolOptions(perMessageCompressionOffers=[PerMessageDeflateOffer()])
     endpoint: Any = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=DEADLINE)
     if tls is not None:
         endpoint = wrapClientTLS(tls, endpoint)

@@ -34,6 +34,7 @@ export class ChatLink {
     this.missed = 0; // new MSGs seen during a replay
     this.retryAt = null;
     this.stopped = false;
+    this.awaitingLogin = false; // the server closed while the person chose a nick (ERR 408)
     this.outbox = new PacedOutbox(session, clock);
   }
 
@@ -142,6 +143,11 @@ export class ChatLink {
     this.clearTimer("hello");
     this.clearTimer("quit");
     this.outbox.stop();
+    if (this.awaitingLogin) {
+      this.awaitingLogin = false;
+      this.setState("idle");
+      return;
+    }
     if (this.stopped || this.state === "quitting" || this.state === "gave_up") {
       this.setState("gave_up");
       this.observer.gaveUp(why);
@@ -295,6 +301,11 @@ export class ChatLink {
       } else {
         this.observer.needLogin(this.hello.auth, "");
       }
+      return;
+    }
+    if (code === 408 && this.state === "greeted") {
+      // The person is still choosing a nick: no reconnecting meanwhile; Join connects again.
+      this.awaitingLogin = true;
       return;
     }
     if (this.state === "registering" && (code === 401 || code === 432 || code === 433 || code === 400)) {
