@@ -269,6 +269,15 @@ class Page:
         field.send_keys(nick + Keys.ENTER)
         self.waitFor(lambda: self.status().startswith("connected"), "connected")
 
+    def fill(self, field: str, text: str, submit: bool = False) -> None:
+        """Type ``text`` into the field with this id (replacing what it holds); Enter if ``submit``."""
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.common.keys import Keys
+
+        element = self.driver.find_element(By.ID, field)
+        element.clear()
+        element.send_keys(text + (Keys.ENTER if submit else ""))
+
     def say(self, text: str) -> None:
         from selenium.webdriver.common.by import By
         from selenium.webdriver.common.keys import Keys
@@ -285,6 +294,9 @@ class Page:
 
     def texts(self) -> list[str]:
         return [text for _, _, text in self.messages()]
+
+    def askedForPassword(self) -> bool:
+        return bool(self.js("return !document.getElementById('password-row').hidden"))
 
     def connected(self) -> bool:
         return self.status().startswith("connected")

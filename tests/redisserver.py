@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import tempfile
 from typing import Any
 
@@ -83,19 +84,39 @@ class _RedisProcess(ProcessProtocol):
         return d
 
 
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 class RedisServer:
     """
     One ``redis-server`` of a test: ``start()`` it (again after ``stop()``: same directory,
     socket and, with ``persist``, the same append-only file).
     """
 
-    def __init__(self, case: unittest.TestCase, persist: bool = False) -> None:
+    def __init__(
+        self,
+        case: unittest.TestCase,
+        persist: bool = False,
+        tcp_port: int = 0,
+        tls: tuple[str, str] | None = None,
+        password: str | None = None,
+    ) -> None:
         self.executable = require_redis()
         # A UNIX socket's path has at most 107 bytes: trial's test directories are too deep.
         self.directory = tempfile.mkdtemp(prefix="hbchat-redis-")
         case.addCleanup(shutil.rmtree, self.directory, True)
         self.socket = os.path.join(self.directory, "redis.sock")
         self.persist = persist
+        #: Also listen on this loopback TCP port (0: the UNIX socket only).
+        self.tcpPort = tcp_port
+        #: Also serve TLS on a loopback port: (certificate file, key file).
+        self.tls = tls
+        self.tlsPort = 0
+        #: AUTH required with this password (requirepass).
+        self.password = password
         self.process: _RedisProcess | None = None
         self._transport: Any = None
         case.addCleanup(self.stop)
@@ -115,7 +136,9 @@ class RedisServer:
         argv = [
             self.executable,
             "--port",
-            "0",
+            str(self.tcpPort),
+            "--bind",
+            "127.0.0.1",
             "--unixsocket",
             self.socket,
             "--unixsocketperm",
@@ -128,9 +151,29 @@ class RedisServer:
             "--loglevel",
             "notice",
         ]
+        if self.password is not None:
+            argv += ["--requirepass", self.password]
+        if self.tls is not None:
+            if not self.tlsPort:
+                self.tlsPort = _free_port()
+            argv += [
+                "--tls-port",
+                str(self.tlsPort),
+                "--tls-cert-file",
+                self.tls[0],
+                "--tls-key-file",
+                self.tls[1],
+                "--tls-auth-clients",
+                "no",
+            ]
         self.process = _RedisProcess()
         self._transport = reactor.spawnProcess(self.process, self.executable, argv, env={}, path=self.directory)
         yield within(self.process.whenReady(), DEADLINE, "redis-server starting")
+
+    def signal(self, number: int) -> None:
+        """Send it a signal (SIGSTOP, SIGCONT) by its PID."""
+        if self._transport is not None and self.process is not None and self.process.reason is None:
+            self._transport.signalProcess(number)
 
     @inlineCallbacks
     def stop(self, signal: str = "TERM") -> Any:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 from collections import Counter
+from typing import Any
 
 from twisted.trial import unittest
 
@@ -20,7 +22,7 @@ MISSING = missing_tools()
 
 
 class BrowserTestCase(unittest.TestCase):
-    #: More arguments for the server (after the common ones).
+    #: More options for the server (--drain 0 and --retry-hint 2 come first).
     serverArguments: tuple[str, ...] = ()
 
     def setUp(self) -> None:
@@ -100,6 +102,57 @@ class PageTests(BrowserTestCase):
         self.assertOnce(alice, ["after the reload"])
 
 
+class SharedRulesTests(BrowserTestCase):
+    """The page's session and backoff modules, run in the page itself (docs/protocol.md, section 14)."""
+
+    def run_module(self, script: str) -> Any:
+        page = self.page("rules")
+        page.waitFor(lambda: page.js("return window.hbchat !== undefined"), "the page's modules loaded")
+        return page.driver.execute_async_script("const done = arguments[arguments.length - 1];\n" + script)
+
+    def test_session_resends_only_what_never_came_back(self) -> None:
+        results = self.run_module(
+            """
+            import("/session.js").then(({ Session }) => {
+              const store = new Map();
+              const storage = { getItem: (k) => store.get(k) ?? null, setItem: (k, v) => store.set(k, v) };
+              const session = new Session(storage);
+              session.registered("alice", "token", 10);
+              for (const line of ["SAY a", "SAY b", "SAY c"]) session.sending(line);
+              session.queue("SAY typed while away");
+              const echoedB = session.echoed("alice", "b");
+              const unechoed = [...session.unechoed];
+              const fresh = [session.isNew(11), session.isNew(11), session.isNew(5)];
+              const resend = session.toResend();
+              const reloaded = new Session(storage);
+              done({ echoedB, unechoed, fresh, resend, reloaded: [reloaded.nick, reloaded.token, reloaded.lastSeq] });
+            });
+            """
+        )
+        self.assertEqual(
+            results,
+            {
+                "echoedB": True,
+                "unechoed": ["c"],
+                "fresh": [True, False, False],
+                "resend": ["SAY c", "SAY typed while away"],
+                "reloaded": ["alice", "token", 11],
+            },
+        )
+
+    def test_backoff_is_full_jitter_capped_at_30_and_hints_are_honoured(self) -> None:
+        results = self.run_module(
+            """
+            import("/backoff.js").then(({ fullJitter, hinted }) => {
+              const top = [0, 1, 2, 3, 4, 5, 6, 10].map((attempt) => fullJitter(attempt, () => 1));
+              const bottom = fullJitter(7, () => 0);
+              done({ top, bottom, retry: hinted(2, null, () => 0.5), at: hinted(2, 0.75) });
+            });
+            """
+        )
+        self.assertEqual(results, {"top": [1, 2, 4, 8, 16, 30, 30, 30], "bottom": 0, "retry": 1, "at": 0.75})
+
+
 class RestartTests(BrowserTestCase):
     def test_pages_reconnect_by_themselves_after_a_graceful_restart(self) -> None:
         alice, bob = self.page("alice"), self.page("bob")
@@ -138,6 +191,64 @@ class RestartTests(BrowserTestCase):
         alice.waitForText("a line after it")
         self.assertOnce(bob, ["typed while down", "a line after it"])
         self.assertOnce(alice, ["typed while down", "a line after it"])
+
+
+class AuthPageTests(BrowserTestCase):
+    serverArguments: tuple[str, ...] = ()
+
+    def setUp(self) -> None:
+        self.passwords = os.path.abspath(self.mktemp())
+        with open(self.passwords, "w") as handle:
+            handle.write("alice:wonderland\nbob:builder\n")
+        self.serverArguments = ("--auth", f"file:{self.passwords}")
+        super().setUp()
+
+    def test_password_asked_then_tell_and_who(self) -> None:
+        alice, bob = self.page("alice"), self.page("bob")
+        for page, nick, password in ((alice, "alice", "wrong"), (bob, "bob", "builder")):
+            page.waitFor(page.askedForPassword, "the password asked for")
+            page.fill("password", password)
+            page.fill("nick", nick, submit=True)
+        alice.waitFor(lambda: "invalid nick or password" in alice.js("return document.body.textContent"), "ERR 401")
+        alice.fill("password", "wonderland", submit=True)
+        alice.waitFor(alice.connected, "connected with the right password")
+        bob.waitFor(bob.connected, "connected")
+        alice.say("/tell bob only for you")
+        bob.waitFor(
+            lambda: "only for you" in bob.js("return document.querySelector('#log .priv')?.textContent || ''"), "PRIV"
+        )
+        bob.say("/who")
+        bob.waitFor(lambda: bob.users() == ["alice", "bob"], "WHO's answer in the user list")
+        alice.say("/quit")
+        bob.waitFor(lambda: "alice left (quit)" in bob.js("return document.body.textContent"), "alice's LEFT")
+        alice.waitFor(lambda: alice.status() == "disconnected", "alice's page says so")
+
+
+class SilentServerTests(BrowserTestCase):
+    serverArguments = ("--ping", "1", "--timeout", "3")
+
+    def test_a_silent_server_is_noticed_and_the_page_resumes_when_it_wakes(self) -> None:
+        alice = self.page("alice")
+        alice.login("alice")
+        process = self.server.process
+        assert process is not None
+        process.send_signal(signal.SIGSTOP)
+        try:
+            alice.waitFor(lambda: "server silent for" in alice.status(), "silence shown")
+            alice.waitFor(lambda: "reconnecting in" in alice.status(), "given up on the silent server")
+        finally:
+            process.send_signal(signal.SIGCONT)
+        alice.waitFor(lambda: "resumed: 0 missed messages" in alice.status(), "resumed once the server woke")
+
+
+class SlowLoginTests(BrowserTestCase):
+    serverArguments = ("--register-timeout", "1")
+
+    def test_a_person_slower_than_register_timeout_still_joins(self) -> None:
+        alice = self.page("alice")
+        alice.waitFor(lambda: alice.js("return window.hbchat.link.state === 'idle'"), "the server's ERR 408, quietly")
+        self.assertNotIn("reconnecting", alice.status())
+        alice.login("alice")
 
 
 def resumed(page: Page) -> bool:

@@ -18,7 +18,7 @@ from txredisapi import UnixConnection
 
 from tests.clusternodes import until
 from tests.redisserver import RedisServer, require_redis
-from tests.test_integration import DEADLINE, LineClient, within
+from tests.test_integration import DEADLINE, LineClient, log, within
 from tests.test_twistd import TwistdProcess, TwistdTestCase, freePort
 
 NODE_TIMEOUT = 2.0
@@ -91,6 +91,35 @@ class NodeDeathTests(ClusterTwistdTestCase):
         yield bob.waitForLine(r"MSG \d+ ann hi bob")
 
     @inlineCallbacks
+    def test_same_order_on_three_processes_while_all_send(self) -> Any:
+        """Three node processes, two clients on each sending at once: one sequence for all, no gap, no duplicate."""
+        redis = RedisServer(self)
+        yield redis.start()
+        ports = []
+        for name in ("a", "b", "c"):
+            _, _, port = yield self.node(redis, name)
+            ports.append(port)
+        clients = []
+        for index in range(6):
+            client, _ = yield self.join(ports[index % 3], f"u{index}")
+            clients.append(client)
+        for client in clients:
+            yield client.waitForLine(r"JOIN \d+ u5")
+        count = 100
+        for client in clients:
+            client.sendLines([f"SAY {client.name} {n}" for n in range(count)])
+        for client in clients:
+            yield client.waitForLines(r"MSG \d+ u\d \S+ \d+", count * 6)
+        streams = []
+        for client in clients:
+            events = self.events(client, r"(MSG|JOIN|LEFT) \d+ .*")
+            seqs = [int(line.split()[1]) for line in events]
+            self.assertEqual(seqs, list(range(seqs[0], seqs[0] + len(seqs))), f"{client.name}: a gap or a duplicate")
+            streams.append([line for line in events if line.startswith("MSG ")])
+        for stream in streams[1:]:
+            self.assertEqual(stream, streams[0])
+
+    @inlineCallbacks
     def test_killed_node_announced_once_and_resumed_elsewhere(self) -> Any:
         """
         kill -9 of a node: within --node-timeout + 1 s the others announce LEFT timeout for its
@@ -113,6 +142,11 @@ class NodeDeathTests(ClusterTwistdTestCase):
         elapsed = reactor.seconds() - killed_at
         on_c = yield carl.waitForLine(r"LEFT (\d+) ann timeout")
         self.assertEqual(on_b.group(1), on_c.group(1))
+        log.info(
+            "cluster: LEFT timeout {elapsed:.2f}s after kill -9 (--node-timeout {timeout})",
+            elapsed=elapsed,
+            timeout=NODE_TIMEOUT,
+        )
         # Bound: --node-timeout + 1 s (the survivors' tick), plus 0.5 s for scheduling on a busy machine.
         self.assertLessEqual(elapsed, NODE_TIMEOUT + 1 + 0.5, f"LEFT timeout after {elapsed:.2f}s")
         bob.sendLine("SAY while ann was away")
@@ -128,6 +162,46 @@ class NodeDeathTests(ClusterTwistdTestCase):
         yield carl.waitForLine(r"JOIN \d+ ann")
         self.assertEqual(len(self.events(bob, r"LEFT \d+ ann timeout")), 1)
         self.assertEqual(len(self.events(carl, r"LEFT \d+ ann timeout")), 1)
+
+    @inlineCallbacks
+    def test_sigterm_node_resumed_on_another_complete(self) -> Any:
+        """A node stopped with SIGTERM: BYE shutdown retry=S, LEFT error for the others, RESUMED complete elsewhere."""
+        redis = RedisServer(self)
+        yield redis.start()
+        process_a, node_a, port_a = yield self.node(redis, "a", "--drain", "0")
+        _, _, port_b = yield self.node(redis, "b")
+        ann, token = yield self.join(port_a, "ann")
+        bob, _ = yield self.join(port_b, "bob")
+        yield ann.waitForLine(r"JOIN \d+ bob")
+        last = self.lastSeq(ann)
+        node_a.signalProcess("TERM")
+        yield ann.waitForLine(r"BYE shutdown retry=\S+.*")
+        yield bob.waitForLine(r"LEFT \d+ ann error")
+        bob.sendLine("SAY during the restart")
+        yield bob.waitForLine(r"MSG \d+ bob during the restart")
+        yield within(process_a.whenEnded(), DEADLINE, "node a exiting")
+        again = yield self.client(port_b, "ann-again")
+        again.sendLine(f"RESUME {token} {last}")
+        yield again.waitForLine(r"RESUMED 2 complete")
+
+    @inlineCallbacks
+    def test_single_node_restart_loses_nothing(self) -> Any:
+        """One node with --redis, stopped (SIGTERM) and started again: the client resumes on it, complete."""
+        redis = RedisServer(self)
+        yield redis.start()
+        process, node, port = yield self.node(redis, "a", "--drain", "0")
+        ann, token = yield self.join(port, "ann")
+        ann.sendLine("SAY before the restart")
+        yield ann.waitForLine(r"MSG \d+ ann before the restart")
+        last = self.lastSeq(ann)
+        node.signalProcess("TERM")
+        yield ann.waitForLine(r"BYE shutdown.*")
+        yield within(process.whenEnded(), DEADLINE, "node a exiting")
+        _, _, port = yield self.node(redis, "a")
+        again = yield self.client(port, "ann-again")
+        again.sendLine(f"RESUME {token} {last}")
+        yield again.waitForLine(r"RESUMED 1 complete")
+        self.assertTrue(again.lines[2].startswith(f"LEFT {last + 1} ann error"), again.transcript())
 
     @inlineCallbacks
     def test_frozen_node_declared_dead_closes_and_rejoins(self) -> Any:
@@ -232,6 +306,37 @@ class RedisOutageTests(ClusterTwistdTestCase):
         again.sendLine("SAY after")
         after = yield again.waitForLine(r"MSG (\d+) ann after")
         self.assertGreater(int(after.group(1)), int(before.group(1)))
+
+
+class PasswordTests(ClusterTwistdTestCase):
+    @inlineCallbacks
+    def test_password_from_the_environment(self) -> Any:
+        """A Redis that requires a password: it comes from HBCHAT_REDIS_PASSWORD, not the command line."""
+        redis = RedisServer(self, password="s3cret")
+        yield redis.start()
+        os.environ["HBCHAT_REDIS_PASSWORD"] = "s3cret"
+        self.addCleanup(os.environ.pop, "HBCHAT_REDIS_PASSWORD", None)
+        process, _, port = yield self.node(redis, "a")
+        ann, _ = yield self.join(port, "ann")
+        ann.sendLine("SAY authenticated")
+        yield ann.waitForLine(r"MSG \d+ ann authenticated")
+        self.assertNotIn(b"s3cret", process.out)
+
+    @inlineCallbacks
+    def test_wrong_password_refused_at_start(self) -> Any:
+        """A wrong password: one line on stderr naming Redis's refusal (not the password), exit status 1."""
+        redis = RedisServer(self, password="s3cret")
+        yield redis.start()
+        listen = f"tcp:{freePort()}:interface=127.0.0.1"
+        url = f"unix://:badpw123@{redis.socket}"
+        result = yield deferLater(
+            reactor, 0, self.runTwistd, "-n", "--pidfile=", "hbchat", "--listen", listen, "--redis", url
+        )
+        self.assertEqual(result.returncode, 1, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertIn("Redis refused AUTH", lines[0])
+        self.assertNotIn("badpw123", lines[0])
 
 
 class StartTests(ClusterTwistdTestCase):

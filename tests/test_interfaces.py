@@ -39,6 +39,7 @@ from twisted.internet.interfaces import (
     ITransport,
 )
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver
 from twisted.plugin import IPlugin
 from twisted.trial.unittest import SynchronousTestCase
@@ -187,7 +188,7 @@ class WebTests(ProvidesTestCase):
 
     def test_the_websocket_line_transport_is_a_transport_consumer_and_producer(self) -> None:
         class Socket:
-            transport = None
+            transport = StringTransport()
 
             def isOpen(self) -> bool:
                 return True

@@ -9,7 +9,7 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
@@ -20,6 +20,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from hbchat.config import LISTEN_BACKLOG, ConfigError
 from hbchat.server.reuseport import PortAddress, ReusePortEndpoint, check_reuse_port, reuse_port_address
+from hbchat.testing import FakeServer
+from hbchat.web.origins import OriginPolicy
+from hbchat.web.service import web_service
 from tests.test_tls import clientOptions
 from tests.test_twistd import TwistdProcess, TwistdTestCase, freePort
 from tests.test_twistd_tls import TLSProcessTestCase
@@ -73,6 +76,23 @@ class EndpointTests(unittest.TestCase):
         self.addCleanup(second.stopListening)
         self.assertEqual(first.getHost().port, second.getHost().port)
 
+    def test_two_web_listeners_share_one_port(self) -> None:
+        """--reuse-port holds for --web endpoints too: two servers' pages on one port."""
+        port = freePort()
+        services = [
+            web_service(FakeServer().factory, f"tcp:{port}:interface=127.0.0.1", reactor, OriginPolicy(()), None, True)
+            for _ in range(2)
+        ]
+        for service in services:
+            service.startService()
+            self.addCleanup(service.stopService)
+        ports = [cast(Any, service.endpoint).listener.port for service in services]  # set once listening
+        self.assertEqual([listening.getHost().port for listening in ports], [port, port])
+
+    def test_a_web_unix_endpoint_is_refused_with_reuse_port(self) -> None:
+        with self.assertRaisesRegex(ConfigError, r"not 'unix:web.sock' \(--listen, --web\)"):
+            check_reuse_port(("tcp:6464", "unix:web.sock"))
+
     @inlineCallbacks
     def test_a_port_held_without_reuse_port_cannot_be_shared(self) -> Any:
         holder = socket.socket()
@@ -92,7 +112,7 @@ class ReusePortOptionTests(TwistdTestCase):
             result.stderr.splitlines(),
             [
                 "twistd hbchat: error: --reuse-port applies to tcp: and ssl: listeners only, not 'unix:hbchat.sock' "
-                "(--listen) (see: twistd hbchat --help)"
+                "(--listen, --web) (see: twistd hbchat --help)"
             ],
         )
 

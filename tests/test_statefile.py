@@ -88,6 +88,18 @@ class FormatTests(SynchronousTestCase):
     def test_history_with_a_line_break_is_refused(self) -> None:
         self.assertRefused(document(history=["MSG 42 a b\nMSG 43 a c"]), "line break")
 
+    def test_json_nested_deeper_than_the_parser_goes_is_refused(self) -> None:
+        self.assertRefused(b"[" * 200_000, "not JSON")
+
+    def test_history_that_is_not_events_is_refused(self) -> None:
+        self.assertRefused(document(history=["x"]), "history event 0 is not a MSG, JOIN or LEFT numbered 42")
+
+    def test_history_numbered_out_of_order_is_refused(self) -> None:
+        self.assertRefused(document(history=["JOIN 41 bob", "MSG 40 alice hi", "LEFT 42 carol timeout"]), "numbered 40")
+
+    def test_a_join_with_more_than_a_nick_is_refused(self) -> None:
+        self.assertRefused(document(history=["MSG 40 a b", "JOIN 41 bob extra", "LEFT 42 c x"]), "numbered 41")
+
     def test_session_with_an_invalid_nick_is_refused(self) -> None:
         self.assertRefused(document(sessions=[{"nick": "no spaces", "token": "t", "expires": 1.0}]), "nick")
 

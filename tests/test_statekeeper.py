@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 
 from twisted.logger import LogLevel, capturedLogs
 from twisted.python.usage import UsageError
@@ -134,6 +135,15 @@ class RestartTests(SynchronousTestCase):
 
     def test_the_file_is_used_once(self) -> None:
         self.restart()
+        self.assertFalse(os.path.exists(self.path))
+
+    def test_the_file_stays_until_the_server_serves(self) -> None:
+        stop(self.first)
+        serving: list[Callable[[], None]] = []
+        keep_state(FakeServer().factory.chat, self.path, self.wall, once_serving=serving.append)
+        self.assertTrue(os.path.exists(self.path))  # a start that fails now leaves it for the next one
+        [consume] = serving
+        consume()
         self.assertFalse(os.path.exists(self.path))
 
     def test_a_second_signal_saves_too(self) -> None:

@@ -8,14 +8,15 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import stat
 from typing import Any, cast
 
 from twisted.internet.defer import inlineCallbacks
 
-from hbchat.server.statefile import decode
+from hbchat.server.statefile import ChatState, decode, encode
 from tests.test_client_integration import ServerProcessTestCase
-from tests.test_twistd import freePort
+from tests.test_twistd import TwistdTestCase, freePort
 
 
 class StateRestartTests(ServerProcessTestCase):
@@ -57,8 +58,9 @@ class StateRestartTests(ServerProcessTestCase):
 
         second = yield self.startServerProcess(port)
         self.assertIn("chat restored from", second.output())
-        self.assertFalse(os.path.exists(self.statePath), "the state file is used once")
         yield self.waitOwn(alice, "said while down")
+        # Removed once the server serves (its reactor running: it has answered alice by now).
+        self.assertFalse(os.path.exists(self.statePath), "the state file is used once")
         yield self.waitFor(lambda: "said while down" in bob.texts("alice"), "bob hearing alice again", bob)
         bobClient.say("welcome back")
         yield self.waitFor(lambda: "welcome back" in alice.texts("bob"), "alice hearing bob", alice)
@@ -91,3 +93,24 @@ class StateRestartTests(ServerProcessTestCase):
         errors = [line for line in server.output().splitlines() if "state file" in line and "unusable" in line]
         self.assertEqual(len(errors), 1, server.output())
         self.assertNotIn("Traceback", server.output())
+
+
+class FailedStartTests(TwistdTestCase):
+    def test_a_start_that_fails_leaves_the_state_file_for_the_next(self) -> None:
+        """The saved chat is removed once the server serves; a port already in use is exit 1, the file kept."""
+        directory = self.freshDirectory()
+        path = os.path.join(directory, "chat.state")
+        with open(path, "wb") as file:
+            file.write(encode(ChatState(seq=1, history=(b"JOIN 1 alice\n",), sessions=(), saved_at=0.0)))
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = self.runTwistd(
+            "-n", "--pidfile=", "hbchat", "--listen", f"tcp:{port}:interface=127.0.0.1", "--state", path
+        )
+        self.assertNotEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertTrue(os.path.exists(path), result.stdout + result.stderr)
+        with open(path, "rb") as file:
+            self.assertEqual(decode(file.read()).seq, 1)

@@ -6,7 +6,7 @@ import struct
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from hbchat.web.frames import FrameCache, close_code, frame_error, line_frames, text_frame
+from hbchat.web.frames import FrameCache, close_code, frame_error, line_frames, small_text_frame, text_frame
 from hbchat.web.origins import OriginError, OriginPolicy, own_origin, parse_origin
 
 
@@ -66,3 +66,23 @@ class FrameTests(SynchronousTestCase):
         self.assertEqual(close_code("full"), 1013)
         self.assertEqual(close_code("quit"), 1000)
         self.assertEqual(close_code(None), 1000)
+
+    def test_small_masked_text_frames_are_unmasked(self) -> None:
+        key = b"\x12\x34\x56\x78"
+        payload = "PONG 1 é".encode()
+        masked = bytes(byte ^ key[index % 4] for index, byte in enumerate(payload))
+        self.assertEqual(small_text_frame(bytes([0x81, 0x80 | len(payload)]) + key + masked), payload)
+        self.assertEqual(small_text_frame(b"\x81\x80" + key), b"")
+
+    def test_other_frames_take_the_general_path(self) -> None:
+        key = b"\0\0\0\0"
+        for frame in (
+            b"\x81\x06PONG 1",  # not masked
+            b"\x82\x86" + key + b"PONG 1",  # binary
+            b"\x01\x86" + key + b"PONG 1",  # not final
+            b"\xc1\x86" + key + b"PONG 1",  # an extension bit
+            b"\x81\x86" + key + b"PONG",  # incomplete
+            b"\x81\x86" + key + b"PONG 1\x81",  # more than one frame
+            b"\x81\xfe\x00\x7e" + key + b"x" * 126,  # 16-bit length
+        ):
+            self.assertIsNone(small_text_frame(frame), frame)

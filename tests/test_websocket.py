@@ -5,6 +5,7 @@ TCP, the same heartbeat, the same limits, and what only a WebSocket can get wron
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from pathlib import Path
@@ -21,6 +22,7 @@ from twisted.trial import unittest
 from hbchat.server.tap import ServerOptions
 from hbchat.web.pages import SECURITY_HEADERS
 from tests.test_integration import DEADLINE, ChatTestCase, Flood, LineClient, msgs, tcpPortOf, within
+from tests.test_web import httpPortOf
 from tests.tlscerts import CertificateAuthority
 from tests.wsclient import UPGRADE, connectWS, httpRequest, webPortOf, wsFactory
 
@@ -64,6 +66,17 @@ class ChatAcrossTests(WebSocketTestCase):
         start = tcp.mark()
         web.sendLine("QUIT")
         yield tcp.waitForLine(r"LEFT \d+ webby quit", start)
+
+
+class BrowserLikeTests(WebSocketTestCase):
+    @inlineCallbacks
+    def test_a_client_offering_compression_is_served_without_it(self) -> Any:
+        _service, _tcpPort, webPort = self.startWeb()
+        client, socket = yield self.connectWeb(webPort, "deflate", compression=True)
+        yield self.register(client, "deflate")
+        self.assertIsNone(socket.websocket_extensions_in_use or None)
+        client.sendLine("SAY plain")
+        yield client.waitForLine(r"MSG \d+ deflate plain")
 
 
 class HeartbeatTests(WebSocketTestCase):
@@ -128,6 +141,24 @@ class FrameTests(WebSocketTestCase):
         client.sendLine("SAY three")
         yield client.waitForLine(r"MSG \d+ two three", start)
         self.assertEqual([text for _, _, text in msgs(client)], ["three"])
+
+    @inlineCallbacks
+    def test_a_fragmented_message_is_one_line(self) -> Any:
+        _service, _tcpPort, webPort = self.startWeb()
+        client, socket = yield self.connectWeb(webPort, "pieces")
+        yield self.register(client, "pieces")
+        socket.sendMessage(b"SAY in three pieces", isBinary=False, fragmentSize=7)
+        yield client.waitForLine(r"MSG \d+ pieces in three pieces")
+
+    @inlineCallbacks
+    def test_a_message_in_too_many_frames_is_close_1008(self) -> Any:
+        _service, _tcpPort, webPort = self.startWeb()
+        client, socket = yield self.connectWeb(webPort, "crumbs")
+        yield self.register(client, "crumbs")
+        socket.sendMessage(b"SAY " + b"x" * 40, isBinary=False, fragmentSize=2)
+        yield client.waitForLine(r"ERR 400 a line in at most 16 frames")
+        yield within(client.whenLost(), DEADLINE, "the close after too many frames")
+        self.assertEqual(socket.closeCode, 1008)
 
     @inlineCallbacks
     def test_shutdown_is_bye_then_close_1001(self) -> Any:
@@ -310,6 +341,12 @@ class HTTPTests(WebSocketTestCase):
                 )
 
     @inlineCallbacks
+    def test_head_of_ws_is_426(self) -> Any:
+        _service, _tcpPort, webPort = self.startWeb()
+        answer = yield httpRequest(webPort, "HEAD", "/ws", UPGRADE)
+        self.assertEqual(answer.status, 426)
+
+    @inlineCallbacks
     def test_plain_get_of_ws_is_426(self) -> Any:
         _service, _tcpPort, webPort = self.startWeb()
         answer = yield httpRequest(webPort, "GET", "/ws")
@@ -445,3 +482,20 @@ class SlowConsumerTests(WebSocketTestCase):
         yield within(socket_.opened, DEADLINE, f"{name}: the WebSocket handshake")
         self.clients.append(socket_.lines)
         return socket_
+
+
+class OperationsTests(WebSocketTestCase):
+    @inlineCallbacks
+    def test_connections_and_metrics_show_websockets_with_their_listener(self) -> Any:
+        service = self.startService("--listen", LOOPBACK, "--web", LOOPBACK, "--metrics", LOOPBACK)
+        client, _ = yield self.connectWeb(webPortOf(service), "shown")
+        yield self.register(client, "shown")
+        metricsPort = httpPortOf(service)
+        answer = yield httpRequest(metricsPort, "GET", "/connections")
+        [row] = json.loads(answer.body)
+        self.assertEqual((row["nick"], row["listener"]), ("shown", "web:" + LOOPBACK))
+        self.assertIsInstance(row["kernel_send_queue_bytes"], int)
+        answer = yield httpRequest(metricsPort, "GET", "/metrics")
+        self.assertIn(f'hbchat_connections_open{{listener="web:{LOOPBACK}"}} 1.0', answer.body.decode())
+        answer = yield httpRequest(metricsPort, "GET", "/readyz")
+        self.assertEqual(answer.status, 200)

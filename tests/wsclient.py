@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from autobahn.websocket.compress import PerMessageDeflateOffer
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, inlineCallbacks
@@ -91,6 +92,7 @@ def connectWS(
     origin: str | None = None,
     protocols: tuple[str, ...] = ("hbchat.v1",),
     tls: Any = None,
+    compression: bool = False,
     **kwargs: Any,
 ) -> Any:
     """
@@ -99,6 +101,8 @@ def connectWS(
     """
     url = f"wss://localhost:{port}/ws" if tls is not None else f"ws://127.0.0.1:{port}/ws"
     factory = wsFactory(url, origin, protocols)
+    if compression:  # as browsers do: offer permessage-deflate
+        factory.setProtocolOptions(perMessageCompressionOffers=[PerMessageDeflateOffer()])
     endpoint: Any = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=DEADLINE)
     if tls is not None:
         endpoint = wrapClientTLS(tls, endpoint)
@@ -111,8 +115,10 @@ def connectWS(
 class RawHTTP(Protocol):
     """Sends one request and collects the answer's status, headers and body."""
 
-    def __init__(self, request: bytes) -> None:
+    def __init__(self, request: bytes, head: bool = False) -> None:
         self.request = request
+        #: An answer to HEAD has a Content-Length but no body.
+        self.head = head
         self.data = b""
         self.done: Deferred[RawHTTP] = Deferred()
         self.status = 0
@@ -136,7 +142,7 @@ class RawHTTP(Protocol):
         for line in lines[1:]:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0"))
+        length = 0 if self.head else int(headers.get("content-length", "0"))
         if len(body) < length:
             return
         self.status = int(lines[0].split()[1])
@@ -157,7 +163,7 @@ def httpRequest(port: int, method: str, path: str, headers: dict[str, str] | Non
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=DEADLINE)
-    answer = RawHTTP(request)
+    answer = RawHTTP(request, head=method == "HEAD")
     yield within(connectProtocol(endpoint, answer), DEADLINE, f"connecting for {method} {path}")
     yield within(answer.done, DEADLINE, f"the answer to {method} {path}")
     return answer

@@ -38,10 +38,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from automat import TypeMachineBuilder
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from hbchat.machines import edge
 
 
 class Loss(enum.Enum):
@@ -168,26 +170,16 @@ quitting = _builder.state(Phase.QUITTING.value)
 gave_up = _builder.state(Phase.GAVE_UP.value)
 
 
-def _edge(source: Any, upon: Any, target: Any, phase: Phase, result: object) -> None:
-    """``source`` --``upon``--> ``target`` (named ``phase``), returning ``result``."""
-
-    def transition(machine: ClientLife, core: LifeCore) -> object:
-        core.phase = phase
-        return result
-
-    source.upon(upon).to(target)(transition)
-
-
 ALIVE = (connecting, greeted, registering, resuming, nick_held, ready, backing_off)
 
 # --- connecting and greeting ---
 connecting.upon(ClientLife.connect).loop().returns(None)
-_edge(backing_off, ClientLife.connect, connecting, Phase.CONNECTING, None)
-_edge(connecting, ClientLife.hello, greeted, Phase.GREETED, True)
+edge(backing_off, ClientLife.connect, connecting, Phase.CONNECTING, None)
+edge(connecting, ClientLife.hello, greeted, Phase.GREETED, True)
 quitting.upon(ClientLife.hello).loop().returns(False)
 gave_up.upon(ClientLife.hello).loop().returns(False)
-_edge(greeted, ClientLife.register, registering, Phase.REGISTERING, None)
-_edge(greeted, ClientLife.resume, resuming, Phase.RESUMING, None)
+edge(greeted, ClientLife.register, registering, Phase.REGISTERING, None)
+edge(greeted, ClientLife.resume, resuming, Phase.RESUMING, None)
 
 connecting.upon(ClientLife.hello_overdue).loop().returns(True)  # the server is taken for dead
 for _state in (greeted, registering, resuming, quitting, gave_up):
@@ -196,21 +188,21 @@ for _state in (greeted, registering, resuming, quitting, gave_up):
     _state.upon(ClientLife.hello_overdue).loop().returns(False)
 
 # --- registering and resuming ---
-_edge(registering, ClientLife.welcome, ready, Phase.READY, Welcome.READY)
+edge(registering, ClientLife.welcome, ready, Phase.READY, Welcome.READY)
 resuming.upon(ClientLife.welcome).loop().returns(Welcome.REPLAY)
-_edge(resuming, ClientLife.register, registering, Phase.REGISTERING, None)  # ERR 404: the session is gone
-_edge(resuming, ClientLife.replay_ended, ready, Phase.READY, None)
-_edge(registering, ClientLife.own_nick_held, nick_held, Phase.NICK_HELD, None)
+edge(resuming, ClientLife.register, registering, Phase.REGISTERING, None)  # ERR 404: the session is gone
+edge(resuming, ClientLife.replay_ended, ready, Phase.READY, None)
+edge(registering, ClientLife.own_nick_held, nick_held, Phase.NICK_HELD, None)
 quitting.upon(ClientLife.welcome).loop().returns(Welcome.LEAVE)
 gave_up.upon(ClientLife.welcome).loop().returns(Welcome.LEAVE)
 
 # --- losing the connection ---
-_edge(connecting, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.UNGREETED)
-_edge(greeted, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.GREETED)
-_edge(resuming, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.GREETED)
-_edge(registering, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.REGISTRATION)
-_edge(nick_held, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.OWN_NICK)
-_edge(ready, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.READY)
+edge(connecting, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.UNGREETED)
+edge(greeted, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.GREETED)
+edge(resuming, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.GREETED)
+edge(registering, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.REGISTRATION)
+edge(nick_held, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.OWN_NICK)
+edge(ready, ClientLife.lost, backing_off, Phase.BACKING_OFF, Loss.READY)
 quitting.upon(ClientLife.lost).loop().returns(Loss.QUIT)
 gave_up.upon(ClientLife.lost).loop().returns(Loss.FINAL)
 backing_off.upon(ClientLife.lost).loop().returns(Loss.STALE)
@@ -224,13 +216,13 @@ quitting.upon(ClientLife.quit_timed_out).loop().returns(True)
 gave_up.upon(ClientLife.quit_timed_out).loop().returns(False)
 
 # --- leaving ---
-_edge(ready, ClientLife.quit, quitting, Phase.QUITTING, Quit.SEND)
+edge(ready, ClientLife.quit, quitting, Phase.QUITTING, Quit.SEND)
 for _state in (connecting, greeted, registering, resuming, nick_held, backing_off):
-    _edge(_state, ClientLife.quit, quitting, Phase.QUITTING, Quit.CLOSE)
+    edge(_state, ClientLife.quit, quitting, Phase.QUITTING, Quit.CLOSE)
 quitting.upon(ClientLife.quit).loop().returns(Quit.NOTHING)
 gave_up.upon(ClientLife.quit).loop().returns(Quit.NOTHING)
 for _state in (*ALIVE, quitting):
-    _edge(_state, ClientLife.give_up, gave_up, Phase.GAVE_UP, True)
+    edge(_state, ClientLife.give_up, gave_up, Phase.GAVE_UP, True)
 gave_up.upon(ClientLife.give_up).loop().returns(False)
 
 #: A new lifecycle, connecting: ``client_life()``.

@@ -20,11 +20,10 @@ from hbchat.config import ServerConfig
 from hbchat.ops.observed import ObservedChatFactory
 from hbchat.ops.web import WithMetrics
 from hbchat.server.service import ChatService
-from hbchat.server.tap import ServerOptions
 from hbchat.server.tls import identity_refusal
 
 
-def cluster_service(options: ServerOptions, cluster: ClusterSettings, reactor: Any) -> IService:
+def cluster_service(options: Any, cluster: ClusterSettings, reactor: Any) -> IService:
     """With --redis: Redis checked (one line on stderr and exit 1 if it will not do), the chat in Redis."""
     try:
         probe(cluster.url, Keys(cluster.cluster_name), START_WAIT)

@@ -13,8 +13,7 @@ none missing.  While Redis is unreachable, NICK, RESUME, SAY and TELL are answer
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -26,6 +25,7 @@ from hbchat import wire
 from hbchat.closereasons import CloseReason
 from hbchat.cluster.batch import ClusterUnavailableError
 from hbchat.cluster.keys import BadRecordError, Control, Event, Keys, decode, events_in, replay
+from hbchat.cluster.local import LocalSessions, err_unavailable
 from hbchat.cluster.metrics import ClusterCollector
 from hbchat.cluster.node import ClusterNode
 from hbchat.cluster.url import RedisURL
@@ -35,26 +35,6 @@ from hbchat.server.fanout import Fanout
 from hbchat.server.history import History
 from hbchat.server.interfaces import IChat, IChatMember, IServerEvents
 from hbchat.server.sessions import Session
-
-
-def err_unavailable(verb: bytes) -> bytes:
-    """``ERR 503 cluster unavailable: <VERB> not handled``."""
-    return wire.err(503, f"cluster unavailable: {verb.decode()} not handled")
-
-
-class LocalSessions:
-    """The sessions attached here, as operations count them (those in grace live in Redis)."""
-
-    def __init__(self) -> None:
-        self.attached: dict[IChatMember, Session[IChatMember]] = {}
-        #: Sessions ended early for --max-grace: none here (Redis expires them after --grace).
-        self.evicted: Counter[str] = Counter()
-
-    def __iter__(self) -> Iterator[Session[IChatMember]]:
-        return iter(list(self.attached.values()))
-
-    def __len__(self) -> int:
-        return len(self.attached)
 
 
 @implementer(IChat)
@@ -79,7 +59,9 @@ class ClusterChat:
         self.events = events
         self._turnEnded = turn_ended
         self.graceMs = int(config.grace * 1000)
-        self.node = ClusterNode(url, Keys(cluster_name), node_name, node_timeout, config.history, clock, self)
+        self.node = ClusterNode(
+            url, Keys(cluster_name), node_name, node_timeout, config.history, clock, self, max_grace=config.max_grace
+        )
         self.nodeName = node_name
         #: The latest event delivered here.
         self.seq = 0
@@ -99,6 +81,8 @@ class ClusterChat:
         #: Departures not yet told to Redis (it was unreachable): sent when it is back.
         self._unsentLeaves: list[list[bytes | int]] = []
         self._usersLine: bytes | None = None
+        #: Times events were gone from the log before this node read them.
+        self.gaps = 0
         #: For /metrics (hbchat.ops.metrics registers it).
         self.collector = ClusterCollector(self)
 
@@ -226,6 +210,11 @@ class ClusterChat:
         attachment = self._attachments.get(member)
         if not self.node.up or session is None or attachment is None:
             self.send(member, err_unavailable(b"SAY"))
+            return succeed(0)
+        if self.node.batch.full:
+            # Redis is behind this node's input: refuse, as a rate limit would (the client
+            # slows down and sends the line again), rather than queue without bound.
+            self.send(member, wire.err_rate_limited(b"SAY"))
             return succeed(0)
         said = self.node.submit([b"M", session.token, attachment, text])
         # Not sent: ERR 503.  Sent and the answer lost: the echo comes (or not) with the log.
@@ -371,12 +360,7 @@ class ClusterChat:
         if event.seq <= self.seq:
             return
         if event.seq != self.seq + 1:
-            self.log.warn(
-                "events {first} to {last} are missing from the log here (trimmed or lost): going on",
-                first=self.seq + 1,
-                last=event.seq - 1,
-            )
-            self.history = History(self.config.history, event.seq - 1)
+            self._gap(event.seq)
         self.seq = event.seq
         self.history.append(event.seq, event.line)
         if event.kind == b"J":
@@ -386,6 +370,28 @@ class ClusterChat:
             self.present.pop(wire.nick_key(event.nick), None)
             self._usersLine = None
         self.fanout.broadcast(event.line)
+
+    def _gap(self, seq: int) -> None:
+        """
+        Events before ``seq`` are gone from the log before this node read them (it fell
+        further behind than the log keeps, or Redis lost them): its users must not miss them
+        silently, so every connection is closed; their RESUME then tells them (``partial``).
+        """
+        self.gaps += 1
+        self.log.warn(
+            "events {first} to {last} were gone from the log before this node read them: "
+            "closing its connections so that their clients resume (partial)",
+            first=self.seq + 1,
+            last=seq - 1,
+        )
+        self.history = History(self.config.history, seq - 1)
+        self.seq = seq - 1
+        line = wire.bye("shutdown", retry=self.config.retry_hint)
+        members = set(self._attachments) | set(self._waiting)
+        for member in members:
+            self.fanout.discard(member)
+            self._waiting.pop(member, None)
+            member.closeWith(line, CloseReason.SHUTDOWN)
 
     def _control(self, record: Control) -> None:
         member = self._byAttachment.get(record.attachment)

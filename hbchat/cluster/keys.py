@@ -20,6 +20,7 @@ key                         type    holds
                                     in grace it expires after ``g``
 ``{N}:n:<nick key>``        string  the token holding the nick (expires with its session)
 ``{N}:present``             hash    nick key -> nick of every attached user (WHO)
+``{N}:grace``               zset    tokens of the sessions in grace, by when it ends (--max-grace)
 ==========================  ======  =========================================================
 
 A log entry's fields: ``k`` (kind), then ``n`` (a nick) and ``t`` (text or LEFT word) for

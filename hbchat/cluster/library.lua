@@ -38,11 +38,15 @@ local function ensure(meta, candidate, floor)
   return v[2], seq
 end
 
+-- Events the log keeps beyond --history, so that a node that falls behind in a burst
+-- (a batch can carry thousands) still reads every event; RESUME replays only --history.
+local RETAIN = 100000
+
 local function append(P, meta, history, kind, nick, text)
   local seq = redis.call('HINCRBY', meta, 'seq', 1)
-  local minid = seq - history + 1
+  local minid = seq - history - RETAIN + 1
   if minid < 0 then minid = 0 end
-  redis.call('XADD', P .. 'log', 'MINID', '=', tostring(minid), seq .. '-0', 'k', kind, 'n', nick, 't', text)
+  redis.call('XADD', P .. 'log', 'MINID', '~', tostring(minid), seq .. '-0', 'k', kind, 'n', nick, 't', text)
   return seq
 end
 
@@ -51,9 +55,34 @@ local function control(P, meta, kind, att, nick, text)
   redis.call('XADD', P .. 'log', seq .. '-*', 'k', kind, 'a', att, 'n', nick, 't', text)
 end
 
+-- The session of `tok` ends now: its keys go, and its nick with them if it still holds it.
+local function forget(P, tok)
+  local s = P .. 's:' .. tok
+  local key = redis.call('HGET', s, 'key')
+  redis.call('DEL', s)
+  if key and redis.call('GET', P .. 'n:' .. key) == tok then
+    redis.call('DEL', P .. 'n:' .. key)
+  end
+end
+
+-- `tok` goes into grace until `expiry` (ms); beyond `maxgrace` sessions in grace across the
+-- cluster (--max-grace), the oldest ones end early, as if their grace had run out.
+local function into_grace(P, tok, expiry, maxgrace)
+  local g = P .. 'grace'
+  redis.call('ZREMRANGEBYSCORE', g, '-inf', now_ms())
+  redis.call('ZADD', g, expiry, tok)
+  local over = redis.call('ZCARD', g) - maxgrace
+  if over > 0 then
+    for _, old in ipairs(redis.call('ZRANGE', g, 0, over - 1)) do
+      forget(P, old)
+      redis.call('ZREM', g, old)
+    end
+  end
+end
+
 -- A session's connection ended: LEFT for everyone, and grace (resumable) or the end.
 -- With `att`, only if the session is still held by that connection.
-local function detach(P, meta, history, tok, att, word, resumable)
+local function detach(P, meta, history, maxgrace, tok, att, word, resumable)
   local s = P .. 's:' .. tok
   local f = redis.call('HMGET', s, 'nick', 'node', 'att', 'g', 'key')
   if not f[1] then return 0 end
@@ -66,6 +95,7 @@ local function detach(P, meta, history, tok, att, word, resumable)
     redis.call('HSET', s, 'node', '', 'att', '')
     redis.call('PEXPIRE', s, f[4])
     redis.call('PEXPIRE', P .. 'n:' .. f[5], f[4])
+    into_grace(P, tok, now_ms() + tonumber(f[4]), maxgrace)
   else
     redis.call('DEL', s, P .. 'n:' .. f[5])
   end
@@ -87,7 +117,7 @@ local function hb_join(keys, args)
   return {epoch, seq, last_id, redis.call('HVALS', P .. 'present')}
 end
 
--- hb_tick(meta; incarnation, timeout_ms, candidate_epoch, floor, history, comeback_ms)
+-- hb_tick(meta; incarnation, timeout_ms, candidate_epoch, floor, history, comeback_ms, max_grace)
 -- Every second: renew this node's lease ('dead' if it was declared dead), then declare dead the
 -- nodes whose lease ran out, each exactly once (ZREM is the claim), announcing LEFT timeout for
 -- each of their users, whose sessions go into grace.  A node whose own lease had run out
@@ -120,7 +150,7 @@ local function hb_tick(keys, args)
       if redis.call('ZREM', P .. 'nodes', node) == 1 then
         local set = P .. 'node:' .. node
         for _, tok in ipairs(redis.call('SMEMBERS', set)) do
-          if detach(P, meta, history, tok, nil, 'timeout', true) > 0 then
+          if detach(P, meta, history, tonumber(args[7]), tok, nil, 'timeout', true) > 0 then
             announced = announced + 1
           end
         end
@@ -139,7 +169,7 @@ local function hb_part(keys, args)
   return 1
 end
 
--- hb_batch(meta; incarnation, candidate_epoch, floor, history, op...)
+-- hb_batch(meta; incarnation, candidate_epoch, floor, history, max_grace, op...)
 -- Everything one node asks in one reactor turn, in order, atomically: one round trip.
 -- Ops (their arguments follow the letter):
 --   N nick key token att grace_ms   register: the JOIN's seq, or 0 (nick taken)
@@ -156,8 +186,9 @@ local function hb_batch(keys, args)
   local epoch, seq = ensure(meta, args[2], tonumber(args[3]))
   if type(epoch) == 'table' then return epoch end
   local history = tonumber(args[4])
+  local maxgrace = tonumber(args[5])
   local replies = {'ok', epoch}
-  local i = 5
+  local i = 6
   while i <= #args do
     local op = args[i]
     if op == 'N' then
@@ -196,8 +227,10 @@ local function hb_batch(keys, args)
         redis.call('PERSIST', s)
         redis.call('PERSIST', P .. 'n:' .. f[4])
         redis.call('SADD', P .. 'node:' .. inc, tok)
-        local entries = redis.call('XRANGE', P .. 'log', tostring(last + 1), tostring(now_seq))
+        local from = math.max(last + 1, now_seq - history + 1)
+        local entries = redis.call('XRANGE', P .. 'log', tostring(from), tostring(now_seq))
         if f[2] == '' then
+          redis.call('ZREM', P .. 'grace', tok)
           redis.call('HSET', P .. 'present', f[4], f[1])
           append(P, meta, history, 'J', f[1], '')
         end
@@ -215,7 +248,7 @@ local function hb_batch(keys, args)
     elseif op == 'L' then
       local tok, att, word, resumable = args[i + 1], args[i + 2], args[i + 3], args[i + 4]
       i = i + 5
-      table.insert(replies, detach(P, meta, history, tok, att, word, resumable == '1'))
+      table.insert(replies, detach(P, meta, history, maxgrace, tok, att, word, resumable == '1'))
     elseif op == 'T' then
       local from, key, text = args[i + 1], args[i + 2], args[i + 3]
       i = i + 4

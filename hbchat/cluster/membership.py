@@ -7,9 +7,9 @@ state         input                                        next state
 joining       joined (hb_join answered: a fresh lease)     up
 joining       lost (Redis unreachable; try again)          joining
 up            lost (a link to Redis ended or hung)         cut_off
-up            declaredDead (our lease was taken)           joining
+up            declared_dead (our lease was taken)           joining
 cut_off       joined (back, and hb_tick kept our lease)    up
-cut_off       declaredDead (back, but our lease was taken) joining
+cut_off       declared_dead (back, but our lease was taken) joining
 cut_off       lost (still unreachable)                     cut_off
 (any)         stop                                         stopped
 ============  ===========================================  ============
@@ -25,9 +25,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from automat import TypeMachineBuilder
+
+from hbchat.machines import edge
 
 
 class Phase(enum.Enum):
@@ -46,7 +48,7 @@ class Reaction(enum.Enum):
     REJOIN = "rejoin"
     #: Stop serving the chat (503) and try Redis again after a backoff.
     RECONNECT = "reconnect"
-    #: Nothing new (a second report of one loss, or we are stopping).
+    #: Nothing new (we are stopping, or a report that changes nothing).
     NOTHING = "nothing"
 
 
@@ -57,7 +59,7 @@ class NodeLife(Protocol):
     def lost(self) -> Reaction:
         """A link to Redis failed, ended or stopped answering."""
 
-    def declaredDead(self) -> Reaction:
+    def declared_dead(self) -> Reaction:
         """Redis says our lease is gone: the others announced our users' LEFT timeout."""
 
     def stop(self) -> Reaction:
@@ -76,26 +78,18 @@ cut_off = _builder.state(Phase.CUT_OFF.value)
 stopped = _builder.state(Phase.STOPPED.value)
 
 
-def _edge(source: Any, upon: Any, target: Any, phase: Phase, result: Reaction) -> None:
-    def transition(machine: NodeLife, core: LifeCore) -> Reaction:
-        core.phase = phase
-        return result
-
-    source.upon(upon).to(target)(transition)
-
-
-_edge(joining, NodeLife.joined, up, Phase.UP, Reaction.SERVE)
+edge(joining, NodeLife.joined, up, Phase.UP, Reaction.SERVE)
 joining.upon(NodeLife.lost).loop().returns(Reaction.RECONNECT)
-joining.upon(NodeLife.declaredDead).loop().returns(Reaction.NOTHING)
-_edge(up, NodeLife.lost, cut_off, Phase.CUT_OFF, Reaction.RECONNECT)
-_edge(up, NodeLife.declaredDead, joining, Phase.JOINING, Reaction.REJOIN)
+joining.upon(NodeLife.declared_dead).loop().returns(Reaction.NOTHING)
+edge(up, NodeLife.lost, cut_off, Phase.CUT_OFF, Reaction.RECONNECT)
+edge(up, NodeLife.declared_dead, joining, Phase.JOINING, Reaction.REJOIN)
 up.upon(NodeLife.joined).loop().returns(Reaction.NOTHING)
-_edge(cut_off, NodeLife.joined, up, Phase.UP, Reaction.SERVE)
-_edge(cut_off, NodeLife.declaredDead, joining, Phase.JOINING, Reaction.REJOIN)
-cut_off.upon(NodeLife.lost).loop().returns(Reaction.NOTHING)
+edge(cut_off, NodeLife.joined, up, Phase.UP, Reaction.SERVE)
+edge(cut_off, NodeLife.declared_dead, joining, Phase.JOINING, Reaction.REJOIN)
+cut_off.upon(NodeLife.lost).loop().returns(Reaction.RECONNECT)
 for _state in (joining, up, cut_off):
-    _edge(_state, NodeLife.stop, stopped, Phase.STOPPED, Reaction.NOTHING)
-for _input in (NodeLife.joined, NodeLife.lost, NodeLife.declaredDead, NodeLife.stop):
+    edge(_state, NodeLife.stop, stopped, Phase.STOPPED, Reaction.NOTHING)
+for _input in (NodeLife.joined, NodeLife.lost, NodeLife.declared_dead, NodeLife.stop):
     stopped.upon(_input).loop().returns(Reaction.NOTHING)
 
 _build: Callable[[LifeCore], NodeLife] = _builder.build()

@@ -7,16 +7,22 @@ The chat hands this collector to the registry (:func:`hbchat.ops.metrics.chat_re
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from hbchat.cluster.node import ClusterNode
 from hbchat.ops.histogram import Histogram
 
-if TYPE_CHECKING:
-    from hbchat.cluster.chat import ClusterChat
+
+class Observed(Protocol):
+    """What the collector reads of the chat (:class:`hbchat.cluster.chat.ClusterChat`)."""
+
+    node: ClusterNode
+    seq: int
+    gaps: int
 
 
 def _histogram(name: str, documentation: str, histogram: Histogram) -> HistogramMetricFamily:
@@ -25,7 +31,7 @@ def _histogram(name: str, documentation: str, histogram: Histogram) -> Histogram
 
 
 class ClusterCollector(Collector):
-    def __init__(self, chat: ClusterChat) -> None:
+    def __init__(self, chat: Observed) -> None:
         self.chat = chat
 
     def describe(self) -> Iterable[Metric]:
@@ -64,6 +70,11 @@ class ClusterCollector(Collector):
             ("hbchat_cluster_batch_operations", "Operations in those batches.", node.batch.operations),
             ("hbchat_cluster_reconnects", "Attempts to reach Redis again after it was lost.", node.reconnects),
             ("hbchat_cluster_rejoins", "Times this node found itself declared dead and joined afresh.", node.rejoins),
+            (
+                "hbchat_cluster_gaps",
+                "Times events were gone from the log before this node read them (its connections were closed).",
+                chat.gaps,
+            ),
             (
                 "hbchat_cluster_data_losses",
                 "Times this node found Redis had lost the cluster's data (a new epoch).",

@@ -77,10 +77,12 @@ def _once(url: RedisURL, keys: Keys, timeout: float) -> str:
         major = version.split(".", 1)[0]
         if not major.isdigit() or int(major) < MINIMUM_MAJOR:
             raise ProbeError(f"Redis at {url.describe()} is version {version or 'unknown'}; --redis needs 7 or later")
-        layout = _ask(sock, reader, b"HGET", keys.meta, b"layout")
         kind = _ask(sock, reader, b"TYPE", keys.meta)
-        if (layout is not None and layout != LAYOUT) or kind not in (b"hash", b"none"):
-            found = layout.decode(errors="replace") if layout is not None else f"a {kind.decode()} at {keys.meta!r}"
+        layout = _ask(sock, reader, b"HGET", keys.meta, b"layout") if kind == b"hash" else None
+        if kind != b"none" and layout != LAYOUT:
+            found = (
+                layout.decode(errors="replace") if layout is not None else f"a {kind.decode()} at {keys.meta.decode()}"
+            )
             raise ProbeError(
                 f"the keys of --cluster-name {keys.name} at {url.describe()} have another layout ({found}); "
                 f"this hbchat uses {LAYOUT.decode()}: choose another --cluster-name"

@@ -52,16 +52,23 @@ class IChat(Interface):
     stopping = Attribute("True once the chat is shutting down: departures are no longer announced.")
 
     def register(member: IChatMember, nick: bytes) -> Deferred[bool]:
-        """NICK: a new session, WELCOME, and a JOIN for everyone; fires False if the nick is taken."""
+        """
+        NICK: a new session, WELCOME, and a JOIN for everyone; fires False if the nick is
+        taken (the caller answers ERR 433), True once the chat has answered (WELCOME, or an
+        ERR of its own: a chat in Redis answers ERR 503 while it cannot reach it).
+        """
 
     def resume(member: IChatMember, token: bytes, last_seq: int) -> Deferred[bool]:
-        """RESUME: take a session back and replay what it missed; fires False if the token is unknown."""
+        """
+        RESUME: take a session back and replay what it missed; fires False if the token is
+        unknown (the caller answers ERR 404), True once the chat has answered.
+        """
 
     def say(member: IChatMember, text: bytes) -> Deferred[int]:
-        """A MSG from a registered ``member`` for everyone; fires with its sequence number."""
+        """A MSG from a registered ``member`` for everyone; fires with its sequence number (0: not said)."""
 
     def tell(member: IChatMember, nick: bytes, text: bytes) -> bool:
-        """A PRIV to ``nick``; False if nobody of that nick is connected."""
+        """A PRIV to ``nick``; False if nobody of that nick is connected (True: handled, or answered)."""
 
     def who() -> bytes:
         """The USERS line: the registered users with a connection now."""

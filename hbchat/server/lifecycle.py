@@ -36,9 +36,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from automat import TypeMachineBuilder
+
+from hbchat.machines import edge
 
 
 class Phase(enum.Enum):
@@ -136,12 +138,12 @@ class ConnectionLife(Protocol):
         """The transport is gone (``connectionLost``)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class LifeCore:
     """
     The state by name, written by every transition that changes it and by nothing else, so
     that what is asked on every read (has the connection ended? is it holding its input?)
-    costs an attribute read rather than an input.
+    costs an attribute read rather than an input.  Slotted: every connection has one.
     """
 
     phase: Phase = Phase.ACCEPTED
@@ -157,37 +159,27 @@ closing = _builder.state(Phase.CLOSING.label)
 closed = _builder.state(Phase.CLOSED.label)
 
 
-def _edge(source: Any, upon: Any, target: Any, phase: Phase, result: object) -> None:
-    """``source`` --``upon``--> ``target`` (named ``phase``), returning ``result``."""
-
-    def transition(machine: ConnectionLife, core: LifeCore) -> object:
-        core.phase = phase
-        return result
-
-    source.upon(upon).to(target)(transition)
-
-
 UNREGISTERED = (handshaking, registering, authenticating)
 LIVE = (*UNREGISTERED, registered)
 ENDED = (closing, closed)
 
 # --- admission and TLS ---
-_edge(accepted, ConnectionLife.admit_plain, registering, Phase.REGISTERING, None)
-_edge(accepted, ConnectionLife.admit_tls, handshaking, Phase.HANDSHAKING, None)
-_edge(accepted, ConnectionLife.refuse, closing, Phase.CLOSING, None)
-_edge(handshaking, ConnectionLife.handshake_done, registering, Phase.REGISTERING, True)
+edge(accepted, ConnectionLife.admit_plain, registering, Phase.REGISTERING, None)
+edge(accepted, ConnectionLife.admit_tls, handshaking, Phase.HANDSHAKING, None)
+edge(accepted, ConnectionLife.refuse, closing, Phase.CLOSING, None)
+edge(handshaking, ConnectionLife.handshake_done, registering, Phase.REGISTERING, True)
 for _state in ENDED:
     _state.upon(ConnectionLife.handshake_done).loop().returns(False)
 
 # --- registration ---
-_edge(registering, ConnectionLife.hold, authenticating, Phase.AUTHENTICATING, True)
+edge(registering, ConnectionLife.hold, authenticating, Phase.AUTHENTICATING, True)
 authenticating.upon(ConnectionLife.hold).loop().returns(False)  # the chat's answer after a password's
-_edge(authenticating, ConnectionLife.release, registering, Phase.REGISTERING, True)
+edge(authenticating, ConnectionLife.release, registering, Phase.REGISTERING, True)
 registered.upon(ConnectionLife.release).loop().returns(True)  # the answer that attached it
 for _state in ENDED:
     _state.upon(ConnectionLife.release).loop().returns(False)
-_edge(registering, ConnectionLife.attach, registered, Phase.REGISTERED, Attach.REGISTERED)
-_edge(authenticating, ConnectionLife.attach, registered, Phase.REGISTERED, Attach.REGISTERED)
+edge(registering, ConnectionLife.attach, registered, Phase.REGISTERED, Attach.REGISTERED)
+edge(authenticating, ConnectionLife.attach, registered, Phase.REGISTERED, Attach.REGISTERED)
 for _state in ENDED:
     _state.upon(ConnectionLife.attach).loop().returns(Attach.TOO_LATE)
 
@@ -200,15 +192,15 @@ for _state in ENDED:
 
 # --- the end ---
 for _state in UNREGISTERED:
-    _edge(_state, ConnectionLife.close, closing, Phase.CLOSING, Closing.UNREGISTERED)
-_edge(registered, ConnectionLife.close, closing, Phase.CLOSING, Closing.REGISTERED)
+    edge(_state, ConnectionLife.close, closing, Phase.CLOSING, Closing.UNREGISTERED)
+edge(registered, ConnectionLife.close, closing, Phase.CLOSING, Closing.REGISTERED)
 for _state in ENDED:
     _state.upon(ConnectionLife.close).loop().returns(Closing.ALREADY)
-_edge(closing, ConnectionLife.lost, closed, Phase.CLOSED, Ending.ON_PURPOSE)
-_edge(handshaking, ConnectionLife.lost, closed, Phase.CLOSED, Ending.IN_HANDSHAKE)
-_edge(registering, ConnectionLife.lost, closed, Phase.CLOSED, Ending.UNREGISTERED)
-_edge(authenticating, ConnectionLife.lost, closed, Phase.CLOSED, Ending.UNREGISTERED)
-_edge(registered, ConnectionLife.lost, closed, Phase.CLOSED, Ending.REGISTERED)
+edge(closing, ConnectionLife.lost, closed, Phase.CLOSED, Ending.ON_PURPOSE)
+edge(handshaking, ConnectionLife.lost, closed, Phase.CLOSED, Ending.IN_HANDSHAKE)
+edge(registering, ConnectionLife.lost, closed, Phase.CLOSED, Ending.UNREGISTERED)
+edge(authenticating, ConnectionLife.lost, closed, Phase.CLOSED, Ending.UNREGISTERED)
+edge(registered, ConnectionLife.lost, closed, Phase.CLOSED, Ending.REGISTERED)
 
 _build: Callable[[LifeCore], ConnectionLife] = _builder.build()
 

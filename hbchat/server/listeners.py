@@ -131,6 +131,26 @@ class _RecordingEndpoint:
         return self.endpoint.listen(protocolFactory).addCallback(listening)
 
 
+def server_endpoint(
+    reactor: Any, description: str, tls: ServerTLS | None = None, reuse_port: bool = False
+) -> IStreamServerEndpoint:
+    """
+    The endpoint a listener of ``description`` (--listen or --web) listens on: Twisted's for
+    the description (tcp:, ssl: and unix: with backlog=1024 unless they name one), the TCP
+    socket under an ``ssl:`` one's ``tls``, or, with ``reuse_port``, a socket of our own with
+    ``SO_REUSEPORT`` (tcp: and ssl: only).
+    """
+    if tls is None:
+        if reuse_port:
+            return ReusePortEndpoint(reactor, reuse_port_address(description))
+        return with_real_family(serverFromString(reactor, with_listen_backlog(description)), description)
+    if reuse_port:
+        where = tls.listen
+        family = address_family(where.interface)
+        return ReusePortEndpoint(reactor, PortAddress(where.port, where.interface, where.backlog, family))
+    return tls.endpoint(reactor)
+
+
 def listener_service(
     chat: ChatFactory, description: str, reactor: Any, tls: ServerTLS | None = None, reuse_port: bool = False
 ) -> StreamServerEndpointService:
@@ -141,21 +161,9 @@ def listener_service(
     With ``reuse_port`` (``--reuse-port``; tcp: and ssl: only) its socket has ``SO_REUSEPORT``.
     """
     listener = Listener(chat, description)
-    endpoint: IStreamServerEndpoint
-    factory: IProtocolFactory
-    if tls is None:
-        if reuse_port:
-            endpoint = ReusePortEndpoint(reactor, reuse_port_address(description))
-        else:
-            endpoint = with_real_family(serverFromString(reactor, with_listen_backlog(description)), description)
-        factory = listener
-    else:
-        if reuse_port:
-            where = tls.listen
-            family = address_family(where.interface)
-            endpoint = ReusePortEndpoint(reactor, PortAddress(where.port, where.interface, where.backlog, family))
-        else:
-            endpoint = tls.endpoint(reactor)
+    endpoint = server_endpoint(reactor, description, tls, reuse_port)
+    factory: IProtocolFactory = listener
+    if tls is not None:
         factory = tls.wrap(listener)
         listener.tls = tls
     service = StreamServerEndpointService(_RecordingEndpoint(endpoint, listener), factory)

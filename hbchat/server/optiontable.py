@@ -38,9 +38,9 @@ FLAGS: list[list[Any]] = [
     [
         "reuse-port",
         None,
-        "tcp: and ssl: listeners set SO_REUSEPORT, so several hbchat processes on one host serve one port (the "
-        "kernel spreads new connections among them; with --redis they are one chat, without it each process is a "
-        "chat of its own). Not for unix: or systemd: listeners.",
+        "tcp: and ssl: listeners (--listen and --web) set SO_REUSEPORT, so several hbchat processes on one host "
+        "serve one port (the kernel spreads new connections among them; with --redis they are one chat, without it "
+        "each process is a chat of its own). Not for unix: or systemd: listeners.",
     ],
     [
         "tls-identity",

@@ -57,7 +57,9 @@ def reuse_port_address(description: str) -> PortAddress:
     """Where a ``tcp:`` or ``tcp6:`` ``--listen`` description listens; ConfigError for anything else."""
     kind = kind_of(description)
     if kind not in ("tcp", "tcp6"):
-        raise ConfigError(f"--reuse-port applies to tcp: and ssl: listeners only, not {description!r} (--listen)")
+        raise ConfigError(
+            f"--reuse-port applies to tcp: and ssl: listeners only, not {description!r} (--listen, --web)"
+        )
     args, kwargs = split_description(description)
     parameters = dict(zip(_TCP_PARAMETERS, args[1:], strict=False))
     for name, value in kwargs.items():
@@ -80,7 +82,7 @@ def reuse_port_address(description: str) -> PortAddress:
 
 
 def check_reuse_port(listen: tuple[str, ...]) -> None:
-    """Every ``--listen`` endpoint can take ``--reuse-port``, and the system has it; else ConfigError."""
+    """Every ``--listen`` and ``--web`` endpoint can take ``--reuse-port``, and the system has it; else ConfigError."""
     if not reuse_port_supported():
         raise ConfigError("--reuse-port: this system has no SO_REUSEPORT")
     for description in listen:

@@ -65,7 +65,7 @@ class ChatService(MultiService):
             if is_ssl(description):
                 tls = ServerTLS(parse_ssl(description, factory.config.tls_client_ca))
                 self.tls.append(tls)
-            web_service(factory, description, reactor, policy, tls).setServiceParent(self)
+            web_service(factory, description, reactor, policy, tls, reuse_port).setServiceParent(self)
         #: What SIGHUP does now: reload while serving and draining, nothing once stopped.
         self.hangup = hangup_machine(HangupCore(self.tls, factory.stats.reloads))
 

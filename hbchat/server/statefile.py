@@ -116,14 +116,28 @@ def _session(entry: Any, index: int) -> SessionRecord:
     return SessionRecord(nick, token, _number(entry.get("expires"), f"{where}'s expiry"), host)
 
 
+def _is_event(line: bytes, seq: int) -> bool:
+    """Whether ``line`` is the event numbered ``seq`` as the chat keeps it (docs/protocol.md, section 4)."""
+    fields = line.split(b" ", 3)
+    verb = fields[0]
+    if verb not in (b"MSG", b"JOIN", b"LEFT") or len(fields) < 3 or fields[1] != b"%d" % seq:
+        return False
+    if not wire.is_valid_nick(fields[2]):
+        return False
+    if verb == b"JOIN":
+        return len(fields) == 3
+    return len(fields) == 4 and (verb == b"MSG" or b" " not in fields[3])
+
+
 def decode(data: bytes) -> ChatState:
     """The state held by a state file's bytes; :class:`StateFileError` if they hold none."""
     if len(data) > MAX_BYTES:
         raise StateFileError(f"larger than {MAX_BYTES} bytes")
     try:
         document = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise StateFileError(f"not JSON (truncated or damaged?): {error}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        # RecursionError: JSON nested deeper than the parser goes (a damaged or hostile file).
+        raise StateFileError(f"not JSON (truncated or damaged?): {type(error).__name__}: {error}") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise StateFileError(f'not an hbchat state file (no "format": "{FORMAT}" marker)')
     version = document.get("version")
@@ -138,9 +152,12 @@ def decode(data: bytes) -> ChatState:
     if len(history) > seq:
         raise StateFileError(f"history holds {len(history)} events, more than seq {seq}")
     lines = tuple(_bytes(line, f"history event {index}") for index, line in enumerate(history))
+    first = seq - len(lines) + 1
     for index, line in enumerate(lines):
         if b"\n" in line or b"\r" in line:
             raise StateFileError(f"history event {index} holds a line break")
+        if not _is_event(line, first + index):
+            raise StateFileError(f"history event {index} is not a MSG, JOIN or LEFT numbered {first + index}")
     lines = tuple(line + b"\n" for line in lines)
     sessions = document.get("sessions")
     if not isinstance(sessions, list):

@@ -43,11 +43,20 @@ class StateFile:
 
     log = NamedLogger("hbchat.server.state")
 
-    def __init__(self, path: str, chat: Chat, wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: str,
+        chat: Chat,
+        wall: Callable[[], float] = time.time,
+        once_serving: Callable[[Callable[[], None]], object] | None = None,
+    ) -> None:
         self.path = path
         self.chat = chat
         #: Wall-clock time: grace periods are saved as moments, so the downtime counts.
         self.wall = wall
+        #: Runs a function once the server serves (its listeners bound: twistd's
+        #: reactor.callWhenRunning); None: at once.
+        self.onceServing = once_serving
 
     def read(self) -> ChatState | _Fresh:
         """The saved state, or why there is none this server can use (not logged here)."""
@@ -90,8 +99,20 @@ class StateFile:
             saved=len(state.sessions),
             note=note,
         )
+        # Removed once the server serves, not before: a start that fails (a port in use) must
+        # leave the saved chat for the next one.
+        if self.onceServing is None:
+            self.consume()
+        else:
+            self.onceServing(self.consume)
+        return True
+
+    def consume(self) -> None:
+        """The saved chat is in use: remove the file, so that a crash (which saves nothing) never restores it again."""
         try:
             os.unlink(self.path)
+        except FileNotFoundError:
+            pass
         except OSError as error:
             self.log.warn(
                 "cannot remove state file {path} after reading it ({error}): a restart without a clean stop would "
@@ -99,7 +120,6 @@ class StateFile:
                 path=self.path,
                 error=_why(error),
             )
-        return True
 
     def save_at_stop(self) -> None:
         """The drain is over: save (what went wrong is logged)."""
@@ -164,7 +184,12 @@ def write_atomically(path: str, data: bytes) -> None:
         os.close(handle)
 
 
-def keep_state(chat: object, path: str, wall: Callable[[], float] = time.time) -> StateFile | None:
+def keep_state(
+    chat: object,
+    path: str,
+    wall: Callable[[], float] = time.time,
+    once_serving: Callable[[Callable[[], None]], object] | None = None,
+) -> StateFile | None:
     """
     Restore ``chat`` from ``path`` now and save it there when the drain is over; ``None`` (and
     a warning) for a chat not kept in this process's memory (a cluster's, in Redis), which a
@@ -175,7 +200,7 @@ def keep_state(chat: object, path: str, wall: Callable[[], float] = time.time) -
             "--state {path} is ignored: the chat is not kept in this process (with --redis it is in Redis)", path=path
         )
         return None
-    state = StateFile(path, chat, wall)
+    state = StateFile(path, chat, wall, once_serving)
     state.restore()
     chat.beforeClose.append(state.save_at_stop)
     return state

@@ -57,8 +57,9 @@ class ServerOptions(AuthOptionMixin, usage.Options):
     def opt_state(self, path: str) -> None:
         """File the chat is kept in across a graceful restart: at SIGTERM, once the drain is over, its seq, history
         and sessions (tokens, nicks, grace left) are written to it atomically (mode 0600: it holds session tokens), and
-        at start they are read back and the file removed, so clients RESUME with nothing lost. A missing file is a
-        fresh chat; a damaged, foreign or unreadable one is logged and a fresh chat; a failure to write it is logged
+        at start they are read back (and the file removed once the server serves), so clients RESUME with nothing
+        lost. A missing file is a fresh chat; a damaged, foreign or unreadable one is logged and a fresh chat; a failure
+        to write it is logged
         [default: off]"""
         if not path or path.endswith(os.sep):
             raise usage.UsageError(f"--state {path!r} is not a file name")
@@ -189,7 +190,7 @@ class ServerOptions(AuthOptionMixin, usage.Options):
             self._checkTLS(self.config, self["web"])
             self._checkWeb()
             if self["reuse-port"]:
-                check_reuse_port(self.config.listen)
+                check_reuse_port((*self.config.listen, *self["web"]))
             self.cluster = cluster_options.cluster_settings(self)
         except ConfigError as error:
             raise usage.UsageError(str(error)) from None
@@ -241,7 +242,7 @@ def makeService(options: ServerOptions, reactor: Any = None) -> IService:
         return cluster_service(options, cluster, reactor)
     factory = ObservedChatFactory(config, reactor, options.checker, identity_refusal=identity_refusal)
     if options["state"] is not None:
-        keep_state(factory.chat, options["state"])
+        keep_state(factory.chat, options["state"], once_serving=reactor.callWhenRunning)
     service = ChatService(
         factory,
         config.listen,

@@ -27,14 +27,19 @@ def pong(connection: ChatServerProtocol, rest: bytes) -> None:
     connection.pongReceived(rest)
 
 
+#: Larger <last-seq>s are read as this (every seq is below it).
+LAST_SEQ_BOUND = 2**63 - 1
+
+
 def resume(connection: ChatServerProtocol, rest: bytes) -> None:
     if connection.core.phase is Phase.REGISTERED:
         connection.sendLine(wire.ERR_ALREADY_REGISTERED)
         return
     arguments = rest.split(b" ")
     chat = connection.factory.chat
-    # Any number of digits: one beyond the latest event replays nothing, like the latest.
-    last_seq = wire.decimal_at_most(arguments[-1], chat.seq)
+    # Any number of digits.  The chat judges a number beyond its latest event (the in-memory
+    # one replays nothing, as for the latest; one kept in Redis answers ERR 404).
+    last_seq = wire.decimal_at_most(arguments[-1], LAST_SEQ_BOUND)
     if len(arguments) != 2 or not arguments[0] or last_seq is None:
         connection.sendLine(wire.ERR_RESUME_ARGUMENTS)
         return

@@ -64,6 +64,24 @@ def line_frames(data: bytes) -> bytes:
     return b"".join(text_frame(line[:-1] if line.endswith(b"\r") else line) for line in lines)
 
 
+def small_text_frame(data: bytes) -> bytes | None:
+    """
+    The unmasked payload of ``data`` when it is exactly one client frame of the commonest
+    kind: final, text, masked, no extension bits, under 126 bytes (a PONG, a chat line);
+    None for anything else, which takes autobahn's general path (and its checks).
+    """
+    if len(data) < 6 or data[0] != _TEXT:
+        return None
+    second = data[1]
+    size = second & 0x7F
+    if not second & 0x80 or size > 125 or len(data) != 6 + size:
+        return None
+    if not size:
+        return b""
+    key = (data[2:6] * (size // 4 + 1))[:size]
+    return (int.from_bytes(data[6:], "big") ^ int.from_bytes(key, "big")).to_bytes(size, "big")
+
+
 def frame_error(payload: bytes) -> bytes | None:
     """
     What is wrong with a text frame's payload as a protocol line, as the ERR line that

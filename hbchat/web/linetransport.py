@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from twisted.internet.interfaces import IAddress, IConsumer, IPushProducer, ITransport
 from zope.interface import implementer
 
+from hbchat.server.writethrough import writer_for
 from hbchat.web.frames import FrameCache, close_code
 
 
@@ -42,13 +43,15 @@ class Closing(Protocol):
 class LineTransport:
     """One WebSocket as a transport of lines."""
 
-    __slots__ = ("_cache", "closeCode", "disconnecting", "protocol", "socket", "transport")
+    __slots__ = ("_cache", "_write", "closeCode", "disconnecting", "protocol", "socket", "transport")
 
     def __init__(self, socket: Socket, cache: FrameCache) -> None:
         self.socket = socket
         #: The stream beneath (read by hbchat.sockopts to find the socket).
         self.transport = socket.transport
         self._cache = cache
+        #: Straight to the socket when nothing is queued, as on --listen (hbchat.server.writethrough).
+        self._write = writer_for(socket.transport)
         #: The connection on top, once connected.
         self.protocol: Closing | None = None
         #: A close code decided before the close (a binary frame: 1003); else the close
@@ -61,7 +64,7 @@ class LineTransport:
     def write(self, data: bytes) -> None:
         if self.disconnecting or not data or not self.socket.isOpen():
             return
-        self.transport.write(self._cache.frames(data))
+        self._write(self._cache.frames(data))
 
     def writeSequence(self, data: Any) -> None:
         self.write(b"".join(data))

@@ -198,6 +198,9 @@ class Upgrade(Resource):
             producer.unregisterProducer()
         return self.websocket.render(request)
 
+    def render_HEAD(self, request: Request) -> bytes:
+        return plain(request, 426, "upgrade required: /ws is a WebSocket (subprotocol hbchat.v1)")
+
 
 class Root(Resource):
     """``/`` (the page), the shipped files by name, ``/ws``; 404 for anything else."""

@@ -21,7 +21,6 @@ from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
@@ -35,12 +34,11 @@ from twisted.web.http import HTTPChannel
 from twisted.web.server import Site
 from zope.interface import implementer
 
-from hbchat.config import with_listen_backlog
 from hbchat.lognames import NamedLogger
-from hbchat.server.activation import with_real_family
 from hbchat.server.addresses import describe_peer, limited_host
 from hbchat.server.connection import ChatServerProtocol
 from hbchat.server.factory import ChatFactory
+from hbchat.server.listeners import server_endpoint
 from hbchat.server.tls import ServerTLS
 from hbchat.web.httproom import HTTPRoom
 from hbchat.web.origins import OriginPolicy
@@ -250,22 +248,25 @@ def web_site(chat: ChatFactory, description: str, reactor: Any, policy: OriginPo
 
 
 def web_service(
-    chat: ChatFactory, description: str, reactor: Any, policy: OriginPolicy, tls: ServerTLS | None = None
+    chat: ChatFactory,
+    description: str,
+    reactor: Any,
+    policy: OriginPolicy,
+    tls: ServerTLS | None = None,
+    reuse_port: bool = False,
 ) -> StreamServerEndpointService:
     """
     The service that serves the page and /ws for ``chat`` on ``description`` (a --web
     endpoint string; tcp:, ssl: and unix: get backlog=1024 unless they name one).  An
     ``ssl:`` one comes with its ``tls`` (hbchat.server.tls), whose context SIGHUP reloads.
+    With ``reuse_port`` (``--reuse-port``; tcp: and ssl: only) its socket has ``SO_REUSEPORT``.
     """
     site = web_site(chat, description, reactor, policy, secure=tls is not None)
     listener = site.listener
-    endpoint: IStreamServerEndpoint
-    factory: IProtocolFactory
-    if tls is None:
-        endpoint = with_real_family(serverFromString(reactor, with_listen_backlog(description)), description)
-        factory = site
-    else:
-        endpoint, factory = tls.endpoint(reactor), tls.wrap(site)
+    endpoint = server_endpoint(reactor, description, tls, reuse_port)
+    factory: IProtocolFactory = site
+    if tls is not None:
+        factory = tls.wrap(site)
         listener.tls = tls
     service = StreamServerEndpointService(_RecordingEndpoint(endpoint, listener), factory)
     service._raiseSynchronously = True

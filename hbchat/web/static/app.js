@@ -243,7 +243,7 @@ class Page {
       text = "leaving";
     } else if (state === "resuming") {
       text = "resuming";
-    } else if (state === "greeted" || state === "registering") {
+    } else if (state === "greeted" || state === "registering" || state === "idle") {
       text = "connected: choose a nick";
     } else {
       text = "connecting";

@@ -6,18 +6,13 @@
 // The user interface is told everything through `observer` (app.js).
 
 import { fullJitter, hinted } from "./backoff.js";
-import { refusedVerb, retryWait } from "./unavailable.js";
+import { PacedOutbox } from "./outbox.js";
+import { refusedVerb } from "./unavailable.js";
 import { byeHints, parseHello, words } from "./wire.js";
 
 export const SUBPROTOCOL = "hbchat.v1";
 const HELLO_TIMEOUT = 10; // seconds to wait for HELLO before the server is taken for dead
 const QUIT_WAIT = 5;
-// The PING sent right after a TELL: its PONG says the TELL was handled (the server answers a
-// connection's lines in order), as hbchat-client's (hbchat/client/outbox.py); no faster
-// than BARRIER_RATE a second, BARRIER_BURST at once (the server's PING budget is one a second).
-export const TELL_BARRIER = "PING told";
-const BARRIER_RATE = 0.8;
-const BARRIER_BURST = 5;
 
 export class ChatLink {
   constructor(url, session, observer, clock = { now: () => performance.now() / 1000 }) {
@@ -40,15 +35,8 @@ export class ChatLink {
     this.missed = 0; // new MSGs seen during a replay
     this.retryAt = null;
     this.stopped = false;
-    // Pacing (hbchat/client/outbox.py): 80 % of the advertised rate, a smaller burst.
-    this.paceFullAt = 0;
-    this.oneAtATime = false;
-    // ERR 503 cluster unavailable (unavailable.js): refusals in a row (0 once a line got
-    // through), until when the outbox holds, refused lines put back since one was sent.
-    this.unavailable = 0;
-    this.heldUntil = -Infinity;
-    this.requeued = 0;
-    this.barriersFullAt = 0;
+    this.awaitingLogin = false; // the server closed while the person chose a nick (ERR 408)
+    this.outbox = new PacedOutbox(session, clock);
   }
 
   // --- the user's side ---
@@ -71,7 +59,7 @@ export class ChatLink {
 
   submit(line) {
     this.session.queue(line);
-    this.flush();
+    this.outbox.flush();
     return this.state === "ready";
   }
 
@@ -84,6 +72,7 @@ export class ChatLink {
   quit(text) {
     this.stopped = true;
     this.clearTimer("retry");
+    this.outbox.stop();
     if (this.state === "ready") {
       this.setState("quitting");
       this.send(text ? "QUIT " + text : "QUIT");
@@ -154,12 +143,13 @@ export class ChatLink {
     this.closeSocket();
     this.clearTimer("hello");
     this.clearTimer("quit");
-    this.clearTimer("pace");
     this.clearTimer("login");
-    this.clearTimer("barrier");
-    this.oneAtATime = false;
-    this.heldUntil = -Infinity; // the next connection (perhaps another node) starts unheld
-    this.requeued = 0;
+    this.outbox.stop();
+    if (this.awaitingLogin) {
+      this.awaitingLogin = false;
+      this.setState("idle");
+      return;
+    }
     if (this.stopped || this.state === "quitting" || this.state === "gave_up") {
       this.setState("gave_up");
       this.observer.gaveUp(why);
@@ -200,10 +190,7 @@ export class ChatLink {
     }
     this.clearTimer("hello");
     this.hello = hello;
-    // A TELL in flight when the last connection ended may or may not have arrived (it has
-    // no echo): it is not sent again, as hbchat-client does.
-    this.session.tellHandled();
-    this.paceFullAt = 0;
+    this.outbox.greeted(hello.rate, hello.burst);
     this.startHeartbeat();
     this.setState("greeted");
     const session = this.session;
@@ -228,7 +215,7 @@ export class ChatLink {
     const [, nick, token, seqText] = words(line, 3);
     const seq = Number(seqText);
     this.attempt = 0;
-    this.unavailable = 0;
+    this.outbox.unavailable = 0;
     if (this.state === "resuming") {
       this.session.nick = nick;
       this.session.token = token;
@@ -246,7 +233,7 @@ export class ChatLink {
   onRESUMED(line) {
     const [, , how] = words(line, 2);
     const complete = how === "complete";
-    this.unavailable = 0;
+    this.outbox.unavailable = 0;
     this.observer.resumed(this.missed, complete);
     this.ready();
   }
@@ -258,7 +245,10 @@ export class ChatLink {
     // those, then what was typed while away (session.js).
     this.session.outbox = this.session.toResend();
     this.session.save();
-    this.flush();
+    this.outbox.ready(
+      (line) => this.send(line),
+      () => this.ws !== null && this.ws.readyState === WebSocket.OPEN,
+    );
   }
 
   onMSG(line) {
@@ -266,10 +256,7 @@ export class ChatLink {
     const seq = Number(seqText);
     if (!this.session.isNew(seq)) return;
     const own = nick === this.session.nick;
-    if (own && this.session.echoed(nick, text)) {
-      this.unavailable = 0;
-      if (this.oneAtATime) this.flush();
-    }
+    if (own && this.session.echoed(nick, text)) this.outbox.echoed();
     if (this.state === "resuming" && !own) this.missed += 1;
     this.observer.message(seq, nick, text ?? "", own, this.state === "resuming");
   }
@@ -302,7 +289,7 @@ export class ChatLink {
   onPONG(line) {
     const token = line.slice(5);
     if (token === "told") {
-      this.told();
+      this.outbox.told(); // the TELL in flight was handled (outbox.js)
       return;
     }
     if (this.pingToken !== null && token === this.pingToken) {
@@ -332,6 +319,11 @@ export class ChatLink {
       }
       return;
     }
+    if (code === 408 && this.state === "greeted") {
+      // The person is still choosing a nick: no reconnecting meanwhile; Join connects again.
+      this.awaitingLogin = true;
+      return;
+    }
     if (this.state === "registering" && (code === 401 || code === 432 || code === 433 || code === 400)) {
       this.setState("greeted");
       this.observer.needLogin(this.hello && this.hello.auth, text || `ERR ${code}`);
@@ -343,11 +335,37 @@ export class ChatLink {
       return;
     }
     if (code === 429) {
-      this.rateLimited(text || "");
+      const verb = this.outbox.rateLimited(text || "");
+      if (verb === "NICK" || verb === "RESUME") {
+        // Not handled: without it the page would wait for a WELCOME or RESUMED for ever.
+        // Sent again once the server's budget has room (a second).
+        this.timer("login", 1, () => this.loginAgain(verb));
+      }
+      this.observer.notice("the server asked us to slow down");
       return;
     }
     this.observer.notice(`server: ERR ${code} ${text ?? ""}`);
-    if (code === 406) this.told(); // no such nick: the TELL in flight was handled, for good
+    if (code === 406) this.outbox.tellRefused(); // no such nick: the TELL in flight was handled, for good
+  }
+
+  // ERR 503 cluster unavailable: <VERB> not handled (docs/protocol.md section 8): the refused
+  // line is kept and sent again after a jittered wait, on this connection (outbox.js); the
+  // user is told once per outage.
+  clusterUnavailable(verb, text) {
+    const { first, wait } = this.outbox.clusterUnavailable(verb);
+    if (verb === "NICK" || verb === "RESUME") this.timer("login", wait, () => this.loginAgain(verb));
+    if (first) this.observer.notice(`server says: ${text}: kept, sent again in ${wait.toFixed(1)} s`);
+  }
+
+  // A NICK or RESUME that was not handled, sent again as it was (if still waited for).
+  loginAgain(verb) {
+    const session = this.session;
+    if (verb === "NICK" && this.state === "registering") {
+      this.register();
+    } else if (verb === "RESUME" && this.state === "resuming" && session.token) {
+      this.missed = 0;
+      this.send(`RESUME ${session.token} ${session.lastSeq}`);
+    }
   }
 
   onBYE(line) {
@@ -367,138 +385,6 @@ export class ChatLink {
       this.observer.notice("kicked by the server for sending too fast");
     } else if (this.state === "quitting") {
       this.stopped = true;
-    }
-  }
-
-  // --- pacing and the outbox ---
-
-  flush() {
-    if (this.state !== "ready" || this.timers.pace) return;
-    const session = this.session;
-    const hello = this.hello;
-    const rate = hello && hello.rate > 0 ? hello.rate * 0.8 : 0;
-    const burst = hello ? Math.max(1, (hello.burst * 0.8) / 2) : 1;
-    while (session.outbox.length) {
-      // A line is taken out of the outbox only when it can go: a socket already closing
-      // (its close not reported yet) would drop it, and a TELL has no echo to bring it back.
-      if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
-      if (this.oneAtATime && session.unechoed.length) return;
-      const tell = session.outbox[0].startsWith("TELL ");
-      if (tell) {
-        // One TELL in flight, its fate learnt from the PING told after it (hbchat/client/outbox.py).
-        if (session.tellInFlight !== null) return;
-        const wait = this.barrierWait();
-        if (wait > 0) {
-          this.timer("pace", wait, () => this.flush());
-          return;
-        }
-      }
-      if (rate > 0) {
-        const now = this.clock.now();
-        const interval = 1 / rate;
-        const debt = this.paceFullAt - now;
-        if (debt > (burst - 0.5) * interval) {
-          this.timer("pace", Math.max(0.001, debt - (burst - 1) * interval), () => this.flush());
-          return;
-        }
-        this.paceFullAt = Math.max(this.paceFullAt, now) + interval;
-      }
-      this.requeued = 0;
-      const line = session.outbox.shift();
-      session.sending(line);
-      this.send(line);
-      if (tell) {
-        this.barriersFullAt = Math.max(this.barriersFullAt, this.clock.now()) + 1 / BARRIER_RATE;
-        this.send(TELL_BARRIER);
-      }
-    }
-    session.save();
-  }
-
-  // Seconds until a PING told may go (at most BARRIER_RATE a second, BARRIER_BURST at once: under the PING budget).
-  barrierWait() {
-    const interval = 1 / BARRIER_RATE;
-    const debt = this.barriersFullAt - this.clock.now();
-    return debt > (BARRIER_BURST - 0.5) * interval ? Math.max(0.001, debt - (BARRIER_BURST - 1) * interval) : 0;
-  }
-
-  // PONG told: the TELL in flight was handled; the next may go.
-  told() {
-    if (this.session.tellHandled() !== null) this.unavailable = 0;
-    this.flush();
-  }
-
-
-  rateLimited(text) {
-    const verb = text.split(": ").pop().split(" ")[0];
-    if (verb === "SAY") {
-      const refused = this.session.refuseOldest();
-      if (refused !== null) this.requeue("SAY " + refused);
-    } else if (verb === "TELL") {
-      const refused = this.session.tellHandled();
-      if (refused !== null) this.requeue(refused);
-    } else if (verb === "PING" && this.session.tellInFlight !== null) {
-      // Perhaps the PING after our TELL: ask again, later, whether the TELL was handled.
-      this.timer("barrier", 1, () => {
-        if (this.state === "ready" && this.session.tellInFlight !== null) this.send(TELL_BARRIER);
-      });
-    } else if (verb === "NICK" || verb === "RESUME") {
-      // Not handled: without it the page would wait for a WELCOME or RESUMED for ever.
-      // Sent again once the server's budget has room (a second: its PING budget's pace).
-      this.timer("login", 1, () => this.loginAgain(verb));
-    }
-    this.oneAtATime = true;
-    if (this.hello) this.hello.rate = Math.max(1, this.hello.rate / 2);
-    this.observer.notice("the server asked us to slow down");
-    this.flush(); // the refused line, at the slower pace (nothing else may come to send it)
-  }
-
-  // A refused line goes back to the front of the outbox, after those refused before it (in the order sent).
-  requeue(line) {
-    this.session.outbox.splice(this.requeued, 0, line);
-    this.requeued += 1;
-    this.session.save();
-  }
-
-  // ERR 503 cluster unavailable: <VERB> not handled (docs/protocol.md section 8): the refused
-  // line is kept and sent again after a jittered wait, on this connection; the user is told
-  // once per outage. A refused SAY is our oldest unechoed one (lines are answered in order).
-  clusterUnavailable(verb, text) {
-    if (verb === "SAY") {
-      const refused = this.session.refuseOldest();
-      if (refused !== null) this.requeue("SAY " + refused);
-    } else if (verb === "TELL") {
-      const refused = this.session.tellHandled();
-      if (refused !== null) this.requeue(refused);
-    }
-    const first = this.unavailable === 0;
-    const wait = this.holdFor();
-    if (verb === "NICK" || verb === "RESUME") this.timer("login", wait, () => this.loginAgain(verb));
-    if (first) this.observer.notice(`server says: ${text}: kept, sent again in ${wait.toFixed(1)} s`);
-  }
-
-  // Send nothing for a jittered wait that doubles with each refusal in a row, then go on one
-  // SAY at a time; refusals of lines already in flight meanwhile do not lengthen it. The wait
-  // (what is left of it, if one is under way).
-  holdFor() {
-    const now = this.clock.now();
-    if (this.heldUntil > now) return this.heldUntil - now;
-    this.unavailable += 1;
-    const wait = retryWait(this.unavailable);
-    this.heldUntil = now + wait;
-    this.oneAtATime = true;
-    this.timer("pace", wait, () => this.flush());
-    return wait;
-  }
-
-  // A NICK or RESUME that was not handled, sent again as it was (if still waited for).
-  loginAgain(verb) {
-    const session = this.session;
-    if (verb === "NICK" && this.state === "registering") {
-      this.register();
-    } else if (verb === "RESUME" && this.state === "resuming" && session.token) {
-      this.missed = 0;
-      this.send(`RESUME ${session.token} ${session.lastSeq}`);
     }
   }
 
