@@ -153,6 +153,24 @@ class FollowTests(SynchronousTestCase):
         self.assertEqual(len(only.attempts), 4)
 
 
+class FactoryEndpointsTests(SynchronousTestCase):
+    """ChatClientFactory takes the cluster's endpoints itself (endpoints=...), and startConnecting() follows them."""
+
+    def test_the_factory_connects_through_its_endpoints_in_turn(self) -> None:
+        clock, observer = Clock(), RecordingObserver()
+        a, b = PendingEndpoint("a"), PendingEndpoint("b")
+        factory = ChatClientFactory("ida", observer, clock=clock, rng=random.Random(5), endpoints=[a, b])
+        factory.startConnecting()
+        self.assertEqual((len(a.attempts), len(b.attempts)), (1, 0))
+        a.attempts[-1].errback(Failure(ConnectionRefusedError()))
+        clock.advance(observer.delays[-1])
+        self.assertEqual((len(a.attempts), len(b.attempts)), (1, 1))
+
+    def test_a_factory_without_endpoints_cannot_start(self) -> None:
+        factory = ChatClientFactory("ida", RecordingObserver(), clock=Clock())
+        self.assertRaises(ValueError, factory.startConnecting)
+
+
 class CommandLineTests(SynchronousTestCase):
     def test_several_endpoints_are_taken_in_order(self) -> None:
         arguments = parse_arguments(["tcp:127.0.0.1:1", "tcp:127.0.0.1:2", "--nick", "ida"])

@@ -16,14 +16,16 @@ sees goes to an :class:`~hbchat.interfaces.IChatObserver`.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Any
 
-from twisted.internet.interfaces import IAddress, IConnector, IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IAddress, IConnector, IDelayedCall, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import ReconnectingClientFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from hbchat.client.backoff import DEFAULT_BACKOFF, IBackoff
+from hbchat.client.connector import EndpointConnector, connect
 from hbchat.client.errors import LoginAgain, ServerErrors
 from hbchat.client.lifecycle import Deadline, LifeCore, Loss, Phase, Quit, Welcome, client_life
 from hbchat.client.outbox import PacedOutbox, chat_text, tell_line
@@ -65,7 +67,10 @@ class ChatClientFactory(ReconnectingClientFactory):
         outbox_limit: int = 1000,
         diagnose: Diagnose | None = None,
         give_up_after: float | None = None,
+        endpoints: Sequence[IStreamClientEndpoint] = (),
     ) -> None:
+        #: Where :meth:`startConnecting` connects: a cluster's nodes, each tried in turn.
+        self.endpoints = tuple(endpoints)
         if clock is None:
             from twisted.internet import reactor
 
@@ -151,6 +156,16 @@ class ChatClientFactory(ReconnectingClientFactory):
 
     def phaseOf(self, protocol: ChatClientProtocol) -> Phase | None:
         return self._phase.phase if protocol is self.protocolInstance else None
+
+    def startConnecting(self, reactor: Any = None) -> EndpointConnector:
+        """
+        Connect through :attr:`endpoints` (the first, then the next one at each reconnect,
+        wrapping around) and keep reconnecting as this factory decides; as
+        :func:`hbchat.client.connector.connect` does for endpoints given to it.
+        """
+        if not self.endpoints:
+            raise ValueError("ChatClientFactory has no endpoints to connect to")
+        return connect(reactor, self.endpoints, self)
 
     @property
     def connected(self) -> bool:
