@@ -3,11 +3,13 @@
 // pace. The same life as hbchat-client's (docs/architecture.md), states named alike:
 //   idle -> connecting -> greeted -> registering | resuming -> ready
 //   any --lost--> backing_off --> connecting;  ready --quit--> quitting -> gave_up
-// The user interface is told everything through `observer` (app.js).
+// The user interface is told everything through `observer` (app.js). The heartbeat is
+// heartbeat.js's, what a server's ERR means errors.js's.
 
 import { fullJitter, hinted } from "./backoff.js";
+import { ServerErrors } from "./errors.js";
+import { Heartbeat } from "./heartbeat.js";
 import { PacedOutbox } from "./outbox.js";
-import { refusedVerb } from "./unavailable.js";
 import { byeHints, parseHello, words } from "./wire.js";
 
 export const SUBPROTOCOL = "hbchat.v1";
@@ -27,16 +29,14 @@ export class ChatLink {
     this.attempt = 0; // reconnect attempts since the last WELCOME
     this.hint = null; // a BYE's retry=/at=, for the next delay only
     this.lastHeard = 0;
-    this.rtt = null;
-    this.pingToken = null;
-    this.pingSentAt = 0;
-    this.pings = 0;
     this.timers = {};
     this.missed = 0; // new MSGs seen during a replay
     this.retryAt = null;
     this.stopped = false;
     this.awaitingLogin = false; // the server closed while the person chose a nick (ERR 408)
     this.outbox = new PacedOutbox(session, clock);
+    this.heartbeat = new Heartbeat(this);
+    this.errors = new ServerErrors(this);
   }
 
   // --- the user's side ---
@@ -130,7 +130,7 @@ export class ChatLink {
         // already closing
       }
     }
-    this.stopHeartbeat();
+    this.heartbeat.stop();
   }
 
   // A connection given up by us (silent server): as if it were lost, without waiting for the close handshake.
@@ -191,7 +191,7 @@ export class ChatLink {
     this.clearTimer("hello");
     this.hello = hello;
     this.outbox.greeted(hello.rate, hello.burst);
-    this.startHeartbeat();
+    this.heartbeat.start(hello.ping, hello.timeout);
     this.setState("greeted");
     const session = this.session;
     if (session.token) {
@@ -292,80 +292,11 @@ export class ChatLink {
       this.outbox.told(); // the TELL in flight was handled (outbox.js)
       return;
     }
-    if (this.pingToken !== null && token === this.pingToken) {
-      this.rtt = this.clock.now() - this.pingSentAt;
-      this.pingToken = null;
-      this.observer.roundTrip(this.rtt);
-    }
+    this.heartbeat.pong(token);
   }
 
   onERR(line) {
-    const [, codeText, text] = words(line, 2);
-    const code = Number(codeText);
-    const unavailable = code === 503 ? refusedVerb(text || "") : null;
-    if (unavailable !== null) {
-      this.clusterUnavailable(unavailable, `ERR ${code} ${text}`);
-      return;
-    }
-    if (code === 404 && this.state === "resuming") {
-      // The server no longer knows our session (a restart, or --grace ran out): what
-      // happened meanwhile is lost; register afresh with the same nick.
-      this.session.forget();
-      this.observer.historyGap("the server no longer knew this session");
-      if (this.session.nick && (!this.hello.auth || this.password)) {
-        this.register();
-      } else {
-        this.observer.needLogin(this.hello.auth, "");
-      }
-      return;
-    }
-    if (code === 408 && this.state === "greeted") {
-      // The person is still choosing a nick: no reconnecting meanwhile; Join connects again.
-      this.awaitingLogin = true;
-      return;
-    }
-    if (this.state === "registering" && (code === 401 || code === 432 || code === 433 || code === 400)) {
-      this.setState("greeted");
-      this.observer.needLogin(this.hello && this.hello.auth, text || `ERR ${code}`);
-      return;
-    }
-    if (code === 413) {
-      const refused = this.session.refuseOldest();
-      this.observer.notice(`not sent, too long for the server: ${refused ?? "a line"}`);
-      return;
-    }
-    if (code === 429) {
-      const verb = this.outbox.rateLimited(text || "");
-      if (verb === "NICK" || verb === "RESUME") {
-        // Not handled: without it the page would wait for a WELCOME or RESUMED for ever.
-        // Sent again once the server's budget has room (a second).
-        this.timer("login", 1, () => this.loginAgain(verb));
-      }
-      this.observer.notice("the server asked us to slow down");
-      return;
-    }
-    this.observer.notice(`server: ERR ${code} ${text ?? ""}`);
-    if (code === 406) this.outbox.tellRefused(); // no such nick: the TELL in flight was handled, for good
-  }
-
-  // ERR 503 cluster unavailable: <VERB> not handled (docs/protocol.md section 8): the refused
-  // line is kept and sent again after a jittered wait, on this connection (outbox.js); the
-  // user is told once per outage.
-  clusterUnavailable(verb, text) {
-    const { first, wait } = this.outbox.clusterUnavailable(verb);
-    if (verb === "NICK" || verb === "RESUME") this.timer("login", wait, () => this.loginAgain(verb));
-    if (first) this.observer.notice(`server says: ${text}: kept, sent again in ${wait.toFixed(1)} s`);
-  }
-
-  // A NICK or RESUME that was not handled, sent again as it was (if still waited for).
-  loginAgain(verb) {
-    const session = this.session;
-    if (verb === "NICK" && this.state === "registering") {
-      this.register();
-    } else if (verb === "RESUME" && this.state === "resuming" && session.token) {
-      this.missed = 0;
-      this.send(`RESUME ${session.token} ${session.lastSeq}`);
-    }
+    this.errors.handle(line);
   }
 
   onBYE(line) {
@@ -386,41 +317,6 @@ export class ChatLink {
     } else if (this.state === "quitting") {
       this.stopped = true;
     }
-  }
-
-  // --- the heartbeat ---
-
-  startHeartbeat() {
-    const { ping, timeout } = this.hello;
-    this.stopHeartbeat();
-    this.timers.heartbeat = setInterval(() => this.beat(ping, timeout), 250);
-    this.pingTimer = setInterval(() => this.sendPing(), ping * 1000);
-    this.sendPing();
-  }
-
-  stopHeartbeat() {
-    clearInterval(this.timers.heartbeat);
-    clearInterval(this.pingTimer);
-    delete this.timers.heartbeat;
-    this.pingTimer = null;
-    this.pingToken = null;
-  }
-
-  sendPing() {
-    this.pings += 1;
-    this.pingToken = `p${this.pings}`;
-    this.pingSentAt = this.clock.now();
-    this.send(`PING ${this.pingToken}`);
-  }
-
-  beat(ping, timeout) {
-    const silent = this.clock.now() - this.lastHeard;
-    if (silent >= timeout) {
-      this.abandon(`the server was silent for ${Math.round(silent)} s`);
-      return;
-    }
-    // Both sides PING every `ping` seconds: a longer silence means something is wrong.
-    this.observer.silence(silent >= Math.min(ping + 1, (ping + timeout) / 2) ? silent : 0);
   }
 
   // --- bookkeeping ---
