@@ -6,6 +6,7 @@ What Redis adds to hbchat, measured on this machine (docs/cluster.md, "Measureme
     python benchmarks/cluster.py latency    # fanout p50/p99: one node without Redis vs a node of two
     python benchmarks/cluster.py heartbeat  # 2000 idle connections: server CPU without and with --redis
     python benchmarks/cluster.py reuse      # 19,900 idle connections: two nodes on one port vs one node
+    python benchmarks/cluster.py reuse --connections 10000   # the same below one node's knee
     python benchmarks/cluster.py spread     # fanout p50/p99: receivers spread over two nodes vs one node
     python benchmarks/cluster.py all        # order, latency, heartbeat (not reuse, spread)
 
@@ -304,16 +305,17 @@ def heartbeat() -> dict[str, list[dict[str, float]]]:
     return runs
 
 
-def reuse() -> dict[str, list[dict[str, Any]]]:
+def reuse(connections: int = CONNECTIONS) -> dict[str, list[dict[str, Any]]]:
     """The Go driver's idle run, 19,900 connections PINGing every second, in rotation: one node without Redis, one
     node with --redis, two nodes with --reuse-port on one port (one cluster)."""
     runs: dict[str, list[dict[str, Any]]] = {"single": [], "single --redis": [], "two nodes --reuse-port": []}
     for _ in range(REPEATS):
-        runs["single"].append(idle_run(str(BIN / "twistd"), None, 1, free_port()))
+        runs["single"].append(idle_run(str(BIN / "twistd"), None, 1, free_port(), connections))
         for name, nodes in (("single --redis", 1), ("two nodes --reuse-port", 2)):
             redis = Redis()
             try:
-                runs[name].append(idle_run(str(BIN / "twistd"), (redis.url, redis.process.pid), nodes, free_port()))
+                redis_ids = (redis.url, redis.process.pid)
+                runs[name].append(idle_run(str(BIN / "twistd"), redis_ids, nodes, free_port(), connections))
             finally:
                 redis.stop()
         print(json.dumps({name: results[-1] for name, results in runs.items()}), flush=True)
@@ -338,8 +340,8 @@ def spread() -> dict[str, list[dict[str, Any]]]:
     return runs
 
 
-def print_reuse(runs: dict[str, list[dict[str, Any]]]) -> None:
-    print(f"reuse: {CONNECTIONS} idle connections, client PING every 1 s, --ping 1 --timeout 3")
+def print_reuse(runs: dict[str, list[dict[str, Any]]], connections: int) -> None:
+    print(f"reuse: {connections} idle connections, client PING every 1 s, --ping 1 --timeout 3")
     for name, results in runs.items():
         print(f"  {name}:")
         for node in [n for n in results[0]["nodes"]]:
@@ -362,7 +364,9 @@ def summary(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=["order", "latency", "heartbeat", "reuse", "spread", "all"])
-    what = parser.parse_args().what
+    parser.add_argument("--connections", type=int, default=CONNECTIONS, help="reuse: idle connections in all")
+    arguments = parser.parse_args()
+    what = arguments.what
     if what in ("order", "all"):
         for batch in (100, 1):
             results = [order(batch=batch) for _ in range(REPEATS)]
@@ -385,7 +389,7 @@ def main() -> None:
             )
 
     if what == "reuse":
-        print_reuse(reuse())
+        print_reuse(reuse(arguments.connections), arguments.connections)
     if what == "spread":
         for name, results in spread().items():
             print(
