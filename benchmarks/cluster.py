@@ -5,7 +5,10 @@ What Redis adds to hbchat, measured on this machine (docs/cluster.md, "Measureme
     python benchmarks/cluster.py order      # events one cluster orders per second (hb_batch, pipelined)
     python benchmarks/cluster.py latency    # fanout p50/p99: one node without Redis vs a node of two
     python benchmarks/cluster.py heartbeat  # 2000 idle connections: server CPU without and with --redis
-    python benchmarks/cluster.py all
+    python benchmarks/cluster.py reuse      # 19,900 idle connections: two nodes on one port vs one node
+    python benchmarks/cluster.py reuse --connections 10000   # the same below one node's knee
+    python benchmarks/cluster.py spread     # fanout p50/p99: receivers spread over two nodes vs one node
+    python benchmarks/cluster.py all        # order, latency, heartbeat (not reuse, spread)
 
 Starts its own redis-server (UNIX socket in a temporary directory, no persistence) and its
 own `twistd hbchat` processes, on loopback only, and stops every one of them by PID.  Each
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import hiredis
+from cluster_scale import CONNECTIONS, idle_run, spread_run
 
 BIN = Path(sys.executable).parent
 REPEATS = 3
@@ -301,14 +305,68 @@ def heartbeat() -> dict[str, list[dict[str, float]]]:
     return runs
 
 
+def reuse(connections: int = CONNECTIONS) -> dict[str, list[dict[str, Any]]]:
+    """The Go driver's idle run, 19,900 connections PINGing every second, in rotation: one node without Redis, one
+    node with --redis, two nodes with --reuse-port on one port (one cluster)."""
+    runs: dict[str, list[dict[str, Any]]] = {"single": [], "single --redis": [], "two nodes --reuse-port": []}
+    for _ in range(REPEATS):
+        runs["single"].append(idle_run(str(BIN / "twistd"), None, 1, free_port(), connections))
+        for name, nodes in (("single --redis", 1), ("two nodes --reuse-port", 2)):
+            redis = Redis()
+            try:
+                redis_ids = (redis.url, redis.process.pid)
+                runs[name].append(idle_run(str(BIN / "twistd"), redis_ids, nodes, free_port(), connections))
+            finally:
+                redis.stop()
+        print(json.dumps({name: results[-1] for name, results in runs.items()}), flush=True)
+    return runs
+
+
+def spread() -> dict[str, list[dict[str, Any]]]:
+    """Alternating runs: one node without Redis, then two nodes of one cluster on one port (--reuse-port), the
+    kernel spreading the load tool's receivers and senders over both."""
+    runs: dict[str, list[dict[str, Any]]] = {"single": [], "two nodes --reuse-port": []}
+    twistd, bench = str(BIN / "twistd"), str(BIN / "hbchat-bench")
+    for _ in range(REPEATS):
+        runs["single"].append(spread_run(twistd, bench, None, free_port()))
+        redis = Redis()
+        try:
+            runs["two nodes --reuse-port"].append(
+                spread_run(twistd, bench, (redis.url, redis.process.pid), free_port())
+            )
+        finally:
+            redis.stop()
+        print(json.dumps({name: results[-1] for name, results in runs.items()}), flush=True)
+    return runs
+
+
+def print_reuse(runs: dict[str, list[dict[str, Any]]], connections: int) -> None:
+    print(f"reuse: {connections} idle connections, client PING every 1 s, --ping 1 --timeout 3")
+    for name, results in runs.items():
+        print(f"  {name}:")
+        for node in [n for n in results[0]["nodes"]]:
+            figures = [r["nodes"][node] for r in results]
+            line = f"    {node}: CPU % " + summary([f["cpu_percent"] for f in figures])
+            if "connections" in figures[0]:
+                line += " | connections " + summary([f["connections"] for f in figures])
+                line += " | RSS KiB/conn " + summary([f["rss_kib_per_connection"] for f in figures])
+            print(line)
+        for key in ("p50_ms", "p99_ms", "missing", "drops", "connected", "ramp_s", "driver_cpu_percent"):
+            print(f"    {key} " + summary([float(r[key]) for r in results]))
+        for key in ("host_busy_percent", "foreign_percent", "loadavg_before"):
+            print(f"    {key} " + summary([float(r[key]) for r in results]))
+
+
 def summary(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["order", "latency", "heartbeat", "all"])
-    what = parser.parse_args().what
+    parser.add_argument("what", choices=["order", "latency", "heartbeat", "reuse", "spread", "all"])
+    parser.add_argument("--connections", type=int, default=CONNECTIONS, help="reuse: idle connections in all")
+    arguments = parser.parse_args()
+    what = arguments.what
     if what in ("order", "all"):
         for batch in (100, 1):
             results = [order(batch=batch) for _ in range(REPEATS)]
@@ -328,6 +386,21 @@ def main() -> None:
                 summary([r["p99_ms"] for r in results]),
                 "| loss",
                 summary([r["loss"] for r in results]),
+            )
+
+    if what == "reuse":
+        print_reuse(reuse(arguments.connections), arguments.connections)
+    if what == "spread":
+        for name, results in spread().items():
+            print(
+                f"spread {name}: p50 ms",
+                summary([r["p50_ms"] for r in results]),
+                "| p99 ms",
+                summary([r["p99_ms"] for r in results]),
+                "| loss",
+                summary([r["loss"] for r in results]),
+                "| connections per node",
+                [r["connections"] for r in results],
             )
 
     if what in ("heartbeat", "all"):

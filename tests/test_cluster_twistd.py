@@ -308,6 +308,28 @@ class RedisOutageTests(ClusterTwistdTestCase):
         self.assertGreater(int(after.group(1)), int(before.group(1)))
 
 
+class ReusePortTests(ClusterTwistdTestCase):
+    @inlineCallbacks
+    def test_two_nodes_with_reuse_port_both_listen_on_one_port(self) -> Any:
+        redis = RedisServer(self)
+        yield redis.start()
+        port = freePort()
+        processes = []
+        for name in ("a", "b"):
+            process, _ = self.spawn(
+                "--listen", f"tcp:{port}:interface=127.0.0.1", "--reuse-port", "--redis", redis.url, "--node-name", name
+            )
+            yield until(
+                lambda process=process: b"starting on" in process.out or process.reason is not None,
+                f"node {name} listening",
+            )
+            processes.append(process)
+        yield until(lambda: all(b"joined the cluster" in p.out for p in processes), "both nodes joining")
+        for process in processes:
+            self.assertIsNone(process.reason, process.output())
+            self.assertNotIn(b"cannot start", process.out)
+
+
 class PasswordTests(ClusterTwistdTestCase):
     @inlineCallbacks
     def test_password_from_the_environment(self) -> Any:

@@ -47,7 +47,8 @@ def cluster_service(options: Any, cluster: ClusterSettings, reactor: Any) -> ISe
     factory = ObservedChatFactory(
         config, reactor, options.checker, identity_refusal=identity_refusal, chat_maker=chat_maker
     )
-    service: IService = ClusterService(factory.chat, ChatService(factory, config.listen, reactor))  # type: ignore[arg-type]
+    listeners = ChatService(factory, config.listen, reactor, reuse_port=bool(options["reuse-port"]))
+    service: IService = ClusterService(factory.chat, listeners)  # type: ignore[arg-type]
     if options["metrics"] is not None:
         return WithMetrics(service, factory, options["metrics"], reactor)
     return service
