@@ -14,6 +14,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
+from twisted.web.client import Agent, readBody
 from txredisapi import UnixConnection
 
 from tests.clusternodes import until
@@ -328,6 +329,35 @@ class ReusePortTests(ClusterTwistdTestCase):
         for process in processes:
             self.assertIsNone(process.reason, process.output())
             self.assertNotIn(b"cannot start", process.out)
+
+
+class OtherOptionsTests(ClusterTwistdTestCase):
+    @inlineCallbacks
+    def test_a_node_serves_the_page_and_its_websocket_with_web(self) -> Any:
+        """--web holds with --redis too: the node serves the page over HTTP."""
+        redis = RedisServer(self)
+        yield redis.start()
+        webPort = freePort()
+        process, _, _ = yield self.node(redis, "a", "--web", f"tcp:{webPort}:interface=127.0.0.1")
+        response = yield within(
+            Agent(reactor).request(b"GET", f"http://127.0.0.1:{webPort}/".encode()), DEADLINE, "GET /"
+        )
+        body = yield within(readBody(response), DEADLINE, "reading GET /")
+        self.assertEqual(response.code, 200, process.output())
+        self.assertIn(b"<html", body.lower())
+
+    @inlineCallbacks
+    def test_state_is_ignored_with_a_warning(self) -> Any:
+        """--state keeps an in-memory chat; a node's chat is in Redis: one warning, and it serves."""
+        redis = RedisServer(self)
+        yield redis.start()
+        path = os.path.join(os.path.abspath(str(self.mktemp())), "chat.state")
+        process, _, port = yield self.node(redis, "a", "--state", path)
+        ann, _ = yield self.join(port, "ann")
+        ann.sendLine("SAY served")
+        yield ann.waitForLine(r"MSG \d+ ann served")
+        self.assertIn(b"--state", process.out)
+        self.assertIn(b"is ignored", process.out)
 
 
 class PasswordTests(ClusterTwistdTestCase):

@@ -20,6 +20,7 @@ from hbchat.config import ServerConfig
 from hbchat.ops.observed import ObservedChatFactory
 from hbchat.ops.web import WithMetrics
 from hbchat.server.service import ChatService
+from hbchat.server.statekeeper import keep_state
 from hbchat.server.tls import identity_refusal
 
 
@@ -47,7 +48,16 @@ def cluster_service(options: Any, cluster: ClusterSettings, reactor: Any) -> ISe
     factory = ObservedChatFactory(
         config, reactor, options.checker, identity_refusal=identity_refusal, chat_maker=chat_maker
     )
-    listeners = ChatService(factory, config.listen, reactor, reuse_port=bool(options["reuse-port"]))
+    if options["state"] is not None:
+        keep_state(factory.chat, options["state"])  # a chat in Redis: one warning that it is ignored
+    listeners = ChatService(
+        factory,
+        config.listen,
+        reactor,
+        tuple(options["web"]),
+        tuple(options["web-origin"]),
+        reuse_port=bool(options["reuse-port"]),
+    )
     service: IService = ClusterService(factory.chat, listeners)  # type: ignore[arg-type]
     if options["metrics"] is not None:
         return WithMetrics(service, factory, options["metrics"], reactor)
