@@ -31,8 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cluster_scale
 import hiredis
-from cluster_scale import CONNECTIONS, idle_run, spread_run
+from cluster_scale import CONNECTIONS, idle_run, run_json, spread_run
 
 BIN = Path(sys.executable).parent
 REPEATS = 3
@@ -200,31 +201,8 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def fanout(port: int) -> dict[str, float]:
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run(
-            [
-                str(BIN / "hbchat-bench"),
-                "fanout",
-                "--rate",
-                "1000",
-                "--receivers",
-                "100",
-                "--senders",
-                "4",
-                "--duration",
-                "10",
-                "--json",
-                out.name,
-                f"tcp:127.0.0.1:{port}",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=300,
-        )
-        document = json.loads(Path(out.name).read_text())
-    latency = document["fanout"]["latency"]
-    return {"p50_ms": latency["p50_ms"], "p99_ms": latency["p99_ms"], "loss": document["fanout"]["loss"]}
+    result = cluster_scale.fanout(str(BIN / "hbchat-bench"), port)
+    return {"p50_ms": result["latency"]["p50_ms"], "p99_ms": result["latency"]["p99_ms"], "loss": result["loss"]}
 
 
 def latency() -> dict[str, list[dict[str, float]]]:
@@ -258,29 +236,8 @@ def server_cpu(document: dict[str, Any]) -> float:
 
 
 def idle(port: int, pid: int) -> dict[str, float]:
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run(
-            [
-                str(BIN / "hbchat-bench"),
-                "idle",
-                "--clients",
-                "2000",
-                "--period",
-                "1",
-                "--duration",
-                "10",
-                "--server-pid",
-                str(pid),
-                "--json",
-                out.name,
-                f"tcp:127.0.0.1:{port}",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=300,
-        )
-        document = json.loads(Path(out.name).read_text())
+    arguments = ("--clients", "2000", "--period", "1", "--duration", "10", "--server-pid", str(pid))
+    document = run_json([str(BIN / "hbchat-bench"), "idle", *arguments, "--json"], after=(f"tcp:127.0.0.1:{port}",))
     return {"server_cpu": server_cpu(document), "p99_ms": document["idle"]["pong_rtt"]["p99_ms"]}
 
 

@@ -143,40 +143,39 @@ class Sampler(threading.Thread):
 
 
 def drive_idle(port: int, pid: int, connections: int, seconds: int) -> dict[str, Any]:
+    document = run_json(
+        [
+            DRIVER,
+            *("-proto", "hbchat", "-addr", f"127.0.0.1:{port}", "-scenario", "idle", "-n", str(connections)),
+            *("-period", "1s", "-dur", f"{seconds}s", "-settle-max", "120s", "-max-time", "5m", "-pid", str(pid)),
+            "-json",
+        ],
+        timeout=330,
+        more_fds=True,
+    )
+    if document.get("error"):
+        raise SystemExit(f"driver: {document['error']}")
+    return document
+
+
+def run_json(
+    argv: list[str], after: tuple[str, ...] = (), timeout: float = 300, more_fds: bool = False
+) -> dict[str, Any]:
+    """
+    Run a load tool (``hbchat-bench``, the Go driver) to completion, its output silenced:
+    ``argv`` ends with its JSON flag, which gets a temporary file's name, then ``after`` (an
+    endpoint); the JSON it wrote there.
+    """
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         subprocess.run(
-            [
-                DRIVER,
-                "-proto",
-                "hbchat",
-                "-addr",
-                f"127.0.0.1:{port}",
-                "-scenario",
-                "idle",
-                "-n",
-                str(connections),
-                "-period",
-                "1s",
-                "-dur",
-                f"{seconds}s",
-                "-settle-max",
-                "120s",
-                "-max-time",
-                "5m",
-                "-pid",
-                str(pid),
-                "-json",
-                out.name,
-            ],
+            [*argv, out.name, *after],
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            timeout=330,
-            preexec_fn=more_files,
+            timeout=timeout,
+            preexec_fn=more_files if more_fds else None,
         )
         document: dict[str, Any] = json.loads(Path(out.name).read_text())
-    if document.get("error"):
-        raise SystemExit(f"driver: {document['error']}")
     return document
 
 
@@ -247,29 +246,9 @@ def idle_run(
 
 
 def fanout(bench: str, port: int, seconds: int = 10) -> dict[str, Any]:
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run(
-            [
-                bench,
-                "fanout",
-                "--rate",
-                "1000",
-                "--receivers",
-                "100",
-                "--senders",
-                "4",
-                "--duration",
-                str(seconds),
-                "--json",
-                out.name,
-                f"tcp:127.0.0.1:{port}",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=300,
-        )
-        document: dict[str, Any] = json.loads(Path(out.name).read_text())
+    """``hbchat-bench fanout`` at 1,000 msgs/s from 4 senders to 100 receivers: its results."""
+    arguments = ("--rate", "1000", "--receivers", "100", "--senders", "4", "--duration", str(seconds))
+    document = run_json([bench, "fanout", *arguments, "--json"], after=(f"tcp:127.0.0.1:{port}",))
     return document["fanout"]  # type: ignore[no-any-return]
 
 
