@@ -75,6 +75,9 @@ SENDQ_SOFT_MAX = 64 * 1024 * 1024
 DEFAULT_RATE = 100.0
 DEFAULT_BURST = 200
 
+#: The longest --batch-window: a pause the size of a PONG's whole latency budget is no batching.
+BATCH_WINDOW_MAX = 0.01
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -110,6 +113,9 @@ class ServerConfig:
     tls_client_ca: str | None = None
     #: --tls-identity: a NICK must be the common name of the client's certificate.
     tls_identity: bool = False
+    #: --batch-window: after a turn that read something, wait until this long after the
+    #: previous poll before polling again (hbchat.server.pacing; 0: poll at once).
+    batch_window: float = 0.001
 
     def __post_init__(self) -> None:
         if self.tls_identity and self.tls_client_ca is None:
@@ -122,6 +128,11 @@ class ServerConfig:
             raise ConfigError(
                 f"--sendq-soft must be {SENDQ_SOFT_MIN} to {SENDQ_SOFT_MAX} bytes, not {self.sendq_soft} "
                 "(the server also reads up to that many bytes at a time)"
+            )
+        if not 0.0 <= self.batch_window <= BATCH_WINDOW_MAX:
+            raise ConfigError(
+                f"--batch-window must be 0 to {format_number(BATCH_WINDOW_MAX)} seconds,"
+                f" not {format_number(self.batch_window)}"
             )
         if self.sendq_soft >= self.sendq_max:
             raise ConfigError(f"--sendq-soft ({self.sendq_soft}) must be less than --sendq-max ({self.sendq_max})")

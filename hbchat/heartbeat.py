@@ -15,10 +15,11 @@ from typing import Any, cast
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITCPTransport
 from twisted.internet.protocol import Protocol
-from twisted.internet.task import LoopingCall
 from twisted.protocols.policies import TimeoutMixin
 
 from hbchat import wire
+from hbchat.coarseclock import CoarseClock
+from hbchat.pinger import Pinger
 
 #: The share of a ping interval a peer is given to answer a PING before its idle timeout
 #: may cut it (docs/protocol.md, section 6: "within half an interval").
@@ -42,6 +43,7 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
         "_pingSentAt",
         "_pingToken",
         "_pinger",
+        "_pingerClock",
         "_pingsSent",
         "_skipWhileIdleBelow",
         "_verdict",
@@ -63,7 +65,7 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
     #: Round-trip time of the last answered PING, in seconds.
     rtt: float | None
 
-    _pinger: LoopingCall | None
+    _pinger: Pinger | None
     _verdict: IDelayedCall | None
     _skipWhileIdleBelow: float
     _heardSincePing: bool
@@ -73,8 +75,11 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
     #: When the first PING since the peer was last heard went out (None: none yet).
     _askedAt: float | None
 
-    def __init__(self, clock: IReactorTime) -> None:
+    def __init__(self, clock: IReactorTime, pinger_clock: CoarseClock | None = None) -> None:
         self.clock = clock
+        #: What the pinger's LoopingCall runs on: a server's thousands of pingers share a
+        #: coarse clock (hbchat.coarseclock); without one, ``clock``.
+        self._pingerClock = pinger_clock
         self.pingInterval = None
         self.lastReceived = 0.0
         self.rtt = None
@@ -105,13 +110,16 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
         """Ping every ``interval`` seconds; abort after ``timeout`` seconds of silence."""
         self.changeIdleTimeout(timeout)
         self.pingInterval = interval
-        self._skipWhileIdleBelow = timeout - 1.5 * interval
+        # A coarse pinger clock may send a PING up to its lateness after its time, and that
+        # comes off the time the peer has to answer the PING after a skipped one.
+        lateness = 0.0 if self._pingerClock is None else self._pingerClock.lateness
+        self._skipWhileIdleBelow = timeout - 1.5 * interval - lateness
         # Intervals are counted from here; what came before does not excuse the first PING.
         self._heardSincePing = False
         if self._pinger is not None and self._pinger.running:
             self._pinger.stop()
-        pinger = self._pinger = LoopingCall(self._ping)
-        pinger.clock = self.clock
+        pinger = self._pinger = Pinger(self._ping)
+        pinger.clock = self.clock if self._pingerClock is None else self._pingerClock
         pinger.start(interval, now=False)
 
     def stopHeartbeat(self) -> None:

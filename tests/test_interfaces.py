@@ -28,12 +28,14 @@ from twisted.internet.interfaces import (
     IAddress,
     IConnector,
     IConsumer,
+    IDelayedCall,
     IHandshakeListener,
     IOpenSSLClientConnectionCreator,
     IOpenSSLServerConnectionCreator,
     IProtocol,
     IProtocolFactory,
     IPushProducer,
+    IReactorTime,
     IStreamClientEndpoint,
     IStreamServerEndpoint,
     ITransport,
@@ -64,6 +66,7 @@ from hbchat.client.owner import IConnectionOwner
 from hbchat.client.tls import VerifyingCreator
 from hbchat.cluster.chat import ClusterChat
 from hbchat.cluster.url import parse_redis_url
+from hbchat.coarseclock import CoarseCall, CoarseClock
 from hbchat.config import ServerConfig
 from hbchat.interfaces import IChatObserver
 from hbchat.ops.exposure import WarnIfExposed
@@ -116,6 +119,8 @@ VERIFIED: tuple[type, ...] = (
     LineTransport,
     _WebRecordingEndpoint,
     ClusterChat,
+    CoarseClock,
+    CoarseCall,
 )
 
 
@@ -142,6 +147,13 @@ class ProvidesTestCase(SynchronousTestCase):
 
 
 class ServerTests(ProvidesTestCase):
+    def test_the_pingers_coarse_clock_is_a_reactor_clock(self) -> None:
+        self.assertProvidesAll(CoarseClock(Clock()), CoarseClock, IReactorTime)
+
+    def test_a_call_on_the_coarse_clock_is_a_delayed_call(self) -> None:
+        call = CoarseClock(Clock()).callLater(1, lambda: None)
+        self.assertProvidesAll(call, CoarseCall, IDelayedCall)
+
     def test_the_chat_provides_IChat(self) -> None:
         self.assertProvidesAll(FakeServer().factory.chat, Chat, IChat)
 

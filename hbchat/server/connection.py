@@ -108,7 +108,7 @@ class ChatServerProtocol(ConnectionFlow):
     closeWhy: str | None = None
 
     def __init__(self, factory: Host) -> None:
-        super().__init__(factory.clock)
+        super().__init__(factory.clock, factory.pingerClock)
         self.transport = None
         self.connected = 0
         self.factory = factory
@@ -203,6 +203,7 @@ class ChatServerProtocol(ConnectionFlow):
         if phase.ended:
             return
         self.bytesIn += len(data)
+        self.factory.pacer.read()
         self.noteTraffic()
         lines, overflowed = self._framer.feed(data)
         if phase is Phase.AUTHENTICATING:

@@ -19,6 +19,7 @@ from zope.interface import implementer
 
 from hbchat import wire
 from hbchat.auth.authlimit import BoundedChecker, FailureLimit
+from hbchat.coarseclock import CoarseClock
 from hbchat.config import ServerConfig
 from hbchat.lognames import NamedLogger
 from hbchat.ratelimit import Bucket, ping_bucket
@@ -31,6 +32,7 @@ from hbchat.server.drain import Drain
 from hbchat.server.flow import SLOW_PATIENCE
 from hbchat.server.host import IdentityRefusal
 from hbchat.server.interfaces import Counted, IServerEvents
+from hbchat.server.pacing import ReadPacer
 
 
 class Listening(Protocol):
@@ -126,6 +128,11 @@ class ChatFactory(ServerFactory):
         self.backpressure = Backpressure(
             clock, SLOW_PATIENCE, config.timeout, config.sendq_max, population=lambda: len(self.connections)
         )
+        #: The clock of the connections' pingers: their thousands of LoopingCalls share one
+        #: reactor timer per hundredth of a second (hbchat.coarseclock).
+        self.pingerClock = CoarseClock(clock)
+        #: Lets a busy server's reads pile up between polls (--batch-window).
+        self.pacer = ReadPacer(clock, config.batch_window)
         #: Timeout verdicts withdrawn because the peer had spoken during a server stall.
         self.sparedVerdicts = 0
         #: Timeout verdicts put off to PING first: no PING had been sent in time (a stall).

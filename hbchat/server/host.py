@@ -13,11 +13,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from hbchat.auth.authlimit import BoundedChecker, FailureLimit
+from hbchat.coarseclock import CoarseClock
 from hbchat.config import ServerConfig
 from hbchat.ratelimit import Bucket
 from hbchat.server.admission import Admission
 from hbchat.server.backpressure import Backpressure
 from hbchat.server.interfaces import IChat, IServerEvents
+from hbchat.server.pacing import ReadPacer
 
 #: Why a connection (its transport) may not take a nick; None: it may.
 IdentityRefusal = Callable[[object, bytes], "str | None"]
@@ -68,6 +70,12 @@ class Host(Protocol):
 
     @property
     def pingBucket(self) -> Bucket: ...
+
+    @property
+    def pacer(self) -> ReadPacer: ...
+
+    @property
+    def pingerClock(self) -> CoarseClock: ...
 
     @property
     def greeting(self) -> bytes: ...

@@ -166,6 +166,7 @@ class ServerOptions(AuthOptionMixin, usage.Options):
                 ping=self["ping"],
                 timeout=self["timeout"],
                 register_timeout=self["register-timeout"],
+                batch_window=self["batch-window"],
                 max_line=self["max-line"],
                 max_clients=self["max-clients"],
                 history=self["history"],
