@@ -454,6 +454,20 @@ class HeartbeatTests(SynchronousTestCase):
                             peer.sendLine("SAY still here")
             self.assertFalse(peer.closing, (ping, timeout))
 
+    def test_a_peer_that_falls_silent_is_asked_in_time_though_pingers_tick_late(self) -> None:
+        # The pingers share a clock of 10 ms ticks (hbchat.coarseclock), so a PING may go
+        # out up to 10 ms after its time; an interval off that grid makes the lateness of
+        # one tick differ from the next.  However the last line falls, the PING after it
+        # must leave the peer half an interval to answer: never a verdict put off to ask.
+        for heard in range(0, 1005, 7):
+            server = FakeServer(ping=1.005, timeout=2.5)
+            peer = server.registered("carol")
+            server.clock.pump([0.001] * (1000 + heard))
+            peer.sendLine("SAY last words")
+            server.clock.pump([0.001] * 4000)
+            self.assertTrue(peer.aborted, heard)
+            self.assertEqual(server.factory.askedVerdicts, 0, heard)
+
     def test_silent_peer_is_aborted_at_the_timeout_on_the_next_reactor_turn(self) -> None:
         self.server.clock.pump([1.0] * 89 + [0.999])
         self.server.turn()
