@@ -40,7 +40,12 @@ class CoarseCall:
     __slots__ = ("_clock", "args", "called", "cancelled", "func", "kw", "slot", "time")
 
     def __init__(
-        self, clock: CoarseClock, when: float, func: Callable[..., object], args: tuple[Any, ...], kw: dict[str, Any]
+        self,
+        clock: CoarseClock,
+        when: float,
+        func: Callable[..., object],
+        args: tuple[Any, ...],
+        kw: dict[str, Any] | None,
     ) -> None:
         self._clock = clock
         self.time = when
@@ -120,7 +125,8 @@ class CoarseClock:
         return self._clock.seconds()
 
     def callLater(self, delay: float, callable: Callable[..., object], *args: object, **kw: object) -> IDelayedCall:
-        call = CoarseCall(self, self._clock.seconds() + delay, callable, args, kw)
+        # No keywords is the usual case (a LoopingCall's): keep no empty dictionary per call.
+        call = CoarseCall(self, self._clock.seconds() + delay, callable, args, kw or None)
         self._file(call)
         return call
 
@@ -195,7 +201,10 @@ class CoarseClock:
                 call.called = True
                 self._pending -= 1
                 try:
-                    call.func(*call.args, **call.kw)
+                    if call.kw is None:
+                        call.func(*call.args)
+                    else:
+                        call.func(*call.args, **call.kw)
                 except Exception:
                     # As the reactor does for its own timed calls: logged, and the others run.
                     log.failure("while running timed call {call!r}", call=call)

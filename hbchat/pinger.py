@@ -16,12 +16,23 @@ tests/test_pinger.py holds the behaviour to ``LoopingCall``'s.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 
+#: The keywords of every pinger: none, and one shared dictionary for that rather than an
+#: empty one per connection (``LoopingCall`` keeps its own; never written to).
+_NO_KEYWORDS: dict[str, object] = {}
+
+
 class Pinger(LoopingCall):
-    """A ``LoopingCall`` for a function that returns nothing (a Deferred it returns is ignored)."""
+    """A ``LoopingCall`` for a function of no arguments that returns nothing."""
+
+    def __init__(self, f: Callable[[], object]) -> None:
+        super().__init__(f)
+        self.kw = _NO_KEYWORDS
 
     def __call__(self) -> None:
         self.call = None

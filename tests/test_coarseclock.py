@@ -131,6 +131,13 @@ class CoarseClockTests(SynchronousTestCase):
         self.reactor.advance(0.5)
         self.assertEqual(self.ran, [("next", 1.5)])
 
+    def test_arguments_and_keywords_are_passed(self) -> None:
+        got: list[object] = []
+        self.clock.callLater(0.1, lambda *a, **k: got.append((a, k)), 1, 2, key="v")
+        self.clock.callLater(0.1, lambda *a, **k: got.append((a, k)))
+        self.reactor.advance(0.1)
+        self.assertEqual(got, [((1, 2), {"key": "v"}), ((), {})])
+
     def test_lateness_is_one_tick(self) -> None:
         self.assertEqual(self.clock.lateness, 0.1)
         self.assertEqual(CoarseClock(self.reactor).lateness, 0.01)
