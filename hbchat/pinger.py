@@ -21,7 +21,6 @@ from collections.abc import Callable
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
-
 #: The keywords of every pinger: none, and one shared dictionary for that rather than an
 #: empty one per connection (``LoopingCall`` keeps its own; never written to).
 _NO_KEYWORDS: dict[str, object] = {}
