@@ -13,6 +13,12 @@ the earliest bucket.
 A call runs at or after its time, never before (``LoopingCall`` relies on that: a tick run
 early would be scheduled again for the same instant), and at most one tick plus a reactor
 turn after it: :attr:`CoarseClock.lateness` is what a caller allows for.
+
+An *exact* clock (``exact=True``) is for deadlines that are put off again and again and
+rarely reached, such as a connection's idle timeout, reset by every read: putting a call
+off is an assignment (it is filed again only when its old tick comes), and a call whose
+tick comes while its time is still ahead is handed to the reactor for the rest, so it runs
+at its time exactly, as a reactor's ``DelayedCall`` would.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ DEFAULT_TICKS = 100
 class CoarseCall:
     """One timed call of a :class:`CoarseClock` (an ``IDelayedCall``)."""
 
-    __slots__ = ("_clock", "args", "called", "cancelled", "func", "kw", "slot", "time")
+    __slots__ = ("_clock", "args", "called", "cancelled", "func", "kw", "precise", "slot", "time")
 
     def __init__(
         self,
@@ -55,6 +61,8 @@ class CoarseCall:
         self.called = False
         self.cancelled = False
         self.slot = 0
+        #: An exact clock's call handed to the reactor for the rest of its time.
+        self.precise: IDelayedCall | None = None
 
     def getTime(self) -> float:
         return self.time
@@ -69,15 +77,11 @@ class CoarseCall:
 
     def reset(self, secondsLater: float) -> None:
         self._check()
-        self._clock._unfile(self)
-        self.time = self._clock.seconds() + secondsLater
-        self._clock._file(self)
+        self._clock._move(self, self._clock.seconds() + secondsLater)
 
     def delay(self, secondsLater: float) -> None:
         self._check()
-        self._clock._unfile(self)
-        self.time += secondsLater
-        self._clock._file(self)
+        self._clock._move(self, self.time + secondsLater)
 
     def _check(self) -> None:
         if self.cancelled:
@@ -100,11 +104,14 @@ class CoarseClock:
     function, and so its connection, until then).
     """
 
-    def __init__(self, clock: IReactorTime, ticks: int = DEFAULT_TICKS) -> None:
+    def __init__(self, clock: IReactorTime, ticks: int = DEFAULT_TICKS, exact: bool = False) -> None:
         if ticks <= 0:
             raise ValueError(f"ticks must be positive, not {ticks}")
         self._clock = clock
         self._ticks = ticks
+        #: Exact: a call is filed in the tick before its time and handed to the reactor
+        #: for the rest; otherwise in the tick after it, and run then.
+        self.exact = exact
         self._buckets: dict[int, dict[CoarseCall, None]] = {}
         #: The ticks that have a bucket, earliest first (a bucket emptied by cancels stays
         #: here until its tick comes).
@@ -118,8 +125,8 @@ class CoarseClock:
 
     @property
     def lateness(self) -> float:
-        """The most a call runs after its time, besides the reactor's own turn: one tick."""
-        return 1.0 / self._ticks
+        """The most a call runs after its time, besides the reactor's own turn: one tick (none if exact)."""
+        return 0.0 if self.exact else 1.0 / self._ticks
 
     def seconds(self) -> float:
         return self._clock.seconds()
@@ -135,7 +142,8 @@ class CoarseClock:
 
     def _file(self, call: CoarseCall) -> None:
         self._pending += 1
-        slot = call.slot = math.ceil(call.time * self._ticks)
+        when = call.time * self._ticks
+        slot = call.slot = math.floor(when) if self.exact else math.ceil(when)
         bucket = self._buckets.get(slot)
         if bucket is not None:
             bucket[call] = None
@@ -145,8 +153,21 @@ class CoarseClock:
         if not self._running and (self._timer is None or slot < self._timerSlot):
             self._arm(slot)
 
+    def _move(self, call: CoarseCall, when: float) -> None:
+        """``call`` is now due at ``when``."""
+        if self.exact and call.precise is None and when >= call.time:
+            # Put off: its tick still comes first, and files it anew then.
+            call.time = when
+            return
+        self._unfile(call)
+        call.time = when
+        self._file(call)
+
     def _unfile(self, call: CoarseCall) -> None:
         self._pending -= 1
+        if call.precise is not None:
+            call.precise.cancel()
+            call.precise = None
         bucket = self._buckets.get(call.slot)
         if bucket is not None:
             bucket.pop(call, None)
@@ -183,6 +204,18 @@ class CoarseClock:
         if due:
             self._arm(due[0])
 
+    def _runPrecisely(self, call: CoarseCall) -> None:
+        """An exact clock's call, handed to the reactor within its last tick, is due."""
+        call.precise = None
+        call.called = True
+        self._pending -= 1
+        if not self._pending and not self._running:
+            self._idle()
+        if call.kw is None:
+            call.func(*call.args)
+        else:
+            call.func(*call.args, **call.kw)
+
     def _runDue(self) -> None:
         now = self._clock.seconds()
         due, buckets, ticks = self._due, self._buckets, self._ticks
@@ -196,7 +229,16 @@ class CoarseClock:
                 continue
             for call in bucket:
                 # Cancelled or moved by an earlier call of this very bucket.
-                if call.cancelled or call.called or call.slot != slot:
+                if call.cancelled or call.called or call.slot != slot or call.precise is not None:
+                    continue
+                if call.time > now:
+                    # An exact clock's call put off since it was filed, or due within the tick.
+                    self._pending -= 1
+                    if call.time * ticks >= slot + 1:
+                        self._file(call)
+                    else:
+                        self._pending += 1
+                        call.precise = self._clock.callLater(call.time - now, self._runPrecisely, call)
                     continue
                 call.called = True
                 self._pending -= 1

@@ -39,6 +39,7 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
     # connections the difference is a few hundred bytes each.
     __slots__ = (
         "_askedAt",
+        "_deadlineClock",
         "_heardSincePing",
         "_pingSentAt",
         "_pingToken",
@@ -75,8 +76,14 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
     #: When the first PING since the peer was last heard went out (None: none yet).
     _askedAt: float | None
 
-    def __init__(self, clock: IReactorTime, pinger_clock: CoarseClock | None = None) -> None:
+    def __init__(
+        self, clock: IReactorTime, pinger_clock: CoarseClock | None = None, deadline_clock: CoarseClock | None = None
+    ) -> None:
         self.clock = clock
+        #: What TimeoutMixin's timer runs on: a server's connections share an exact coarse
+        #: clock (reset by every read, the timer is put off by an assignment); without one,
+        #: ``clock``.
+        self._deadlineClock = deadline_clock
         #: What the pinger's LoopingCall runs on: a server's thousands of pingers share a
         #: coarse clock (hbchat.coarseclock); without one, ``clock``.
         self._pingerClock = pinger_clock
@@ -100,6 +107,8 @@ class HeartbeatProtocol(Protocol, TimeoutMixin):
 
     # TimeoutMixin schedules through this; route it to the injected clock.
     def callLater(self, period: float, func: Callable[..., Any]) -> IDelayedCall:
+        if self._deadlineClock is not None:
+            return self._deadlineClock.callLater(period, func)
         return self.clock.callLater(period, func)
 
     def sendLine(self, line: bytes) -> None:

@@ -169,3 +169,73 @@ class LoopingCallOnACoarseClockTests(SynchronousTestCase):
             self.assertGreaterEqual(at, 0.123 + count - 1e-9)
             self.assertLessEqual(at, 0.123 + count + clock.lateness + 1e-9)
         self.assertEqual(reactor.getDelayedCalls(), [])
+
+
+class ExactCoarseClockTests(SynchronousTestCase):
+    """An exact clock: deadlines put off cheaply, run at their time as a reactor's would."""
+
+    def setUp(self) -> None:
+        self.reactor = Clock()
+        self.clock = CoarseClock(self.reactor, ticks=10, exact=True)
+        self.ran: list[float] = []
+
+    def record(self) -> None:
+        self.ran.append(self.reactor.seconds())
+
+    def test_a_call_between_ticks_runs_at_its_time_exactly(self) -> None:
+        self.clock.callLater(0.31, self.record)
+        self.reactor.advance(0.3)
+        self.assertEqual(self.ran, [])
+        self.reactor.advance(0.009)
+        self.assertEqual(self.ran, [])
+        self.reactor.advance(0.001)
+        self.assertEqual(self.ran, [0.31])
+
+    def test_a_call_put_off_again_and_again_runs_at_its_last_time(self) -> None:
+        call = self.clock.callLater(1, self.record)
+        for _ in range(30):
+            self.reactor.advance(0.25)
+            call.reset(1)
+        self.assertEqual(self.ran, [])
+        self.reactor.advance(0.999)
+        self.assertEqual(self.ran, [])
+        self.reactor.advance(0.001)
+        self.assertEqual(self.ran, [8.5])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_putting_a_call_off_leaves_the_reactor_timer_alone(self) -> None:
+        call = self.clock.callLater(1, self.record)
+        (timer,) = self.reactor.getDelayedCalls()
+        call.reset(5)
+        self.assertEqual(self.reactor.getDelayedCalls(), [timer])
+        self.assertEqual(call.getTime(), 5)
+
+    def test_a_call_brought_forward_runs_at_its_new_time(self) -> None:
+        call = self.clock.callLater(5, self.record)
+        call.reset(0.55)
+        self.reactor.advance(0.55)
+        self.assertEqual(self.ran, [0.55])
+
+    def test_a_call_handed_to_the_reactor_can_still_be_cancelled(self) -> None:
+        call = self.clock.callLater(0.35, self.record)
+        self.reactor.advance(0.3)  # its tick: handed to the reactor for the last 50 ms
+        call.cancel()
+        self.reactor.advance(1)
+        self.assertEqual(self.ran, [])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_a_call_handed_to_the_reactor_can_still_be_put_off(self) -> None:
+        call = self.clock.callLater(0.35, self.record)
+        self.reactor.advance(0.3)
+        call.reset(1)
+        self.reactor.advance(0.05)
+        self.assertEqual(self.ran, [])
+        self.reactor.advance(0.949)
+        self.assertEqual(self.ran, [])
+        self.reactor.advance(0.002)
+        self.assertEqual(len(self.ran), 1)
+        self.assertAlmostEqual(self.ran[0], 1.3, delta=0.002)
+        self.assertFalse(call.active())
+
+    def test_an_exact_clock_is_never_late(self) -> None:
+        self.assertEqual(self.clock.lateness, 0.0)

@@ -108,7 +108,7 @@ class ChatServerProtocol(ConnectionFlow):
     closeWhy: str | None = None
 
     def __init__(self, factory: Host) -> None:
-        super().__init__(factory.clock, factory.pingerClock)
+        super().__init__(factory.clock, factory.pingerClock, factory.deadlineClock)
         self.transport = None
         self.connected = 0
         self.factory = factory

@@ -131,6 +131,9 @@ class ChatFactory(ServerFactory):
         #: The clock of the connections' pingers: their thousands of LoopingCalls share one
         #: reactor timer per hundredth of a second (hbchat.coarseclock).
         self.pingerClock = CoarseClock(clock)
+        #: The clock of their idle timeouts (TimeoutMixin), reset by every read: exact, but
+        #: a reset is an assignment rather than a reactor heap's work (hbchat.coarseclock).
+        self.deadlineClock = CoarseClock(clock, exact=True)
         #: Lets a busy server's reads pile up between polls (--batch-window).
         self.pacer = ReadPacer(clock, config.batch_window)
         #: Timeout verdicts withdrawn because the peer had spoken during a server stall.

@@ -78,6 +78,9 @@ class Host(Protocol):
     def pingerClock(self) -> CoarseClock: ...
 
     @property
+    def deadlineClock(self) -> CoarseClock: ...
+
+    @property
     def greeting(self) -> bytes: ...
 
     @property
