@@ -122,6 +122,8 @@ class CoarseClock:
         #: Calls filed and neither run nor cancelled: at none, the reactor's timer goes too
         #: (a clock with nothing to do holds no timer, and a test's reactor ends clean).
         self._pending = 0
+        #: An exact clock's calls handed to the reactor for the rest of their time.
+        self._handed: dict[CoarseCall, None] = {}
 
     @property
     def lateness(self) -> float:
@@ -138,7 +140,8 @@ class CoarseClock:
         return call
 
     def getDelayedCalls(self) -> list[IDelayedCall]:
-        return [call for bucket in self._buckets.values() for call in bucket]
+        filed = [call for bucket in self._buckets.values() for call in bucket]
+        return [*filed, *self._handed]
 
     def _file(self, call: CoarseCall) -> None:
         self._pending += 1
@@ -168,6 +171,7 @@ class CoarseClock:
         if call.precise is not None:
             call.precise.cancel()
             call.precise = None
+            del self._handed[call]
         bucket = self._buckets.get(call.slot)
         if bucket is not None:
             bucket.pop(call, None)
@@ -207,6 +211,7 @@ class CoarseClock:
     def _runPrecisely(self, call: CoarseCall) -> None:
         """An exact clock's call, handed to the reactor within its last tick, is due."""
         call.precise = None
+        del self._handed[call]
         call.called = True
         self._pending -= 1
         if not self._pending and not self._running:
@@ -239,6 +244,7 @@ class CoarseClock:
                     else:
                         self._pending += 1
                         call.precise = self._clock.callLater(call.time - now, self._runPrecisely, call)
+                        self._handed[call] = None
                     continue
                 call.called = True
                 self._pending -= 1

@@ -219,7 +219,9 @@ class ExactCoarseClockTests(SynchronousTestCase):
     def test_a_call_handed_to_the_reactor_can_still_be_cancelled(self) -> None:
         call = self.clock.callLater(0.35, self.record)
         self.reactor.advance(0.3)  # its tick: handed to the reactor for the last 50 ms
+        self.assertEqual(self.clock.getDelayedCalls(), [call])
         call.cancel()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
         self.reactor.advance(1)
         self.assertEqual(self.ran, [])
         self.assertEqual(self.reactor.getDelayedCalls(), [])
