@@ -274,7 +274,9 @@ class DeadlineTests(SynchronousTestCase):
         self.link.send(b"NICK alice\n")
         self.assertIn(b"WELCOME alice ", self.link.recorder.received)
         # One idle timer (the heartbeat's), one pinger; nothing left of the registration deadline.
-        due = sorted(call.getTime() for call in self.clock.getDelayedCalls())
+        # (Both are on the connections' shared clocks, hbchat.coarseclock.)
+        calls = [*self.factory.pingerClock.getDelayedCalls(), *self.factory.deadlineClock.getDelayedCalls()]
+        due = sorted(call.getTime() for call in calls)
         self.assertEqual(due, [self.config.ping, self.config.timeout])
         self.clock.advance(self.config.register_timeout)
         self.assertFalse(self.link.serverTransport.disconnecting)
