@@ -74,7 +74,7 @@ PARAMETERS: list[list[Any]] = [
         plain(DEFAULTS.batch_window),
         "Seconds (at most 0.01) a busy server lets reads pile up between polls: after a reactor turn that read "
         "anything it polls again only this long after the previous poll, so that one wake-up serves every client "
-        "that spoke meanwhile (the heartbeat's CPU halves at thousands of clients). The cost is at most this much "
+        "that spoke meanwhile (a fifth of the heartbeat's CPU at 10,000 clients). The cost is at most this much "
         "latency while busy; an idle server reads at once. 0: poll at once.",
         coerce_with(lambda option, text: parse_seconds(option, text, allow_zero=True), "batch-window"),
     ],

@@ -4,8 +4,8 @@ Read batching: let a busy server's reads pile up between polls.
 Thousands of heartbeating clients send their PINGs evenly spread over the interval, so a
 server that polls as soon as anything is ready wakes up for every single one: at 10,000
 connections, 10,000 wake-ups a second, each an ``epoll_wait`` that puts the process to sleep
-and a scheduler round trip to wake it again.  Profiled, that was over half of the heartbeat's
-CPU (docs/performance.md, "The heart, cheaper").
+and a scheduler round trip to wake it again.  Batching those wake-ups took a fifth off the
+heartbeat's CPU (docs/performance.md, "The heart, cheaper").
 
 After a reactor turn that read something, the pacer pauses the reactor until one *window*
 has passed since the previous poll, so that the next poll finds every connection that spoke
