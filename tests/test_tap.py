@@ -75,6 +75,15 @@ class OptionsTests(SynchronousTestCase):
             (2.5, 5, 10000, 50000, 7),
         )
 
+    def test_read_batching_is_one_millisecond_unless_told_otherwise(self) -> None:
+        self.assertEqual(parse().config.batch_window, 0.001)
+        self.assertEqual(parse("--batch-window", "0.005").config.batch_window, 0.005)
+        self.assertEqual(parse("--batch-window", "0").config.batch_window, 0)
+
+    def test_the_server_batches_reads_by_its_window(self) -> None:
+        factory = ChatFactory(parse("--batch-window", "0.004").config, Clock())
+        self.assertEqual(factory.pacer.window, 0.004)
+
     def test_rate_zero_turns_rate_limiting_off(self) -> None:
         self.assertEqual(parse("--rate", "0").config.rate, 0)
 
@@ -96,6 +105,9 @@ class OptionsTests(SynchronousTestCase):
             (["--sendq-soft", "100"], "--sendq-soft"),
             (["--sendq-soft", "20000", "--sendq-max", "10000"], "--sendq-soft"),
             (["--max-handshakes", "0"], "--max-handshakes"),
+            (["--batch-window", "0.02"], "--batch-window"),
+            (["--batch-window", "-0.001"], "--batch-window"),
+            (["--batch-window", "soon"], "--batch-window"),
         ]
         for arguments, option in cases:
             error = self.assertRaises(usage.UsageError, parse, *arguments)
